@@ -1,0 +1,60 @@
+"""runcast: a GraphQL gateway for durable workflow runs."""
+
+from __future__ import annotations
+
+from runcast.errors import (
+    AlreadyExists,
+    BadUserInput,
+    Forbidden,
+    NotFound,
+    NotTriggerable,
+    PayloadTooLarge,
+    RateLimited,
+    RuncastError,
+    RunFinished,
+    RunNotFound,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+    WorkflowNotFound,
+)
+from runcast.models import (
+    Credentials,
+    Run,
+    RunPage,
+    RunStatus,
+    Step,
+    Workflow,
+    WorkflowKind,
+)
+from runcast.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "BadUserInput",
+    "Credentials",
+    "Forbidden",
+    "NotFound",
+    "NotTriggerable",
+    "PayloadTooLarge",
+    "RateLimited",
+    "Run",
+    "RunFinished",
+    "RunNotFound",
+    "RunPage",
+    "RunStatus",
+    "RuncastError",
+    "Settings",
+    "Step",
+    "Unauthenticated",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamUnavailable",
+    "Workflow",
+    "WorkflowKind",
+    "WorkflowNotFound",
+    "__version__",
+]

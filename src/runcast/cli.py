@@ -1,0 +1,94 @@
+"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runcast.errors import RuncastError
+from runcast.settings import Settings
+
+
+class ConfigurationError(RuncastError):
+    """A setting cannot be used (unknown upstream, unreadable folder, port in use)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runcast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the GraphQL gateway")
+    serve.add_argument(
+        "--upstream",
+        help="embedded (default), an AwaitStep base URL, or cloudflare://ACCOUNT_ID",
+    )
+    _add_engine_arguments(serve)
+
+    engine = commands.add_parser(
+        "engine", help="run the embedded engine alone as an AwaitStep-compatible REST server"
+    )
+    _add_engine_arguments(engine)
+    engine.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        help="require this bearer token (repeatable)",
+    )
+
+    commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    return parser
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflows", type=Path, help="folder of workflow definitions")
+    parser.add_argument("--db", type=Path, help="the engine's SQLite file")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    changes: dict[str, object] = {}
+    for arg, name in [
+        ("upstream", "upstream"),
+        ("workflows", "workflows_dir"),
+        ("db", "db_path"),
+        ("host", "host"),
+        ("port", "port"),
+    ]:
+        value = getattr(args, arg, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "api_keys", None):
+        changes["engine_api_keys"] = tuple(args.api_keys)
+    return settings.replace(**changes)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2 for a bad setting)."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        if args.command == "schema":
+            from runcast.schema import print_schema
+
+            sys.stdout.write(print_schema() + "\n")
+            return 0
+        if args.command == "engine":
+            from runcast.engine.server import serve_engine
+
+            return serve_engine(settings)
+        from runcast.app import serve
+
+        return serve(settings)
+    except RuncastError as exc:
+        sys.stderr.write(f"runcast: {exc.message}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Workflow definitions of the embedded engine: the parsed, validated form of a YAML file.
+
+The file format is public (design.md section 4). ``runcast.engine.loader`` turns
+files into these values; ``runcast.engine.actions`` executes a step's action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from runcast.models import JSON, Workflow, WorkflowKind
+
+Backoff: TypeAlias = Literal["constant", "linear", "exponential"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing step is tried again, and how long it waits in between."""
+
+    limit: int = 0
+    delay: timedelta = timedelta(seconds=1)
+    backoff: Backoff = "constant"
+
+    def delay_before(self, retry: int) -> timedelta:
+        """The wait before retry number ``retry`` (1 for the first retry)."""
+        if self.backoff == "constant":
+            return self.delay
+        if self.backoff == "linear":
+            return self.delay * retry
+        return self.delay * float(2 ** (retry - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnAction:
+    """Build JSON from the run context; strings are JMESPath expressions."""
+
+    value: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAction:
+    """Make a real HTTP request; the result is the response's JSON (or text)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    json: JSON = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailAction:
+    """Fail the attempt with ``message``; with ``times`` only the first N attempts fail."""
+
+    message: str
+    times: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PythonAction:
+    """Call an importable callable (``module.path:function``), sync or async, with the context."""
+
+    target: str
+
+
+Action: TypeAlias = ReturnAction | HttpAction | FailAction | PythonAction
+
+
+@dataclass(frozen=True, slots=True)
+class StepNode:
+    """Run an action; its return value is saved as the node's result."""
+
+    name: str
+    action: Action
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: timedelta | None = None
+    type: Literal["step"] = "step"
+
+
+@dataclass(frozen=True, slots=True)
+class SleepNode:
+    """Suspend the run for ``duration``."""
+
+    name: str
+    duration: timedelta
+    type: Literal["sleep"] = "sleep"
+
+
+@dataclass(frozen=True, slots=True)
+class SleepUntilNode:
+    """Suspend the run until a timestamp: a literal ISO-8601 string or a JMESPath expression."""
+
+    name: str
+    until: str
+    type: Literal["sleep_until"] = "sleep_until"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForEventNode:
+    """Suspend the run until an event of ``event_type`` arrives (or ``timeout`` passes)."""
+
+    name: str
+    event_type: str
+    timeout: timedelta | None = None
+    type: Literal["wait_for_event"] = "wait_for_event"
+
+
+Node: TypeAlias = StepNode | SleepNode | SleepUntilNode | WaitForEventNode
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDefinition:
+    """One workflow (with nodes) or script (with a URL), as loaded from ``source``."""
+
+    id: str
+    name: str
+    kind: WorkflowKind = WorkflowKind.WORKFLOW
+    url: str | None = None
+    nodes: tuple[Node, ...] = ()
+    source: Path | None = None
+
+    def describe(self) -> Workflow:
+        """The public description of this definition."""
+        return Workflow(id=self.id, name=self.name, kind=self.kind, url=self.url)
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; raises ``KeyError``."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
