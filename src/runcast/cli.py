@@ -1,4 +1,4 @@
-"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the ``schema``."""
+"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL."""
 
 from __future__ import annotations
 
