@@ -1,0 +1,499 @@
+"""The embedded engine's REST API: the AwaitStep API over :class:`~runcast.engine.Engine`.
+
+Routes (all JSON; errors are ``{"error": {"code", "message", ...}}``)::
+
+    GET    /api/v1/workflows                                  {data: [workflow]}
+    GET    /api/v1/workflows/{id}                             workflow
+    POST   /api/v1/workflows/{id}/runs                        {input, instanceId?} -> 201 run
+    GET    /api/v1/workflows/{id}/runs?status=&cursor=&limit= {data: [run], nextCursor}
+    GET    /api/v1/workflows/{id}/runs/{instanceId}           run (with steps)
+    DELETE /api/v1/workflows/{id}/runs/{instanceId}           terminate -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/events    {eventType, payload} -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/pause     -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/resume    -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   -> run
+
+A run is ``{instanceId, workflowId, status, input, output, error, createdAt,
+startedAt, endedAt, wakeAt, steps}``; the trigger answer carries at least
+``{instanceId, status}``. Statuses: 400 bad input (and ``NOT_TRIGGERABLE`` for a
+script, naming its URL), 401 missing or wrong API key, 404 unknown workflow, run
+or route, 405 wrong method, 409 duplicate instance id (``ALREADY_EXISTS``) or
+finished run (``RUN_FINISHED``), 413 body or payload over the limit, 500
+anything else (the detail goes to the log, never to the client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hmac
+import json
+import logging
+import socket
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from runcast.engine import Engine
+from runcast.errors import (
+    AlreadyExists,
+    BadUserInput,
+    NotTriggerable,
+    PayloadTooLarge,
+    RuncastError,
+    RunFinished,
+    RunNotFound,
+    Unauthenticated,
+    WorkflowNotFound,
+)
+from runcast.models import JSON, Run, RunStatus, Step, Workflow
+from runcast.settings import MIB, Settings, default_db_path
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+DEFAULT_MAX_BODY_BYTES = 2 * MIB
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 50
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class EngineConfigurationError(RuncastError):
+    """``runcast engine`` cannot start with these settings (bad folder, port in use, ...)."""
+
+
+# -- wire shapes ---------------------------------------------------------------------------
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def workflow_json(workflow: Workflow) -> dict[str, JSON]:
+    """The wire form of a workflow: ``{id, name, kind, url}``."""
+    return {
+        "id": workflow.id,
+        "name": workflow.name,
+        "kind": workflow.kind.value,
+        "url": workflow.url,
+    }
+
+
+def step_json(step: Step) -> dict[str, JSON]:
+    """The wire form of a step."""
+    return {
+        "name": step.name,
+        "type": step.type,
+        "status": step.status,
+        "attempts": step.attempts,
+        "output": step.output,
+        "error": step.error,
+        "startedAt": _timestamp(step.started_at),
+        "endedAt": _timestamp(step.ended_at),
+    }
+
+
+def run_json(run: Run) -> dict[str, JSON]:
+    """The wire form of a run; ``steps`` is null where they were not loaded."""
+    return {
+        "instanceId": run.instance_id,
+        "workflowId": run.workflow_id,
+        "status": run.raw_status,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "createdAt": _timestamp(run.created_at),
+        "startedAt": _timestamp(run.started_at),
+        "endedAt": _timestamp(run.ended_at),
+        "wakeAt": _timestamp(run.wake_at),
+        "steps": None if run.steps is None else [step_json(step) for step in run.steps],
+    }
+
+
+def error_response(status_code: int, code: str, message: str, **extra: JSON) -> JSONResponse:
+    """An error in the AwaitStep shape ``{"error": {"code", "message", ...}}``."""
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def _runcast_error_response(exc: RuncastError) -> JSONResponse:
+    if isinstance(exc, PayloadTooLarge):
+        return error_response(413, "PAYLOAD_TOO_LARGE", exc.message, limit=exc.limit)
+    if isinstance(exc, NotTriggerable):
+        return error_response(400, exc.code, exc.message, url=exc.url)
+    if isinstance(exc, BadUserInput):
+        return error_response(400, exc.code, exc.message)
+    if isinstance(exc, RunNotFound):
+        return error_response(404, "RUN_NOT_FOUND", exc.message)
+    if isinstance(exc, WorkflowNotFound):
+        return error_response(404, "WORKFLOW_NOT_FOUND", exc.message)
+    if isinstance(exc, AlreadyExists):
+        return error_response(409, exc.code, exc.message)
+    if isinstance(exc, RunFinished):
+        return error_response(409, exc.code, exc.message, status=exc.status)
+    if isinstance(exc, Unauthenticated):
+        return error_response(401, exc.code, exc.message)
+    logger.error("unexpected engine error %s: %s", type(exc).__name__, exc.message)
+    return error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
+
+
+# -- request reading -----------------------------------------------------------------------
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"request body is larger than the limit of {limit} bytes", limit=limit
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"request body is larger than the limit of {limit} bytes", limit=limit
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _read_object(request: Request, limit: int, *, required: bool) -> dict[str, Any]:
+    body = await _read_body(request, limit)
+    if not body.strip():
+        if required:
+            raise BadUserInput("the request body must be a JSON object")
+        return {}
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadUserInput("the request body is not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise BadUserInput("the request body must be a JSON object")
+    return value
+
+
+def _optional_string(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadUserInput(f"{key!r} must be a string")
+    return value
+
+
+def _statuses(request: Request) -> list[RunStatus] | None:
+    raw = [
+        part.strip()
+        for value in request.query_params.getlist("status")
+        for part in value.split(",")
+        if part.strip()
+    ]
+    if not raw:
+        return None
+    statuses: list[RunStatus] = []
+    for name in raw:
+        status = RunStatus.parse(name)
+        if status is RunStatus.UNKNOWN:
+            known = ", ".join(s.value for s in RunStatus if s is not RunStatus.UNKNOWN)
+            raise BadUserInput(f"unknown status {name!r}; expected one of {known}")
+        statuses.append(status)
+    return statuses
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIST_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError as exc:
+        raise BadUserInput(f"limit must be an integer, got {raw!r}") from exc
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise BadUserInput(f"limit must be between 1 and {MAX_LIST_LIMIT}, got {limit}")
+    return limit
+
+
+# -- the app -------------------------------------------------------------------------------
+
+
+class _EngineAPI:
+    """The route handlers, bound to one engine."""
+
+    def __init__(self, engine: Engine, *, api_keys: Collection[str], max_body_bytes: int) -> None:
+        self.engine = engine
+        self.api_keys = tuple(key.encode() for key in api_keys)
+        self.max_body_bytes = max_body_bytes
+
+    def routes(self) -> list[Route]:
+        wf = f"{API_PREFIX}/workflows/{{workflow_id}}"
+        run = f"{wf}/runs/{{instance_id}}"
+        return [
+            Route(f"{API_PREFIX}/workflows", self._guard(self.list_workflows), methods=["GET"]),
+            Route(wf, self._guard(self.get_workflow), methods=["GET"]),
+            Route(f"{wf}/runs", self._guard(self.trigger), methods=["POST"]),
+            Route(f"{wf}/runs", self._guard(self.list_runs), methods=["GET"]),
+            Route(run, self._guard(self.get_run), methods=["GET"]),
+            Route(run, self._guard(self.terminate), methods=["DELETE"]),
+            Route(f"{run}/events", self._guard(self.send_event), methods=["POST"]),
+            Route(f"{run}/pause", self._guard(self.pause), methods=["POST"]),
+            Route(f"{run}/resume", self._guard(self.resume), methods=["POST"]),
+            Route(f"{run}/restart", self._guard(self.restart), methods=["POST"]),
+        ]
+
+    def _guard(self, handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            try:
+                self._authenticate(request)
+                return await handler(request)
+            except RuncastError as exc:
+                return _runcast_error_response(exc)
+
+        guarded.__name__ = handler.__name__
+        return guarded
+
+    def _authenticate(self, request: Request) -> None:
+        if not self.api_keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("a bearer API key is required")
+        presented = token.strip().encode()
+        # compare against every key so the time taken does not reveal which one matched
+        matched = False
+        for key in self.api_keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            raise Unauthenticated("the API key is not valid")
+
+    async def list_workflows(self, request: Request) -> Response:
+        return JSONResponse({"data": [workflow_json(w) for w in self.engine.list_workflows()]})
+
+    async def get_workflow(self, request: Request) -> Response:
+        workflow = self.engine.get_workflow(request.path_params["workflow_id"])
+        return JSONResponse(workflow_json(workflow))
+
+    async def trigger(self, request: Request) -> Response:
+        workflow_id = request.path_params["workflow_id"]
+        body = await _read_object(request, self.max_body_bytes, required=False)
+        instance_id = _optional_string(body, "instanceId")
+        run = await self.engine.trigger(
+            workflow_id, input=body.get("input"), instance_id=instance_id
+        )
+        return JSONResponse(run_json(run), status_code=201)
+
+    async def list_runs(self, request: Request) -> Response:
+        cursor = request.query_params.get("cursor") or None
+        page = await self.engine.list_runs(
+            request.path_params["workflow_id"],
+            statuses=_statuses(request),
+            cursor=cursor,
+            limit=_limit(request),
+        )
+        return JSONResponse(
+            {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
+        )
+
+    async def get_run(self, request: Request) -> Response:
+        run = await self.engine.get_run(
+            request.path_params["workflow_id"], request.path_params["instance_id"]
+        )
+        return JSONResponse(run_json(run))
+
+    async def terminate(self, request: Request) -> Response:
+        run = await self.engine.terminate(
+            request.path_params["workflow_id"], request.path_params["instance_id"]
+        )
+        return JSONResponse(run_json(run))
+
+    async def send_event(self, request: Request) -> Response:
+        body = await _read_object(request, self.max_body_bytes, required=True)
+        event_type = body.get("eventType")
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise BadUserInput("'eventType' must be a non-empty string")
+        run = await self.engine.send_event(
+            request.path_params["workflow_id"],
+            request.path_params["instance_id"],
+            event_type=event_type,
+            payload=body.get("payload"),
+        )
+        return JSONResponse(run_json(run))
+
+    async def pause(self, request: Request) -> Response:
+        run = await self.engine.pause(
+            request.path_params["workflow_id"], request.path_params["instance_id"]
+        )
+        return JSONResponse(run_json(run))
+
+    async def resume(self, request: Request) -> Response:
+        run = await self.engine.resume(
+            request.path_params["workflow_id"], request.path_params["instance_id"]
+        )
+        return JSONResponse(run_json(run))
+
+    async def restart(self, request: Request) -> Response:
+        run = await self.engine.restart(
+            request.path_params["workflow_id"], request.path_params["instance_id"]
+        )
+        return JSONResponse(run_json(run))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(404, "NOT_FOUND", f"no route for {request.url.path}")
+    if exc.status_code == 405:
+        response = error_response(
+            405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}"
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+    return error_response(exc.status_code, "BAD_REQUEST", str(exc.detail))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
+
+
+def create_engine_app(
+    engine: Engine,
+    *,
+    api_keys: Collection[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    manage_engine: bool = False,
+) -> Starlette:
+    """Build the Starlette app serving the AwaitStep REST API over ``engine``.
+
+    Args:
+        engine: the engine to serve; the caller starts and closes it unless
+            ``manage_engine`` is set.
+        api_keys: when not empty, every request needs ``Authorization: Bearer <key>``
+            with one of these keys, else 401.
+        max_body_bytes: requests with a larger body get 413 before the engine sees them.
+        manage_engine: start the engine in the app's lifespan and close it afterwards.
+
+    Returns:
+        The ASGI app.
+    """
+    api = _EngineAPI(engine, api_keys=api_keys, max_body_bytes=max_body_bytes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_engine:
+            async with engine:
+                yield
+        else:
+            yield
+
+    return Starlette(
+        routes=api.routes(),
+        exception_handlers={HTTPException: _http_exception, Exception: _internal_error},
+        lifespan=lifespan,
+    )
+
+
+# -- runcast engine ------------------------------------------------------------------------
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise EngineConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise EngineConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
+    return sock
+
+
+def serve_engine(settings: Settings) -> int:
+    """Run ``runcast engine``: the embedded engine alone as an AwaitStep REST server.
+
+    Loads the workflows (``settings.workflows_dir``, or the demo set), reports bad
+    files on stderr and skips them, opens the SQLite file, binds the port and
+    serves until interrupted. On SIGINT uvicorn shuts down cleanly (runs finish
+    their current write, the file is closed) and then re-raises the signal, so
+    the caller sees ``KeyboardInterrupt``.
+
+    Returns:
+        The exit code: 0 after a shutdown without a signal, 1 if startup failed.
+
+    Raises:
+        EngineConfigurationError: the folder, the database path or the port is unusable.
+    """
+    import uvicorn
+
+    from runcast.engine.loader import load_workflows
+
+    folder = settings.workflows_dir
+    if folder is not None and not folder.is_dir():
+        raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
+    result = load_workflows(folder)
+    for problem in result.problems:
+        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
+        sys.stderr.write(f"runcast engine: skipped {where}: {problem.message}\n")
+
+    db_path = settings.db_path or default_db_path()
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineConfigurationError(
+            f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
+        ) from exc
+    try:
+        sqlite3.connect(db_path).close()
+    except sqlite3.Error as exc:
+        raise EngineConfigurationError(f"cannot open the database {str(db_path)!r}: {exc}") from exc
+
+    sock = _bind(settings.host, settings.port)
+    try:
+        engine = Engine(
+            result.definitions,
+            db_path=db_path,
+            max_running=settings.max_running,
+            max_event_payload_bytes=settings.max_event_payload_bytes,
+        )
+        app = create_engine_app(
+            engine,
+            api_keys=settings.engine_api_keys,
+            max_body_bytes=max(settings.max_body_bytes, settings.max_event_payload_bytes + 4096),
+            manage_engine=True,
+        )
+        config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
+        server = uvicorn.Server(config)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        sys.stderr.write(
+            f"runcast engine: {len(result.definitions)} workflows, database {db_path}\n"
+            f"runcast engine: serving the AwaitStep API at "
+            f"http://{host}:{sock.getsockname()[1]}{API_PREFIX}/workflows\n"
+        )
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0 if server.started else 1

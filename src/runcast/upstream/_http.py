@@ -1,0 +1,327 @@
+"""The HTTP boundary shared by every HTTP adapter (AwaitStep, Cloudflare).
+
+One :class:`UpstreamHttpClient` per upstream owns one pooled ``httpx.AsyncClient``
+and is the only place where httpx errors are seen: everything leaves it either as
+an ``httpx.Response`` the adapter reads, or as an error of ``runcast.errors``.
+
+What it promises:
+
+- Timeouts: connect and read timeouts from :class:`~runcast.settings.Settings`
+  (``upstream_connect_timeout``, ``upstream_read_timeout``).
+- Retries: ``GET``/``HEAD`` (and calls made with ``idempotent=True``) are retried
+  on connection errors, timeouts and 502/503/504, at most
+  ``settings.upstream_get_retries`` times, with jittered exponential backoff.
+  Other calls (mutations) are never retried blindly: only when the connection
+  could not be opened at all (the request never left), which is always safe.
+- Status mapping (after retries): 429 raises ``RateLimited`` with ``retry_after``
+  taken from ``Retry-After`` (seconds or an HTTP date); 401 raises
+  ``Unauthenticated``; 403 raises ``Forbidden``; 5xx, timeouts and connection
+  errors raise ``UpstreamUnavailable``. Every other response (2xx, 3xx and the
+  remaining 4xx) is returned for the adapter to interpret, since each upstream
+  spells its errors differently.
+- Observation: ``on_request(upstream_name, outcome)`` is called once per HTTP
+  attempt (retries count), with an outcome from :data:`RequestOutcome`, so the
+  live layer can count requests against its budget and export metrics. A
+  failing observer is logged and never breaks a request.
+- Lifetime: :meth:`UpstreamHttpClient.aclose` closes the pool; later calls raise
+  ``UpstreamUnavailable``.
+
+Typical adapter use::
+
+    http = UpstreamHttpClient("awaitstep", base_url, settings=settings, transport=transport)
+    response = await http.request("GET", "/api/v1/workflows", headers=creds.authorization_header())
+    body = decode_json(response, upstream="awaitstep")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal, TypeAlias
+
+import httpx
+
+from runcast.errors import (
+    Forbidden,
+    RateLimited,
+    Unauthenticated,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
+from runcast.models import JSON
+from runcast.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RequestOutcome: TypeAlias = Literal[
+    "ok", "client_error", "rate_limited", "server_error", "timeout", "connection_error"
+]
+"""How one HTTP attempt ended: a 2xx/3xx, another 4xx, a 429, a 5xx, a timeout, no connection."""
+
+RequestObserver: TypeAlias = Callable[[str, RequestOutcome], None]
+"""Called as ``observer(upstream_name, outcome)`` after every HTTP attempt."""
+
+ErrorMessageReader: TypeAlias = Callable[[httpx.Response], str | None]
+"""Extracts the upstream's own error message from an error response, if it has one."""
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_BACKOFF_SECONDS = 5.0
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header (delta seconds or HTTP date).
+
+    Returns ``None`` when the header is missing or unreadable, and never a negative number.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now or datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def decode_json(response: httpx.Response, *, upstream: str) -> JSON:
+    """The response body as JSON; raises ``UpstreamProtocolError`` when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise UpstreamProtocolError(
+            f"upstream {upstream} answered {response.status_code} with a body that is not JSON"
+        ) from exc
+
+
+class UpstreamHttpClient:
+    """One pooled HTTP client for one upstream, with retries and error mapping.
+
+    Args:
+        name: the upstream's label (``awaitstep``, ``cloudflare``) for messages and metrics.
+        base_url: prefix of every request path.
+        settings: timeouts and the retry bound.
+        transport: an httpx transport to use instead of the network (tests).
+        headers: headers sent with every request (e.g. a fixed API token).
+        on_request: observer told the outcome of every attempt.
+        error_message: reads the upstream's error message from a 401/403/429 body.
+        retry_base_delay: ceiling of the first backoff in seconds; later ceilings double
+            (capped at 5 s) and each wait is drawn between half the ceiling and the ceiling.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        on_request: RequestObserver | None = None,
+        error_message: ErrorMessageReader | None = None,
+        retry_base_delay: float = 0.1,
+    ) -> None:
+        settings = settings or Settings()
+        self.name = name
+        self.on_request = on_request
+        """The observer of every attempt; may be set after construction (the app's metrics)."""
+        self._error_message = error_message
+        self._retries = max(0, settings.upstream_get_retries)
+        self._retry_base_delay = retry_base_delay
+        self._closed = False
+        timeout = httpx.Timeout(
+            connect=settings.upstream_connect_timeout,
+            read=settings.upstream_read_timeout,
+            write=settings.upstream_read_timeout,
+            pool=settings.upstream_connect_timeout,
+        )
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={"User-Agent": "runcast", **(headers or {})},
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` has been called."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool; later requests raise ``UpstreamUnavailable``."""
+        self._closed = True
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        json: JSON = None,
+        idempotent: bool | None = None,
+    ) -> httpx.Response:
+        """Send one logical request, retrying when that is safe, and map failures.
+
+        See :meth:`request_with_attempts` for the arguments and errors.
+        """
+        response, _ = await self.request_with_attempts(
+            method, path, headers=headers, params=params, json=json, idempotent=idempotent
+        )
+        return response
+
+    async def request_with_attempts(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        json: JSON = None,
+        idempotent: bool | None = None,
+    ) -> tuple[httpx.Response, int]:
+        """Like :meth:`request`, and also say how many HTTP attempts it took.
+
+        An adapter that retries a mutation made idempotent by a caller-given key
+        (a trigger with an instance id) uses the count to tell "it already
+        existed" from "our own first attempt got through".
+
+        Args:
+            method: the HTTP method.
+            path: appended to the base URL.
+            headers: per-request headers (the caller's ``Authorization``).
+            params: query parameters (pairs may repeat a name).
+            json: a JSON body, if any.
+            idempotent: whether retrying after an unknown outcome is safe; defaults
+                to ``True`` for GET/HEAD/OPTIONS and ``False`` otherwise.
+
+        Returns:
+            The response, for any status but 401, 403, 429 and 5xx, and the number
+            of attempts made (1 when there was no retry).
+
+        Raises:
+            Unauthenticated, Forbidden, RateLimited, UpstreamUnavailable, UpstreamProtocolError.
+        """
+        if self._closed:
+            raise UpstreamUnavailable(f"upstream {self.name}: the client has been closed")
+        method = method.upper()
+        retry_unknown = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
+        request_headers = dict(headers or {})
+        pairs = list(params.items()) if isinstance(params, Mapping) else list(params or ())
+        query = httpx.QueryParams(tuple(pairs)) if pairs else None
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.request(
+                    method, path, headers=request_headers, params=query, json=json
+                )
+            except httpx.TimeoutException as exc:
+                self._observe("timeout")
+                never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+                if (retry_unknown or never_sent) and attempt < self._retries:
+                    attempt += 1
+                    await self._backoff(attempt)
+                    continue
+                raise UpstreamUnavailable(
+                    f"upstream {self.name} timed out ({type(exc).__name__}) on {method} {path}"
+                ) from exc
+            except httpx.TransportError as exc:
+                self._observe("connection_error")
+                never_sent = isinstance(exc, httpx.ConnectError)
+                if (retry_unknown or never_sent) and attempt < self._retries:
+                    attempt += 1
+                    await self._backoff(attempt)
+                    continue
+                raise UpstreamUnavailable(
+                    f"upstream {self.name} could not be reached ({type(exc).__name__}) "
+                    f"on {method} {path}"
+                ) from exc
+            except httpx.HTTPError as exc:
+                self._observe("connection_error")
+                raise UpstreamProtocolError(
+                    f"upstream {self.name} sent a response runcast cannot read "
+                    f"({type(exc).__name__}) on {method} {path}"
+                ) from exc
+            except RuntimeError as exc:
+                # httpx raises RuntimeError when the client was closed concurrently.
+                if self._closed:
+                    raise UpstreamUnavailable(
+                        f"upstream {self.name}: the client has been closed"
+                    ) from exc
+                raise
+
+            status = response.status_code
+            if status >= 500:
+                self._observe("server_error")
+                if status in RETRYABLE_STATUS and retry_unknown and attempt < self._retries:
+                    attempt += 1
+                    await self._backoff(attempt)
+                    continue
+                # The body of a 5xx is not passed on: it may hold the upstream's internals.
+                raise UpstreamUnavailable(
+                    f"upstream {self.name} answered {status} on {method} {path}",
+                    status_code=status,
+                )
+            if status == 429:
+                self._observe("rate_limited")
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise RateLimited(
+                    self._describe(response, f"upstream {self.name} is rate limiting requests"),
+                    retry_after=retry_after,
+                )
+            if status >= 400:
+                self._observe("client_error")
+                if status == 401:
+                    raise Unauthenticated(
+                        self._describe(
+                            response, f"upstream {self.name} refused the credentials (401)"
+                        )
+                    )
+                if status == 403:
+                    raise Forbidden(
+                        self._describe(
+                            response,
+                            f"upstream {self.name} does not allow this with these credentials",
+                        )
+                    )
+                return response, attempt + 1
+            self._observe("ok")
+            return response, attempt + 1
+
+    def _describe(self, response: httpx.Response, fallback: str) -> str:
+        if self._error_message is None:
+            return fallback
+        try:
+            message = self._error_message(response)
+        except Exception:  # a reader must never turn a mapped error into a crash
+            logger.debug("error message reader failed for %s", self.name, exc_info=True)
+            return fallback
+        return f"{fallback}: {message}" if message else fallback
+
+    def _observe(self, outcome: RequestOutcome) -> None:
+        if self.on_request is None:
+            return
+        try:
+            self.on_request(self.name, outcome)
+        except Exception:
+            logger.warning("request observer failed for upstream %s", self.name, exc_info=True)
+
+    async def _backoff(self, attempt: int) -> None:
+        ceiling = min(MAX_BACKOFF_SECONDS, self._retry_base_delay * 2 ** (attempt - 1))
+        await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
