@@ -449,6 +449,7 @@ def serve_engine(settings: Settings) -> int:
     """
     import uvicorn
 
+    from runcast.engine.cloudflare_api import cloudflare_mount
     from runcast.engine.loader import load_workflows
 
     folder = settings.workflows_dir
@@ -485,6 +486,15 @@ def serve_engine(settings: Settings) -> int:
             max_body_bytes=max(settings.max_body_bytes, settings.max_event_payload_bytes + 4096),
             manage_engine=True,
         )
+        app.router.routes.insert(
+            0,
+            cloudflare_mount(
+                engine,
+                api_tokens=settings.engine_api_keys,
+                max_event_payload_bytes=settings.max_event_payload_bytes,
+                definitions=result.definitions,
+            ),
+        )
         config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -492,6 +502,8 @@ def serve_engine(settings: Settings) -> int:
             f"runcast engine: {len(result.definitions)} workflows, database {db_path}\n"
             f"runcast engine: serving the AwaitStep API at "
             f"http://{host}:{sock.getsockname()[1]}{API_PREFIX}/workflows\n"
+            f"runcast engine: serving the Cloudflare Workflows API at "
+            f"http://{host}:{sock.getsockname()[1]}/client/v4/accounts/local/workflows\n"
         )
         server.run(sockets=[sock])
     finally:

@@ -1,0 +1,899 @@
+"""The ``cloudflare`` adapter: an httpx client of the Cloudflare Workflows REST API.
+
+Every Cloudflare workflow is a runcast workflow of kind ``WORKFLOW`` whose id
+(and name) is the Cloudflare workflow name; a run is an instance. Requests go
+through the shared HTTP boundary (:mod:`runcast.upstream._http`); this module
+reads Cloudflare's envelope and shapes (``shared/reference/
+cloudflare-workflows-api.md``) and keeps the token clear of Cloudflare's rate
+limit.
+
+Choices where the API leaves room:
+
+- Status: every ``InstanceStatus`` parses with :meth:`RunStatus.parse`;
+  ``rollingBack`` and values not seen before become ``UNKNOWN`` with the raw
+  string kept in ``raw_status`` (``rollingBack`` is a passing state before the
+  run ends, so it is not terminal).
+- ``output``: a number (or any non-string JSON) is taken as is; a string is
+  JSON-decoded when it is valid JSON (the embedded engine's Cloudflare API sends
+  JSON-encoded text) and kept verbatim otherwise; ``""`` means no output. The
+  same goes for step outputs and for ``params`` sent back as a string.
+- ``params``: an object, array, number or boolean is sent as is; a string input
+  is sent JSON-encoded, so that servers taking ``params`` as JSON text and
+  servers taking any JSON both hand it back as the same string.
+- ``error {name, message}`` becomes the message (the name when the message is empty).
+- Steps: ``step``/``rollback``, ``sleep`` and ``waitForEvent`` become
+  :class:`~runcast.models.Step` with Cloudflare's type spelling. ``attempts`` is
+  the number of attempts and the error the last failed attempt's message; the
+  status uses the run vocabulary (``complete``, ``errored``, ``waiting`` between
+  retries, ``running``, and ``paused`` for an unfinished sleep or wait).
+  ``termination`` entries are skipped.
+- ``list_runs`` with several statuses: Cloudflare filters by one status per
+  request, so one status (other than ``UNKNOWN``) is filtered by Cloudflare and
+  several are filtered here, on one unfiltered page per call. Such a page can
+  hold fewer runs than ``limit`` (even none) while ``next_cursor`` is still set.
+  Cloudflare's list items carry no input, output, error or steps: runs listed as
+  ``complete`` or ``errored`` are read back (``simple=true``, at most 8 at a time)
+  for their input, output and error, and kept in a bounded cache per token, since
+  a finished run does not change (a restart changes its status and end time,
+  which invalidates the entry). Other listed runs have no input. This costs one
+  request per finished run the first time it is listed; ``list_details=False``
+  turns it off.
+- Errors: 404 is ``WorkflowNotFound`` on workflow routes and ``RunNotFound``
+  on instance routes (unless Cloudflare names the workflow); 409 on create is
+  ``AlreadyExists``, on events, pause, resume and terminate ``RunFinished`` when
+  the run has finished; 413 ``PayloadTooLarge``; 400 ``BadUserInput``.
+
+Rate limits: Cloudflare allows 1,200 requests per 5 minutes per token and locks
+a token out for five minutes after a 429. :class:`RateLimitGate` counts every
+request per token and refuses locally (``RateLimited`` with ``retry_after``)
+before the budget is spent, and also while Cloudflare has said to wait:
+``retry-after`` on a 429 (five minutes when absent), ``Ratelimit: ...;r=0;t=N``
+or ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from runcast.errors import (
+    AlreadyExists,
+    BadUserInput,
+    Forbidden,
+    PayloadTooLarge,
+    RateLimited,
+    RuncastError,
+    RunFinished,
+    RunNotFound,
+    Unauthenticated,
+    UpstreamError,
+    UpstreamProtocolError,
+    WorkflowNotFound,
+)
+from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Step, Workflow
+from runcast.settings import Settings
+from runcast.upstream._http import (
+    RequestObserver,
+    UpstreamHttpClient,
+    decode_json,
+    parse_retry_after,
+)
+
+DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
+RATE_LIMIT_REQUESTS = 1200
+RATE_LIMIT_WINDOW_SECONDS = 300.0
+RATE_LIMIT_HEADROOM = 0.9
+LOCKOUT_SECONDS = 300.0
+MAX_PER_PAGE = 100
+MAX_MESSAGE_CHARS = 500
+MAX_TRACKED_TOKENS = 10_000
+MAX_CACHED_RUNS = 10_000
+NO_ROUTE_CODES = frozenset({7000, 7003})
+"""Cloudflare's "no route for that URI" codes: a wrong base URL or account, not a missing run."""
+DETAIL_CONCURRENCY = 8
+DETAILED_STATUSES = frozenset({RunStatus.COMPLETE, RunStatus.ERRORED})
+
+Route = Literal["workflow", "create", "instance", "event", "status"]
+StatusAction = Literal["pause", "resume", "terminate", "restart"]
+
+
+# --- rate limits ----------------------------------------------------------------------
+
+
+def _token_key(authorization: str | None) -> str:
+    if not authorization:
+        return "anonymous"
+    return hashlib.sha256(authorization.encode()).hexdigest()[:16]
+
+
+def parse_ratelimit(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
+    """Seconds until requests are allowed again according to the rate-limit headers.
+
+    Reads ``Ratelimit`` (``"default";r=0;t=30``: nothing remaining for 30 s) and
+    the older ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset`` (an RFC 1123
+    date or seconds). Returns ``None`` while requests remain (or without headers).
+    """
+    wait: float | None = None
+    for item in headers.get_list("ratelimit", split_commas=True):
+        params = dict(
+            (key.strip().lower(), value.strip())
+            for key, _, value in (part.partition("=") for part in item.split(";")[1:])
+        )
+        try:
+            remaining = float(params.get("r", "1"))
+            reset = float(params.get("t", "0"))
+        except ValueError:
+            continue
+        if remaining <= 0:
+            wait = max(wait or 0.0, reset)
+    remaining_header = headers.get("x-ratelimit-remaining")
+    if remaining_header is not None and remaining_header.strip() in ("0", "0.0"):
+        reset_header = (headers.get("x-ratelimit-reset") or "").strip()
+        seconds: float | None
+        try:
+            seconds = float(reset_header)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(reset_header)
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            current = now or datetime.now(UTC)
+            seconds = (when - current).total_seconds() if when is not None else None
+        wait = max(wait or 0.0, seconds if seconds is not None else LOCKOUT_SECONDS, 0.0)
+    return wait
+
+
+class RateLimitGate:
+    """Counts requests per token in a sliding window and refuses those that would overspend.
+
+    Args:
+        limit: requests allowed per token per ``window`` seconds (before headroom).
+        window: the window in seconds.
+        headroom: the share of ``limit`` runcast allows itself.
+        clock: a monotonic clock (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit: int = RATE_LIMIT_REQUESTS,
+        window: float = RATE_LIMIT_WINDOW_SECONDS,
+        headroom: float = RATE_LIMIT_HEADROOM,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.allowed = max(1, int(limit * headroom))
+        self.window = window
+        self._clock = clock
+        self._sent: dict[str, collections.deque[float]] = {}
+        self._blocked_until: dict[str, float] = {}
+
+    def acquire(self, key: str) -> None:
+        """Count one request for ``key``; raises ``RateLimited`` instead when it must wait."""
+        now = self._clock()
+        wait = self.wait_for(key, now=now)
+        if wait > 0:
+            raise RateLimited(
+                f"upstream cloudflare: runcast holds requests back for {wait:.0f} s so that "
+                "the token is not locked out by Cloudflare's rate limit",
+                retry_after=float(int(wait) + 1),
+            )
+        sent = self._sent.get(key)
+        if sent is None:
+            if len(self._sent) >= MAX_TRACKED_TOKENS:
+                self._prune(now)
+            sent = self._sent[key] = collections.deque(maxlen=self.allowed)
+        sent.append(now)
+
+    def wait_for(self, key: str, *, now: float | None = None) -> float:
+        """Seconds before ``key`` may send again (0 when it may send now)."""
+        now = self._clock() if now is None else now
+        wait = self._blocked_until.get(key, 0.0) - now
+        sent = self._sent.get(key)
+        if sent is not None:
+            while sent and now - sent[0] >= self.window:
+                sent.popleft()
+            if len(sent) >= self.allowed:
+                wait = max(wait, sent[0] + self.window - now)
+        return max(0.0, wait)
+
+    def block(self, key: str, seconds: float) -> None:
+        """Hold ``key`` back for ``seconds`` (Cloudflare said so)."""
+        until = self._clock() + max(0.0, seconds)
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
+
+    def observe(self, key: str, response: httpx.Response) -> None:
+        """Learn from a response's status and rate-limit headers."""
+        if response.status_code == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is None:
+                retry_after = parse_ratelimit(response.headers)
+            self.block(key, LOCKOUT_SECONDS if retry_after is None else retry_after)
+            return
+        wait = parse_ratelimit(response.headers)
+        if wait is not None and wait > 0:
+            self.block(key, wait)
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._sent):
+            sent = self._sent[key]
+            if not sent or now - sent[-1] >= self.window:
+                del self._sent[key]
+        for key in [k for k, until in self._blocked_until.items() if until <= now]:
+            del self._blocked_until[key]
+
+
+class _GatedTransport(httpx.AsyncBaseTransport):
+    """Puts every HTTP attempt (retries included) through the :class:`RateLimitGate`."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, gate: RateLimitGate) -> None:
+        self._inner = inner
+        self._gate = gate
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        key = _token_key(request.headers.get("authorization"))
+        self._gate.acquire(key)
+        response = await self._inner.handle_async_request(request)
+        self._gate.observe(key, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+# --- reading Cloudflare's shapes ------------------------------------------------------
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def decode_json_text(value: JSON) -> JSON:
+    """A string that holds JSON as that JSON, other strings and values unchanged."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def decode_output(value: JSON) -> JSON:
+    """An instance's ``output`` (string or number) as JSON; ``""`` and null are no output."""
+    if value is None or value == "":
+        return None
+    return decode_json_text(value)
+
+
+def error_text(value: JSON) -> str | None:
+    """``{name, message}`` as its message (or name); a string unchanged; null as ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        message = value.get("message")
+        if isinstance(message, str) and message:
+            return message
+        name = value.get("name")
+        return name if isinstance(name, str) and name else "error"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _step_status(item: Mapping[str, Any], attempts: list[Any]) -> str:
+    success = item.get("success")
+    if success is True:
+        return "complete"
+    if success is False:
+        return "errored"
+    if item.get("end") is None and attempts:
+        last = attempts[-1]
+        if isinstance(last, dict) and last.get("success") is False and last.get("end"):
+            return "waiting"
+    return "running"
+
+
+def _wait_status(item: Mapping[str, Any]) -> str:
+    if item.get("error") is not None:
+        return "errored"
+    # An unfinished sleep or wait is a durable suspension: "paused" in the run vocabulary.
+    return "complete" if item.get("finished") is True else "paused"
+
+
+def parse_step(item: object) -> Step | None:
+    """A :class:`Step` from one entry of ``steps``; ``None`` for termination entries."""
+    if not isinstance(item, dict):
+        return None
+    kind = item.get("type")
+    if kind == "termination" or not isinstance(kind, str):
+        return None
+    name = item.get("name")
+    name = name if isinstance(name, str) and name else kind
+    started_at = _parse_time(item.get("start"))
+    ended_at = _parse_time(item.get("end"))
+    if kind in ("step", "rollback"):
+        attempts = item.get("attempts")
+        attempts = attempts if isinstance(attempts, list) else []
+        errors = [
+            error_text(a.get("error"))
+            for a in attempts
+            if isinstance(a, dict) and a.get("error") is not None
+        ]
+        status = _step_status(item, attempts)
+        last_failed = (
+            bool(attempts)
+            and isinstance(attempts[-1], dict)
+            and (attempts[-1].get("success") is False)
+        )
+        return Step(
+            name=name,
+            type=kind,
+            status=status,
+            attempts=len(attempts),
+            output=decode_json_text(item.get("output")),
+            error=errors[-1] if errors and (last_failed or status != "complete") else None,
+            started_at=started_at,
+            ended_at=ended_at if status in ("complete", "errored") else None,
+        )
+    status = _wait_status(item)
+    return Step(
+        name=name,
+        type=kind,
+        status=status,
+        attempts=0,
+        output=decode_json_text(item.get("output")),
+        error=error_text(item.get("error")),
+        started_at=started_at,
+        ended_at=ended_at if item.get("finished") is True else None,
+    )
+
+
+def _raw_status(value: object) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
+
+
+def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run:
+    """A :class:`Run` from the result of get-instance (steps left ``None`` when absent)."""
+    if not isinstance(result, dict):
+        raise UpstreamProtocolError("upstream cloudflare sent an instance that is not an object")
+    raw_status = _raw_status(result.get("status"))
+    steps_body = result.get("steps")
+    steps: tuple[Step, ...] | None = None
+    if isinstance(steps_body, list):
+        steps = tuple(s for s in map(parse_step, steps_body) if s is not None)
+    return Run(
+        workflow_id=workflow_id,
+        instance_id=instance_id,
+        status=RunStatus.parse(raw_status),
+        raw_status=raw_status,
+        input=decode_json_text(result.get("params")),
+        output=decode_output(result.get("output")),
+        error=error_text(result.get("error")),
+        created_at=_parse_time(result.get("queued")),
+        started_at=_parse_time(result.get("start")),
+        ended_at=_parse_time(result.get("end")),
+        steps=steps,
+    )
+
+
+def parse_instance_item(item: object, *, workflow_id: str) -> Run:
+    """A :class:`Run` (no input, output or steps) from a list or create result item."""
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+        raise UpstreamProtocolError("upstream cloudflare sent an instance without an id")
+    raw_status = _raw_status(item.get("status"))
+    return Run(
+        workflow_id=workflow_id,
+        instance_id=item["id"],
+        status=RunStatus.parse(raw_status),
+        raw_status=raw_status,
+        created_at=_parse_time(item.get("created_on")),
+        started_at=_parse_time(item.get("started_on")),
+        ended_at=_parse_time(item.get("ended_on")),
+    )
+
+
+def parse_workflow(item: object) -> Workflow:
+    """A :class:`Workflow` (kind ``WORKFLOW``, id = name) from a Cloudflare workflow."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+        raise UpstreamProtocolError("upstream cloudflare sent a workflow without a name")
+    return Workflow(id=item["name"], name=item["name"])
+
+
+def _errors(body: object) -> list[tuple[int | None, str]]:
+    if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
+        return []
+    found: list[tuple[int | None, str]] = []
+    for error in body["errors"]:
+        if isinstance(error, dict):
+            code = error.get("code")
+            message = error.get("message")
+            found.append(
+                (
+                    code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    message if isinstance(message, str) else "",
+                )
+            )
+    return found
+
+
+def _describe(errors: list[tuple[int | None, str]]) -> str | None:
+    parts = [f"{m} (code {c})" if c is not None else m for c, m in errors if m or c is not None]
+    text = "; ".join(parts)
+    return text[:MAX_MESSAGE_CHARS] if text else None
+
+
+def _error_message(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return _describe(_errors(body))
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+# --- the adapter ----------------------------------------------------------------------
+
+
+class CloudflareUpstream:
+    """:class:`~runcast.upstream.RunAPI` over the Cloudflare Workflows REST API.
+
+    Args:
+        account_id: the Cloudflare account whose workflows are served.
+        base_url: the API root; ``None`` means ``settings.cloudflare_base_url``
+            (``https://api.cloudflare.com/client/v4`` unless configured).
+        token: the service token used when the caller brings none; ``None`` means
+            ``settings.cloudflare_token``. Never logged, never in ``repr``.
+        settings: timeouts, the retry bound and the event payload limit.
+        transport: an httpx transport to use instead of the network.
+        on_request: observer of every HTTP attempt, for metrics and budgets.
+        gate: the rate-limit gate (one per adapter by default).
+        list_details: read finished runs of a listing back for their output and error.
+        retry_base_delay: the first retry backoff in seconds.
+    """
+
+    name = "cloudflare"
+
+    def __init__(
+        self,
+        account_id: str,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        settings: Settings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_request: RequestObserver | None = None,
+        gate: RateLimitGate | None = None,
+        list_details: bool = True,
+        retry_base_delay: float = 0.1,
+    ) -> None:
+        if not account_id:
+            raise BadUserInput("a Cloudflare account id is required (cloudflare://ACCOUNT_ID)")
+        self.settings = settings or Settings()
+        self.account_id = account_id
+        self.base_url = (base_url or self.settings.cloudflare_base_url).rstrip("/")
+        self._token = token if token is not None else self.settings.cloudflare_token
+        self.gate = gate or RateLimitGate()
+        inner = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        )
+        self.http = UpstreamHttpClient(
+            self.name,
+            self.base_url,
+            settings=self.settings,
+            transport=_GatedTransport(inner, self.gate),
+            on_request=on_request,
+            error_message=_error_message,
+            retry_base_delay=retry_base_delay,
+        )
+        self._prefix = f"/accounts/{_segment(account_id)}/workflows"
+        self.list_details = list_details
+        self._finished: collections.OrderedDict[tuple[str, str, str], Run] = (
+            collections.OrderedDict()
+        )
+
+    def __repr__(self) -> str:
+        return f"CloudflareUpstream(account_id={self.account_id!r}, base_url={self.base_url!r})"
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _headers(self, credentials: Credentials) -> dict[str, str]:
+        token = credentials.token or self._token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _workflow_path(self, workflow_id: str) -> str:
+        return f"{self._prefix}/{_segment(workflow_id)}"
+
+    def _instance_path(self, workflow_id: str, instance_id: str) -> str:
+        return f"{self._workflow_path(workflow_id)}/instances/{_segment(instance_id)}"
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        credentials: Credentials,
+        route: Route,
+        workflow_id: str,
+        instance_id: str | None = None,
+        params: list[tuple[str, str]] | None = None,
+        json: JSON = None,
+        idempotent: bool | None = None,
+    ) -> tuple[JSON, dict[str, Any]]:
+        """Send one request and return ``(result, result_info)`` of a success envelope."""
+        headers = self._headers(credentials)
+        try:
+            response, attempts = await self.http.request_with_attempts(
+                method, path, headers=headers, params=params, json=json, idempotent=idempotent
+            )
+        except RateLimited as exc:
+            if exc.retry_after is None:
+                wait = self.gate.wait_for(_token_key(headers.get("Authorization")))
+                exc.retry_after = float(int(wait) + 1) if wait > 0 else None
+            raise
+        if (
+            response.status_code == 409
+            and route == "create"
+            and instance_id is not None
+            and attempts > 1
+        ):
+            # Our own first attempt created it before the connection dropped.
+            raise _CreatedByRetry()
+        body = decode_json(response, upstream=self.name)
+        errors = _errors(body)
+        if response.status_code >= 400 or not isinstance(body, dict) or not body.get("success"):
+            raise self._error(response.status_code, errors, route, workflow_id, instance_id)
+        info = body.get("result_info")
+        return body.get("result"), info if isinstance(info, dict) else {}
+
+    def _error(
+        self,
+        status: int,
+        errors: list[tuple[int | None, str]],
+        route: Route,
+        workflow_id: str,
+        instance_id: str | None,
+    ) -> RuncastError:
+        message = _describe(errors)
+        text = " ".join(m for _, m in errors).lower()
+        if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
+            return UpstreamProtocolError(
+                f"upstream cloudflare has no such route ({message or 404}): "
+                "check the account id and the base URL"
+            )
+        if status == 404 or "not_found" in text:
+            if (
+                instance_id is None
+                or route in ("workflow", "create")
+                or "workflow.not_found" in text
+            ):
+                return WorkflowNotFound(workflow_id)
+            return RunNotFound(workflow_id, instance_id)
+        if route == "create" and (status == 409 or "already_exists" in text):
+            return AlreadyExists(workflow_id, instance_id or "")
+        if status == 409:
+            return _Conflict(message or "the instance cannot change that way now")
+        if status == 413:
+            return PayloadTooLarge(
+                message or "the payload is larger than Cloudflare accepts (1 MiB)",
+                limit=self.settings.max_event_payload_bytes,
+            )
+        if status in (400, 422):
+            return BadUserInput(message or f"upstream cloudflare refused the request ({status})")
+        return UpstreamProtocolError(
+            f"upstream cloudflare answered {status} without success"
+            + (f": {message}" if message else "")
+        )
+
+    async def _instance(
+        self, workflow_id: str, instance_id: str, credentials: Credentials, *, simple: bool = False
+    ) -> Run:
+        result, _ = await self._call(
+            "GET",
+            self._instance_path(workflow_id, instance_id),
+            credentials=credentials,
+            route="instance",
+            workflow_id=workflow_id,
+            instance_id=instance_id,
+            params=[("simple", "true")] if simple else None,
+        )
+        return parse_instance(result, workflow_id=workflow_id, instance_id=instance_id)
+
+    async def _with_details(
+        self, runs: list[Run], workflow_id: str, credentials: Credentials
+    ) -> list[Run]:
+        """Fill in input, output and error of finished list items (see the module docstring)."""
+        token = _token_key(self._headers(credentials).get("Authorization"))
+        limiter = asyncio.Semaphore(DETAIL_CONCURRENCY)
+
+        async def detail(item: Run) -> Run:
+            if item.status not in DETAILED_STATUSES:
+                return item
+            key = (token, workflow_id, item.instance_id)
+            cached = self._finished.get(key)
+            if (
+                cached is not None
+                and cached.raw_status == item.raw_status
+                and cached.ended_at == item.ended_at
+            ):
+                self._finished.move_to_end(key)
+                return cached
+            async with limiter:
+                try:
+                    full = await self._instance(
+                        workflow_id, item.instance_id, credentials, simple=True
+                    )
+                except (RunNotFound, RateLimited):
+                    return item
+            if full.status in DETAILED_STATUSES:
+                self._finished[key] = full
+                while len(self._finished) > MAX_CACHED_RUNS:
+                    self._finished.popitem(last=False)
+            return full
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(detail(run)) for run in runs]
+        return [task.result() for task in tasks]
+
+    async def _finished_or_refused(
+        self, conflict: _Conflict, workflow_id: str, instance_id: str, credentials: Credentials
+    ) -> RuncastError:
+        try:
+            run = await self._instance(workflow_id, instance_id, credentials)
+        except RuncastError:
+            return RunFinished(workflow_id, instance_id, "finished", conflict.message)
+        if run.is_terminal:
+            return RunFinished(workflow_id, instance_id, run.raw_status)
+        return BadUserInput(f"instance {instance_id!r} is {run.raw_status}: {conflict.message}")
+
+    # -- the port --------------------------------------------------------------------------
+
+    async def list_workflows(self, *, credentials: Credentials) -> list[Workflow]:
+        """Every Cloudflare workflow of the account (all pages)."""
+        workflows: list[Workflow] = []
+        page = 1
+        while True:
+            result, info = await self._call(
+                "GET",
+                self._prefix,
+                credentials=credentials,
+                route="workflow",
+                workflow_id="",
+                params=[("page", str(page)), ("per_page", str(MAX_PER_PAGE))],
+            )
+            if not isinstance(result, list):
+                raise UpstreamProtocolError(
+                    "upstream cloudflare sent a workflow list that is not a list"
+                )
+            workflows.extend(parse_workflow(item) for item in result)
+            total_pages = info.get("total_pages")
+            if isinstance(total_pages, int):
+                if page >= total_pages:
+                    return workflows
+            elif len(result) < MAX_PER_PAGE:
+                return workflows
+            if not result:
+                return workflows
+            page += 1
+
+    async def get_workflow(self, workflow_id: str, *, credentials: Credentials) -> Workflow:
+        """One workflow by name; raises ``WorkflowNotFound``."""
+        result, _ = await self._call(
+            "GET",
+            self._workflow_path(workflow_id),
+            credentials=credentials,
+            route="workflow",
+            workflow_id=workflow_id,
+        )
+        return parse_workflow(result)
+
+    async def trigger(
+        self,
+        workflow_id: str,
+        *,
+        input: JSON = None,
+        instance_id: str | None = None,
+        credentials: Credentials,
+    ) -> Run:
+        """Create an instance, then read it back (the create result has no params).
+
+        With a caller-given ``instance_id`` the create is retried safely; a 409
+        after a retry means our own first attempt got through.
+        """
+        body: dict[str, JSON] = {}
+        if instance_id is not None:
+            body["instance_id"] = instance_id
+        if input is not None:
+            body["params"] = json.dumps(input) if isinstance(input, str) else input
+        try:
+            result, _ = await self._call(
+                "POST",
+                f"{self._workflow_path(workflow_id)}/instances",
+                credentials=credentials,
+                route="create",
+                workflow_id=workflow_id,
+                instance_id=instance_id,
+                json=body,
+                idempotent=instance_id is not None,
+            )
+        except _CreatedByRetry:
+            assert instance_id is not None
+            existing = await self._instance(workflow_id, instance_id, credentials)
+            if existing.input != input:
+                raise AlreadyExists(workflow_id, instance_id) from None
+            return existing
+        created = parse_instance_item(result, workflow_id=workflow_id)
+        try:
+            return await self._instance(workflow_id, created.instance_id, credentials)
+        except RunNotFound:
+            return Run(
+                workflow_id=workflow_id,
+                instance_id=created.instance_id,
+                status=created.status,
+                raw_status=created.raw_status,
+                input=input,
+            )
+
+    async def get_run(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
+        """One instance with its steps; raises ``RunNotFound`` (or ``WorkflowNotFound``)."""
+        return await self._instance(workflow_id, instance_id, credentials)
+
+    async def list_runs(
+        self,
+        workflow_id: str,
+        *,
+        statuses: Collection[RunStatus] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        credentials: Credentials,
+    ) -> RunPage:
+        """Instances newest first; several ``statuses`` are filtered here (see module doc)."""
+        if limit < 1:
+            raise BadUserInput(f"limit must be at least 1, not {limit}")
+        wanted = set(statuses or ())
+        params = [
+            ("per_page", str(min(MAX_PER_PAGE, limit))),
+            ("direction", "desc"),
+        ]
+        server_side = len(wanted) == 1 and RunStatus.UNKNOWN not in wanted
+        if server_side:
+            params.append(("status", next(iter(wanted)).value))
+        if cursor:
+            params.append(("cursor", cursor))
+        result, info = await self._call(
+            "GET",
+            f"{self._workflow_path(workflow_id)}/instances",
+            credentials=credentials,
+            route="workflow",
+            workflow_id=workflow_id,
+            params=params,
+        )
+        if not isinstance(result, list):
+            raise UpstreamProtocolError(
+                "upstream cloudflare sent an instance list that is not a list"
+            )
+        runs = [parse_instance_item(item, workflow_id=workflow_id) for item in result]
+        if wanted and not server_side:
+            runs = [run for run in runs if run.status in wanted]
+        if self.list_details:
+            runs = await self._with_details(runs, workflow_id, credentials)
+        next_cursor = info.get("cursor")
+        return RunPage(
+            runs=tuple(runs),
+            next_cursor=next_cursor if isinstance(next_cursor, str) and next_cursor else None,
+        )
+
+    async def send_event(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        event_type: str,
+        payload: JSON = None,
+        credentials: Credentials,
+    ) -> Run:
+        """POST the raw payload to ``events/{event_type}``, then read the instance back."""
+        if not event_type:
+            raise BadUserInput("the event type must not be empty")
+        limit = self.settings.max_event_payload_bytes
+        if payload is not None and len(json.dumps(payload).encode()) > limit:
+            raise PayloadTooLarge(
+                f"the event payload is larger than the limit of {limit} bytes", limit=limit
+            )
+        try:
+            await self._call(
+                "POST",
+                f"{self._instance_path(workflow_id, instance_id)}/events/{_segment(event_type)}",
+                credentials=credentials,
+                route="event",
+                workflow_id=workflow_id,
+                instance_id=instance_id,
+                json=payload,
+            )
+        except _Conflict as conflict:
+            raise await self._finished_or_refused(
+                conflict, workflow_id, instance_id, credentials
+            ) from None
+        return await self._instance(workflow_id, instance_id, credentials)
+
+    async def _change_status(
+        self,
+        action: StatusAction,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+    ) -> Run:
+        try:
+            await self._call(
+                "PATCH",
+                f"{self._instance_path(workflow_id, instance_id)}/status",
+                credentials=credentials,
+                route="status",
+                workflow_id=workflow_id,
+                instance_id=instance_id,
+                json={"status": action},
+            )
+        except _Conflict as conflict:
+            raise await self._finished_or_refused(
+                conflict, workflow_id, instance_id, credentials
+            ) from None
+        return await self._instance(workflow_id, instance_id, credentials)
+
+    async def terminate(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> Run:
+        """``PATCH .../status {"status": "terminate"}``, then read the instance back."""
+        return await self._change_status("terminate", workflow_id, instance_id, credentials)
+
+    async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
+        """``PATCH .../status {"status": "pause"}``, then read the instance back."""
+        return await self._change_status("pause", workflow_id, instance_id, credentials)
+
+    async def resume(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
+        """``PATCH .../status {"status": "resume"}``, then read the instance back."""
+        return await self._change_status("resume", workflow_id, instance_id, credentials)
+
+    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
+        """``PATCH .../status {"status": "restart"}``, then read the instance back."""
+        return await self._change_status("restart", workflow_id, instance_id, credentials)
+
+    async def ping(self) -> None:
+        """Return if Cloudflare answers at all (a 401, 403 or 429 still means it is up)."""
+        try:
+            await self.http.request(
+                "GET",
+                self._prefix,
+                headers=self._headers(Credentials(None)),
+                params=[("per_page", "1")],
+            )
+        except (Unauthenticated, Forbidden, RateLimited):
+            return
+
+    async def aclose(self) -> None:
+        """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
+        await self.http.aclose()
+
+
+class _Conflict(UpstreamError):
+    """A 409 on an instance route, resolved into ``RunFinished`` or ``BadUserInput``."""
+
+
+class _CreatedByRetry(Exception):
+    """A retried create met the instance its own first attempt created."""
