@@ -11,10 +11,6 @@ from runcast.errors import RuncastError
 from runcast.settings import Settings
 
 
-class ConfigurationError(RuncastError):
-    """A setting cannot be used (unknown upstream, unreadable folder, port in use)."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runcast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,300 @@
+"""GraphQL over HTTP and WebSockets at ``/graphql``, on Strawberry's ASGI view.
+
+What this adds to ``strawberry.asgi.GraphQL``:
+
+- ``application/graphql-response+json`` when the client accepts it, with 400
+  and no ``data`` entry for requests that fail before execution (parse,
+  validation, variable coercion), as the GraphQL-over-HTTP spec says;
+  ``application/json`` (always 200 for GraphQL errors) otherwise.
+- Transport errors as a JSON ``{"errors": [...]}`` body; mutations over GET
+  refused with 405 and ``Allow: POST``; a body size limit answered with 413.
+- The caller's ``Authorization`` (HTTP header, or the ``connection_init``
+  payload on WebSockets) becomes the context's ``Credentials``.
+- A connection-init timeout for the legacy ``graphql-ws`` protocol too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any, Protocol
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.base import BaseSchema
+from strawberry.schema.exceptions import (
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.types import ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
+
+from runcast.live import LiveHub
+from runcast.models import ANONYMOUS, Credentials
+from runcast.resolvers import GraphQLContext
+from runcast.settings import Settings
+from runcast.upstream import RunAPI
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+
+
+class GatewayResources(Protocol):
+    """Where the transport finds what the app's lifespan opened."""
+
+    @property
+    def upstream(self) -> RunAPI:
+        """The run API (raises if the lifespan has not opened it)."""
+        ...
+
+    @property
+    def live(self) -> LiveHub | None:
+        """The live hub for subscriptions, or ``None``."""
+        ...
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def preferred_media_type(accept: str | None) -> str:
+    """The response media type for an ``Accept`` header value.
+
+    ``application/graphql-response+json`` when the client lists it at least as
+    high as ``application/json``; ``application/json`` otherwise (also for a
+    missing header and ``*/*``).
+    """
+    if not accept:
+        return APPLICATION_JSON
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media.lower()] = max(weight, weights.get(media.lower(), 0.0))
+    graphql_weight = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    if graphql_weight > 0 and graphql_weight >= weights.get(APPLICATION_JSON, 0.0):
+        return GRAPHQL_RESPONSE_JSON
+    return APPLICATION_JSON
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Whether execution never started: parse, validation or variable coercion failed."""
+    if isinstance(result, PreExecutionError):
+        return True
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
+class _LegacyWSHandler(BaseGraphQLWSHandler[GraphQLContext, None]):
+    """The legacy ``graphql-ws`` protocol, closing connections never initialised in time."""
+
+    async def handle(self) -> None:
+        view = self.view
+        timeout = getattr(view, "connection_init_wait_timeout", timedelta(seconds=10))
+        watchdog = asyncio.create_task(self._close_unless_initialised(timeout))
+        try:
+            await super().handle()
+        finally:
+            watchdog.cancel()
+            with suppress(asyncio.CancelledError):
+                await watchdog
+
+    async def _close_unless_initialised(self, delay: timedelta) -> None:
+        await asyncio.sleep(delay.total_seconds())
+        if not self.connection_acknowledged:
+            with suppress(Exception):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+
+class GraphQLTransport(GraphQL[GraphQLContext, None]):
+    """The ``/graphql`` endpoint: HTTP GET/POST, GraphiQL, and both WebSocket protocols.
+
+    Args:
+        schema: the schema to execute.
+        settings: body size limit, WebSocket timeouts and caps, allowed origins.
+        resources: gives the upstream and live hub opened by the app's lifespan.
+    """
+
+    graphql_ws_handler_class = _LegacyWSHandler
+
+    def __init__(
+        self, schema: BaseSchema, *, settings: Settings, resources: GatewayResources
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql",
+            allow_queries_via_get=True,
+            keep_alive=True,
+            keep_alive_interval=settings.ws_keepalive_interval,
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
+            max_subscriptions_per_connection=settings.ws_max_operations,
+            allowed_origins=settings.allowed_origins,
+        )
+        self.settings = settings
+        self.resources = resources
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive=self._limited(receive))
+        media_type = preferred_media_type(request.headers.get("accept"))
+        request.state.media_type = media_type
+        request.state.request_error = False
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            declared = 0
+        if declared > self.settings.max_body_bytes:
+            response: Response = self._too_large(media_type)
+        else:
+            try:
+                response = await self.run(request)
+            except HTTPException as exc:
+                response = self._error_response(exc.status_code, exc.reason, media_type)
+                if exc.status_code == 405:
+                    response.headers["allow"] = "POST" if request.method == "GET" else "GET, POST"
+            except _BodyTooLarge:
+                response = self._too_large(media_type)
+            else:
+                if response.media_type == APPLICATION_JSON:
+                    response.headers["content-type"] = f"{media_type}; charset=utf-8"
+                    if request.state.request_error and media_type == GRAPHQL_RESPONSE_JSON:
+                        response.status_code = 400
+        await response(scope, receive, send)
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.settings.max_body_bytes
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        return receive_limited
+
+    def _too_large(self, media_type: str) -> Response:
+        return self._error_response(
+            413,
+            f"Request body too large: the limit is {self.settings.max_body_bytes} bytes",
+            media_type,
+        )
+
+    @staticmethod
+    def _error_response(status_code: int, message: str, media_type: str) -> Response:
+        return JSONResponse(
+            {"errors": [{"message": message}]},
+            status_code=status_code,
+            media_type=media_type,
+        )
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> GraphQLContext:
+        return GraphQLContext(
+            upstream=self.resources.upstream,
+            credentials=Credentials.from_authorization(request.headers.get("authorization")),
+            settings=self.settings,
+            live=self.resources.live,
+        )
+
+    async def on_ws_connect(self, context: GraphQLContext) -> UnsetType | dict[str, object] | None:
+        params = context.connection_params or {}
+        authorization = params.get("Authorization", params.get("authorization"))
+        if isinstance(authorization, str):
+            context.credentials = Credentials.from_authorization(authorization)
+        elif authorization is not None:
+            context.credentials = ANONYMOUS
+        no_ack_payload: UnsetType = UNSET
+        return no_ack_payload
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        try:
+            parsed = await super().parse_http_body(request)
+        except (AttributeError, TypeError) as exc:
+            raise HTTPException(400, "The request must be a JSON object") from exc
+        if isinstance(parsed, GraphQLRequestData) and not isinstance(
+            parsed.operation_name, (str, type(None))
+        ):
+            raise HTTPException(
+                400, "The GraphQL operation's `operationName` must be a string or null."
+            )
+        return parsed
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Any,
+        context: GraphQLContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        method = request_adapter.method
+        allowed = (
+            {OperationType.QUERY}
+            if method == "GET"
+            else {
+                OperationType.QUERY,
+                OperationType.MUTATION,
+            }
+        )
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            raise HTTPException(400, exc.as_http_error_reason()) from exc
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(
+                    400, "Subscriptions are served over WebSocket at this same URL"
+                ) from exc
+            raise HTTPException(405, "Mutations are only allowed over POST") from exc
+        except MissingQueryError as exc:
+            raise HTTPException(400, "No GraphQL query found in the request") from exc
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        if is_request_error(result):
+            request.state.request_error = True
+            if request.state.media_type == GRAPHQL_RESPONSE_JSON:
+                response.pop("data", None)
+        return response
+
+    def get_websocket_headers(self, request: WebSocket) -> Mapping[str, str]:
+        return request.headers

@@ -1,0 +1,313 @@
+"""The Starlette app: ``/graphql`` (HTTP and WebSockets), ``/healthz``, ``/readyz``, ``/metrics``.
+
+``create_app`` builds it; its lifespan opens and closes every resource (the
+upstream and its HTTP client or embedded engine, the live hub). ``serve`` runs
+it with uvicorn for ``runcast serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from runcast._graphql_app import GraphQLTransport
+from runcast.errors import RuncastError, UpstreamError
+from runcast.live import LiveHub
+from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from runcast.metrics import Metrics
+from runcast.schema import build_schema
+from runcast.settings import Settings, default_db_path
+from runcast.upstream import RunAPI
+
+logger = logging.getLogger("runcast.app")
+
+
+class ConfigurationError(RuncastError):
+    """A setting cannot be used (unknown upstream, unreadable folder, port in use)."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that cannot work, before anything is opened.
+
+    Raises:
+        ConfigurationError: unknown upstream scheme, missing Cloudflare account,
+            or an unreadable workflows folder.
+    """
+    upstream = settings.upstream
+    if upstream == "embedded":
+        folder = settings.workflows_dir
+        if folder is not None and not (folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)):
+            raise ConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
+        return
+    parts = urlsplit(upstream)
+    if parts.scheme in {"http", "https"}:
+        if not parts.hostname:
+            raise ConfigurationError(f"upstream URL {upstream!r} has no host")
+        return
+    if parts.scheme == "cloudflare":
+        if not parts.netloc:
+            raise ConfigurationError(
+                f"upstream {upstream!r} names no account: use cloudflare://ACCOUNT_ID"
+            )
+        return
+    raise ConfigurationError(
+        f"unknown upstream {upstream!r}: use 'embedded', an AwaitStep URL "
+        "(http:// or https://) or cloudflare://ACCOUNT_ID"
+    )
+
+
+@asynccontextmanager
+async def open_upstream(
+    settings: Settings, *, metrics: Metrics | None = None
+) -> AsyncIterator[RunAPI]:
+    """Open the upstream ``settings`` name, and close it (and its engine or client) on exit.
+
+    Args:
+        settings: which upstream, and its timeouts and limits.
+        metrics: counts every HTTP attempt to an HTTP upstream, when given.
+
+    Raises:
+        ConfigurationError: see :func:`check_settings`.
+    """
+    check_settings(settings)
+    upstream = settings.upstream
+    if upstream == "embedded":
+        async with _embedded_upstream(settings) as local:
+            yield local
+        return
+    parts = urlsplit(upstream)
+    on_request = metrics.observe_upstream_request if metrics is not None else None
+    adapter: RunAPI
+    if parts.scheme == "cloudflare":
+        from runcast.upstream.cloudflare import CloudflareUpstream
+
+        adapter = CloudflareUpstream(
+            parts.netloc,
+            base_url=settings.cloudflare_base_url,
+            token=settings.cloudflare_token,
+            settings=settings,
+            on_request=on_request,
+        )
+    else:
+        from runcast.upstream.awaitstep import AwaitStepUpstream
+
+        adapter = AwaitStepUpstream(upstream, settings=settings, on_request=on_request)
+    try:
+        yield adapter
+    finally:
+        await adapter.aclose()
+
+
+@asynccontextmanager
+async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
+    from runcast.engine import Engine
+    from runcast.engine.loader import load_workflows
+    from runcast.upstream.local import LocalUpstream
+
+    loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
+    for problem in loaded.problems:
+        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
+        logger.warning("skipped workflow %s: %s", where, problem.message)
+    db_path = settings.db_path or default_db_path()
+    try:
+        await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
+        ) from exc
+    engine = Engine(
+        loaded.definitions,
+        db_path=db_path,
+        max_running=settings.max_running,
+        max_event_payload_bytes=settings.max_event_payload_bytes,
+    )
+    async with engine:
+        local = LocalUpstream(engine, api_keys=settings.engine_api_keys)
+        try:
+            yield local
+        finally:
+            await local.aclose()
+
+
+class _Resources:
+    """What the lifespan opened, for the GraphQL transport to use."""
+
+    def __init__(self) -> None:
+        self._upstream: RunAPI | None = None
+        self.live: LiveHub | None = None
+
+    @property
+    def upstream(self) -> RunAPI:
+        if self._upstream is None:
+            raise UpstreamError("the gateway is not started (its lifespan has not run)")
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, value: RunAPI | None) -> None:
+        self._upstream = value
+
+
+def create_app(
+    settings: Settings, *, upstream: RunAPI | None = None, metrics: Metrics | None = None
+) -> Starlette:
+    """Build the gateway app.
+
+    Args:
+        settings: limits, guards, allowed origins and the upstream to open.
+        upstream: an already open run API to use instead of the one ``settings``
+            names; its lifetime stays with the caller.
+        metrics: the registry ``/metrics`` serves; a new one when ``None``.
+
+    Returns:
+        A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
+    """
+    schema = build_schema(settings)
+    resources = _Resources()
+    metrics = metrics or Metrics()
+    transport = GraphQLTransport(schema, settings=settings, resources=resources)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            opened = upstream
+            if opened is None:
+                opened = await stack.enter_async_context(open_upstream(settings, metrics=metrics))
+            resources.upstream = opened
+            stack.callback(setattr, resources, "upstream", None)
+            resources.live = await stack.enter_async_context(
+                LiveHub(opened, settings, metrics=metrics)
+            )
+            stack.callback(setattr, resources, "live", None)
+            yield
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await resources.upstream.ping()
+        except RuncastError as exc:
+            return JSONResponse(
+                {"status": "unavailable", "upstream": exc.message, "code": exc.code},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "upstream": resources.upstream.name})
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/graphql", transport, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", transport),
+    ]
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+
+    middleware: list[Middleware] = []
+    if settings.allowed_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.allowed_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Accept"],
+                max_age=600,
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready socket on ``host:port``.
+
+    Raises:
+        ConfigurationError: the address cannot be resolved or the port is in use.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno in {48, 98, 10048} else exc.strerror
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Run ``runcast serve``: the gateway on uvicorn until interrupted.
+
+    The upstream (for ``embedded``, the engine and its database) is opened before
+    the port starts answering, so a setting that cannot work is reported as one
+    ``ConfigurationError`` instead of a failed startup.
+
+    Returns:
+        The exit code: 0 after the server stops, 1 if the app failed to start.
+        Ctrl-C stops the server cleanly, then raises ``KeyboardInterrupt``.
+
+    Raises:
+        ConfigurationError: a setting cannot work (unknown upstream, unreadable
+            folder, unusable database path, port in use).
+    """
+    check_settings(settings)
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        return asyncio.run(_serve(settings, sock))
+    finally:
+        sock.close()
+
+
+async def _serve(settings: Settings, sock: socket.socket) -> int:
+    import uvicorn
+
+    metrics = Metrics()
+    async with open_upstream(settings, metrics=metrics) as upstream:
+        config = uvicorn.Config(
+            create_app(settings, upstream=upstream, metrics=metrics),
+            lifespan="on",
+            log_level="info",
+            ws_ping_interval=20.0,
+        )
+        server = uvicorn.Server(config)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        port = sock.getsockname()[1]
+        if settings.upstream == "embedded":
+            db = settings.db_path or default_db_path()
+            sys.stderr.write(f"runcast: embedded engine, database {db}\n")
+        sys.stdout.write(f"runcast: GraphiQL at http://{host}:{port}/graphql\n")
+        sys.stdout.flush()
+        await server.serve(sockets=[sock])
+        return 0 if server.started else 1
+
+
+__all__ = [
+    "ConfigurationError",
+    "check_settings",
+    "create_app",
+    "open_upstream",
+    "serve",
+]

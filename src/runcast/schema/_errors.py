@@ -1,0 +1,125 @@
+"""The one place where errors become GraphQL errors with a stable ``extensions.code``.
+
+``runcast.errors`` map to their own code (plus ``retryAfter`` and friends from
+``RuncastError.extensions()``). Parse and validation failures get
+``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED``, bad variables
+``BAD_USER_INPUT``. Anything else raised while resolving is masked as
+``INTERNAL_SERVER_ERROR``: the client sees no detail, the log gets all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext, StreamExecutionResult
+
+from runcast.errors import RuncastError, UpstreamError
+
+logger = logging.getLogger("runcast.graphql")
+
+INTERNAL_MESSAGE = "Internal server error"
+
+
+@runtime_checkable
+class _ResultWithErrors(Protocol):
+    errors: list[GraphQLError] | None
+
+
+def is_masked(error: GraphQLError) -> bool:
+    """Whether ``error`` is an unexpected failure whose detail must not reach the client."""
+    if isinstance(error.original_error, RuncastError):
+        return False
+    if isinstance(error, GraphQLSyntaxError) or error.path is None:
+        return False
+    return "code" not in (error.extensions or {})
+
+
+def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None) -> None:
+    """Log what the client will not see: unexpected errors in full, upstream failures briefly."""
+    operation = execution_context.operation_name if execution_context else None
+    for error in errors:
+        original = error.original_error
+        if is_masked(error):
+            logger.error(
+                "unexpected error at %s in operation %s",
+                ".".join(str(p) for p in error.path or ()),
+                operation or "<anonymous>",
+                exc_info=original if original is not None else error,
+            )
+        elif isinstance(original, UpstreamError):
+            logger.warning("upstream failure in operation %s: %s", operation, original.message)
+
+
+class ErrorCodes(SchemaExtension):
+    """Give every error of a result an ``extensions.code``, masking unexpected ones."""
+
+    def __init__(self) -> None:
+        self._validation_errors: set[int] = set()
+        self._stream_result_processed = False
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        self._validation_errors = {
+            id(error) for error in self.execution_context.pre_execution_errors or ()
+        }
+
+    def on_operation(self) -> Iterator[None]:
+        self._stream_result_processed = False
+        yield
+        if self._stream_result_processed:
+            return
+        result: Any = self.execution_context.result
+        if isinstance(result, _ResultWithErrors):
+            self._process(result)
+        elif isinstance(initial := getattr(result, "initial_result", None), _ResultWithErrors):
+            self._process(initial)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        self._stream_result_processed = True
+        if isinstance(result, _ResultWithErrors):
+            self._process(result)
+        yield None
+
+    def _process(self, result: _ResultWithErrors) -> None:
+        if result.errors:
+            result.errors = [self.coded(error) for error in result.errors]
+
+    def coded(self, error: GraphQLError) -> GraphQLError:
+        """``error`` with its ``extensions.code`` (a masked copy for unexpected errors)."""
+        original = error.original_error
+        if isinstance(original, RuncastError):
+            error.message = original.message
+            error.extensions = {**(error.extensions or {}), **original.extensions()}
+            return error
+        if is_masked(error):
+            return GraphQLError(
+                INTERNAL_MESSAGE,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": "INTERNAL_SERVER_ERROR"},
+            )
+        if "code" not in (error.extensions or {}):
+            if isinstance(error, GraphQLSyntaxError):
+                code = "GRAPHQL_PARSE_FAILED"
+            elif id(error) in self._validation_errors:
+                code = "GRAPHQL_VALIDATION_FAILED"
+            else:
+                code = "BAD_USER_INPUT"
+            error.extensions = {**(error.extensions or {}), "code": code}
+        return error
+
+
+class FreshLoaders(SchemaExtension):
+    """Give every operation its own DataLoader cache (WebSocket contexts outlive operations)."""
+
+    def on_operation(self) -> Iterator[None]:
+        reset = getattr(self.execution_context.context, "reset_loaders", None)
+        if callable(reset):
+            reset()
+        yield

@@ -1,0 +1,68 @@
+"""The root ``Subscription`` type: live runs from the shared poller (``runcast.live``).
+
+Each resolver checks its arguments, then relays the :class:`~runcast.live.RunChange`
+values of the request's :class:`~runcast.live.LiveHub` as ``RunStatusUpdate``. Errors
+are raised as ``runcast.errors``, which the schema maps to ``extensions.code``.
+"""
+
+# Strawberry types its decorators-with-arguments as returning Any.
+# mypy: disable-error-code="untyped-decorator"
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import strawberry
+
+from runcast.errors import UpstreamUnavailable
+from runcast.live import LiveHub, RunChange
+from runcast.resolvers import GraphQLContext, check_id
+from runcast.schema.types import Info, RunStatus, RunStatusUpdate
+
+
+def _hub(context: GraphQLContext) -> LiveHub:
+    if context.live is None:
+        raise UpstreamUnavailable("live updates are not available on this server")
+    return context.live
+
+
+def _update(change: RunChange) -> RunStatusUpdate:
+    return RunStatusUpdate.from_run(
+        change.run, previous_status=change.previous_status, observed_at=change.observed_at
+    )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The current state at once, then one message per observed change; "
+        "completes after a terminal status."
+    )
+    async def run_status(
+        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
+    ) -> AsyncGenerator[RunStatusUpdate, None]:
+        workflow = check_id(str(workflow_id), argument="workflowId")
+        instance = check_id(str(instance_id), argument="instanceId")
+        hub = _hub(info.context)
+        changes = hub.watch_run(workflow, instance, info.context.credentials)
+        async with aclosing(changes):
+            async for change in changes:
+                yield _update(change)
+
+    @strawberry.subscription(
+        description="Every observed change of any run of one workflow; never completes by itself."
+    )
+    async def workflow_runs(
+        self,
+        info: Info,
+        workflow_id: strawberry.ID,
+        status: list[RunStatus] | None = strawberry.UNSET,
+    ) -> AsyncGenerator[RunStatusUpdate, None]:
+        workflow = check_id(str(workflow_id), argument="workflowId")
+        statuses = {s.to_model() for s in status} if status else None
+        hub = _hub(info.context)
+        changes = hub.watch_workflow(workflow, statuses, info.context.credentials)
+        async with aclosing(changes):
+            async for change in changes:
+                yield _update(change)
