@@ -10,10 +10,19 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import uvicorn
 from starlette.types import ASGIApp
+
+from runcast.engine import Engine, load_workflows
+from runcast.engine.server import create_engine_app
+from runcast.settings import Settings
+from runcast.upstream import RunAPI
+from runcast.upstream.awaitstep import AwaitStepUpstream
+from runcast.upstream.local import LocalUpstream
 
 
 def free_port() -> int:
@@ -59,3 +68,126 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
 def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
     """Start an ASGI app on a real uvicorn socket: ``async with serve(app) as url: ...``."""
     return running_server
+
+
+@pytest.fixture
+def workflows_dir() -> Path:
+    """The folder of test workflow definitions (tests/workflows)."""
+    return Path(__file__).parent / "workflows"
+
+
+@pytest.fixture
+async def engine(workflows_dir: Path, tmp_path: Path) -> AsyncIterator[Engine]:
+    """A started Engine over tests/workflows on a SQLite file in tmp_path, closed after."""
+    result = load_workflows(workflows_dir)
+    assert not result.problems, result.problems
+    async with Engine(result.definitions, db_path=tmp_path / "engine.db") as started:
+        yield started
+
+
+# -- the engine's REST API and the upstream adapters (the contract suite) -------------------
+
+EngineServer = Callable[..., AbstractAsyncContextManager[str]]
+"""``async with engine_server(api_keys=("k",)) as url:`` serves the test engine's REST API."""
+
+AdapterBuilder = Callable[[Engine, tuple[str, ...]], AbstractAsyncContextManager[RunAPI]]
+"""Builds one adapter over ``engine``, enforcing ``api_keys`` (empty: no authentication)."""
+
+
+@dataclass(frozen=True)
+class UpstreamFactory:
+    """One adapter kind over the test engine: ``async with upstream_factory() as upstream:``.
+
+    Pass ``api_keys=("k",)`` to require those bearer tokens, or ``engine=`` a started Engine
+    the test owns to use it instead; the adapter is closed (its server stopped) on exit.
+    """
+
+    adapter: str
+    builder: AdapterBuilder
+    engine: Engine
+
+    def __call__(
+        self, *, api_keys: tuple[str, ...] = (), engine: Engine | None = None
+    ) -> AbstractAsyncContextManager[RunAPI]:
+        return self.builder(engine or self.engine, tuple(api_keys))
+
+    def has(self, feature: str) -> bool:
+        """Whether this adapter's upstream has ``feature`` (see ``UPSTREAM_GAPS``)."""
+        return feature not in UPSTREAM_GAPS.get(self.adapter, frozenset())
+
+
+@asynccontextmanager
+async def local_adapter(engine: Engine, api_keys: tuple[str, ...]) -> AsyncIterator[RunAPI]:
+    """The ``local`` adapter: the engine in process."""
+    upstream = LocalUpstream(engine, api_keys=api_keys)
+    try:
+        yield upstream
+    finally:
+        await upstream.aclose()
+
+
+@asynccontextmanager
+async def awaitstep_adapter(engine: Engine, api_keys: tuple[str, ...]) -> AsyncIterator[RunAPI]:
+    """The ``awaitstep`` adapter against the engine's REST API on a real uvicorn socket."""
+    async with running_server(create_engine_app(engine, api_keys=api_keys)) as url:
+        upstream = AwaitStepUpstream(
+            url, settings=Settings(upstream_get_retries=1), retry_base_delay=0.01
+        )
+        try:
+            yield upstream
+        finally:
+            await upstream.aclose()
+
+
+@asynccontextmanager
+async def cloudflare_adapter(engine: Engine, api_keys: tuple[str, ...]) -> AsyncIterator[RunAPI]:
+    """The ``cloudflare`` adapter against the engine's Cloudflare API on a real uvicorn socket."""
+    from runcast.engine.cloudflare_api import create_cloudflare_app
+    from runcast.upstream.cloudflare import CloudflareUpstream
+
+    app = create_cloudflare_app(engine, account_id="local", api_tokens=api_keys)
+    async with running_server(app) as url:
+        upstream = CloudflareUpstream(
+            "local",
+            base_url=url + "/client/v4",
+            settings=Settings(upstream_get_retries=1),
+            retry_base_delay=0.01,
+        )
+        try:
+            yield upstream
+        finally:
+            await upstream.aclose()
+
+
+UPSTREAM_ADAPTERS: dict[str, AdapterBuilder] = {
+    "local": local_adapter,
+    "awaitstep": awaitstep_adapter,
+    "cloudflare": cloudflare_adapter,
+}
+"""Every adapter the contract suite (tests/test_upstream_contract.py) runs against.
+
+To add one, write an ``AdapterBuilder`` (an async context manager taking the engine and the
+API keys, yielding a started adapter that talks to that engine) and add it here by name.
+"""
+
+
+UPSTREAM_GAPS: dict[str, frozenset[str]] = {"cloudflare": frozenset({"scripts", "display_names"})}
+"""Features an adapter's upstream does not have, by adapter name; the contract tests skip
+what needs them. Known features: ``scripts`` (the upstream lists and refuses scripts),
+``display_names`` (a workflow's name can differ from its id)."""
+
+
+@pytest.fixture(params=list(UPSTREAM_ADAPTERS))
+def upstream_factory(request: pytest.FixtureRequest, engine: Engine) -> UpstreamFactory:
+    """One adapter kind per parameter (see ``UPSTREAM_ADAPTERS``), over the test engine."""
+    return UpstreamFactory(request.param, UPSTREAM_ADAPTERS[request.param], engine)
+
+
+@pytest.fixture
+def engine_server(engine: Engine) -> EngineServer:
+    """Serve the test engine's REST API on a real socket: ``async with engine_server() as url``."""
+
+    def make(*, api_keys: tuple[str, ...] = ()) -> AbstractAsyncContextManager[str]:
+        return running_server(create_engine_app(engine, api_keys=api_keys))
+
+    return make

@@ -1,0 +1,24 @@
+"""The embedded run engine: workflow definitions, a SQLite store, an executor and a REST API.
+
+``Engine`` runs workflows loaded by ``load_workflows`` durably on one SQLite file.
+"""
+
+from __future__ import annotations
+
+from runcast.engine.engine import Engine
+from runcast.engine.loader import (
+    LoadProblem,
+    LoadResult,
+    demo_workflows_dir,
+    load_workflows,
+    parse_duration,
+)
+
+__all__ = [
+    "Engine",
+    "LoadProblem",
+    "LoadResult",
+    "demo_workflows_dir",
+    "load_workflows",
+    "parse_duration",
+]

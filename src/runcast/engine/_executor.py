@@ -1,0 +1,683 @@
+"""Run execution: one task per unfinished run, a FIFO concurrency cap, and the commands.
+
+Rules that keep memory, file and listeners consistent:
+
+- Every change to a ``RunState`` happens on the loop together with queueing the write
+  that records it, with no ``await`` in between; writes commit in the order queued.
+- A run task never changes state after it is cancelled: commands that take a run over
+  (terminate, restart, shutdown) cancel its task first, in the same synchronous block.
+- A step's result is committed before the run's next node starts (the task awaits it).
+- Listeners hear about a change once its write has committed, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from runcast.engine import _store
+from runcast.engine._state import (
+    STEP_COMPLETE,
+    STEP_ERRORED,
+    STEP_RETRYING,
+    STEP_RUNNING,
+    STEP_SUSPENDED,
+    STEP_TERMINATED,
+    RunState,
+    StepState,
+    decode,
+    encode,
+)
+from runcast.engine._store import EventRow, Store
+from runcast.engine.actions import ActionFailed, resolve_until, run_action
+from runcast.engine.definitions import (
+    FailAction,
+    ReturnAction,
+    SleepNode,
+    SleepUntilNode,
+    StepNode,
+    WaitForEventNode,
+    WorkflowDefinition,
+)
+from runcast.errors import RunFinished
+from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
+
+__all__ = ["DEFAULT_STEP_TIMEOUT", "Executor", "RunListener", "format_duration"]
+
+log = logging.getLogger("runcast.engine")
+
+RunListener = Callable[[Run], None]
+
+DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
+"""Wall time per attempt of a step that sets no ``timeout`` (the AwaitStep limit)."""
+
+_TERMINAL_VALUES = [status.value for status in TERMINAL_STATUSES]
+
+
+def format_duration(delta: timedelta) -> str:
+    """``1h``, ``30s``, ``1.5s``, ``250ms``: a duration the way workflow files write it."""
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    if seconds >= 1:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+class Executor:
+    """Drives every unfinished run of one engine; owns their tasks and the concurrency cap."""
+
+    def __init__(
+        self,
+        store: Store,
+        definitions: Mapping[str, WorkflowDefinition],
+        *,
+        max_running: int,
+        http_client: httpx.AsyncClient | None,
+    ) -> None:
+        self._store = store
+        self._definitions = definitions
+        self._max_running = max_running
+        self._http_client = http_client
+        self.active: dict[tuple[str, str], RunState] = {}
+        self._running = 0
+        self.reserved_slots = 0
+        """Slots taken for new runs whose row is being written (not yet admitted)."""
+        self._queued = 0
+        self._queue: list[tuple[int, int, RunState, asyncio.Future[bool]]] = []
+        self._tie = itertools.count()
+        self._listeners: list[RunListener] = []
+        self._next_event_id = 0
+        self._closing = False
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def add_listener(self, listener: RunListener) -> Callable[[], None]:
+        """Call ``listener`` with the run after each committed status/output/error change."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, run: Run, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            return  # the write failed; it is logged by whoever awaits it or by the store
+        for listener in list(self._listeners):
+            try:
+                listener(run)
+            except Exception:
+                log.exception("a run listener raised; it stays subscribed")
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _write(
+        self,
+        run: RunState,
+        steps: Iterable[StepState] = (),
+        *,
+        run_row: bool = True,
+        extra: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> asyncio.Future[None]:
+        """Queue the write recording ``run`` (and ``steps``) as they are now."""
+        run_params = run.row_params() if run_row else None
+        if run_params is not None and run_params == run.written_row and extra is None:
+            run_params = None  # the file already has this row
+        elif run_params is not None:
+            run.written_row = run_params
+        step_params = [step.params(run.seq) for step in steps]
+
+        def op(conn: sqlite3.Connection) -> None:
+            if extra is not None:
+                extra(conn)
+            if run_params is not None:
+                conn.execute(_store.RUN_UPDATE, run_params)
+            if len(step_params) == 1:
+                conn.execute(_store.STEP_UPSERT, step_params[0])
+            elif step_params:
+                conn.executemany(_store.STEP_UPSERT, step_params)
+
+        future = self._store.submit(op)
+        observed = run.observable()
+        if observed != run.notified:
+            run.notified = observed
+            if self._listeners:
+                snapshot = run.to_model()
+                future.add_done_callback(lambda f: self._notify(snapshot, f))
+        return future
+
+    def _write_soon(self, run: RunState, steps: Iterable[StepState] = ()) -> None:
+        """Queue a write nobody awaits (a failure is logged)."""
+        future = self._write(run, steps)
+        future.add_done_callback(_log_failure)
+
+    # -- starting, stopping ------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Load every unfinished run from the file and start driving it again."""
+        rows, steps, events = await self._store.run(_store.select_unfinished(_TERMINAL_VALUES))
+        self._next_event_id = await self._store.run(_max_event_id)
+        restored: list[RunState] = []
+        for row in rows:
+            definition = self._definitions.get(row.workflow_id)
+            if definition is None or not definition.nodes:
+                # Left as it is in the file: it continues once the workflow is loaded again.
+                log.warning(
+                    "run %s of workflow %r waits: the workflow is not loaded",
+                    row.instance_id,
+                    row.workflow_id,
+                )
+                continue
+            run = RunState.from_rows(definition, row, steps[row.seq])
+            self.active[run.key] = run
+            restored.append(run)
+        by_seq = {run.seq: run for run in restored}
+        for event in events:
+            owner = by_seq.get(event.run_seq)
+            if owner is not None:
+                _remember_event(owner, event)
+        # Runs that held a slot get one back first; queued ones keep their order.
+        for run in restored:
+            was_running = run.status in (RunStatus.RUNNING, RunStatus.WAITING_FOR_PAUSE)
+            if was_running and self._running < self._max_running:
+                run.holds_slot = True
+                self._running += 1
+        for run in restored:
+            self._start_task(run)
+        if restored:
+            log.info("engine: %d unfinished runs continue", len(restored))
+
+    async def close(self) -> None:
+        """Cancel and await every run task; their state stays in the file as it is."""
+        self._closing = True
+        tasks = [run.task for run in self.active.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_task(self, run: RunState) -> None:
+        if self._closing:
+            return  # the run is in the file; the next engine continues it
+        run.task = asyncio.create_task(self._drive(run), name=f"run:{run.instance_id}")
+
+    # -- the concurrency cap -----------------------------------------------------------
+
+    def take_slot_now(self) -> bool:
+        """Take a free slot for a new run if nobody is queued for one."""
+        if self._running < self._max_running and self._queued == 0:
+            self._running += 1
+            self.reserved_slots += 1
+            return True
+        return False
+
+    def give_back_slot(self) -> None:
+        """Return a slot taken with ``take_slot_now`` for a run that was never created."""
+        self.reserved_slots -= 1
+        self._running -= 1
+        self._grant()
+
+    def _release_slot(self, run: RunState) -> None:
+        if run.holds_slot:
+            run.holds_slot = False
+            self._running -= 1
+            self._grant()
+
+    def _grant(self) -> None:
+        while self._running < self._max_running and self._queue:
+            _, _, run, waiter = heapq.heappop(self._queue)
+            if run.slot_waiter is not waiter or waiter.done():
+                continue
+            run.slot_waiter = None
+            self._queued -= 1
+            run.holds_slot = True
+            self._running += 1
+            waiter.set_result(True)
+
+    def _withdraw(self, run: RunState) -> None:
+        waiter = run.slot_waiter
+        if waiter is not None:
+            run.slot_waiter = None
+            self._queued -= 1
+            if not waiter.done():
+                waiter.set_result(False)
+
+    async def _ready_to_work(self, run: RunState) -> None:
+        """Return holding a slot and not paused; queue (FIFO by creation) or pause meanwhile."""
+        while True:
+            if run.pause_requested:
+                self._release_slot(run)
+                if run.status is not RunStatus.PAUSED:
+                    run.status = RunStatus.PAUSED
+                    self._write_soon(run)
+                await _wait_change(run, None)
+                continue
+            if not run.holds_slot:
+                if self._running < self._max_running and self._queued == 0:
+                    run.holds_slot = True
+                    self._running += 1
+                else:
+                    await self._wait_in_queue(run)
+                    continue
+            if run.status is not RunStatus.RUNNING:
+                run.status = RunStatus.RUNNING
+                if run.started_at is None:
+                    run.started_at = time.time()
+                self._write_soon(run)
+            return
+
+    async def _wait_in_queue(self, run: RunState) -> None:
+        if run.status is not RunStatus.QUEUED:
+            run.status = RunStatus.QUEUED
+            self._write_soon(run)
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        run.slot_waiter = waiter
+        self._queued += 1
+        heapq.heappush(self._queue, (run.seq, next(self._tie), run, waiter))
+        try:
+            await waiter
+        finally:
+            if run.slot_waiter is waiter:
+                self._withdraw(run)
+
+    # -- driving a run -----------------------------------------------------------------
+
+    async def _drive(self, run: RunState) -> None:
+        try:
+            nodes = run.definition.nodes
+            while run.key in self.active and run.task is asyncio.current_task():
+                index = run.node_index
+                if index >= len(nodes):
+                    self._finish(run, RunStatus.COMPLETE)
+                    await self._write(run)
+                    return
+                node = nodes[index]
+                if isinstance(node, StepNode):
+                    await self._do_step(run, node, run.current_step)
+                elif isinstance(node, WaitForEventNode):
+                    await self._do_wait(run, node, run.current_step)
+                else:
+                    await self._do_sleep(run, node, run.current_step)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if run.status in TERMINAL_STATUSES or self._closing:
+                raise
+            log.exception("run %s of %r failed inside the engine", run.instance_id, run.workflow_id)
+            step = run.current_step
+            message = f"internal error in the engine ({type(exc).__name__}); see its log"
+            self._error(run, step, message)
+            try:
+                await self._write(run, [step] if step else [])
+            except Exception:
+                log.exception("could not record the failure of run %s", run.instance_id)
+
+    async def _do_step(self, run: RunState, node: StepNode, step: StepState | None) -> None:
+        if step is None:
+            await self._ready_to_work(run)  # a paused or queued run shows no next step yet
+            step = StepState(idx=len(run.steps), name=node.name, type="step", status=STEP_RUNNING)
+            run.steps.append(step)
+        while True:
+            if step.status == STEP_RETRYING:
+                await self._suspend(run, step, RunStatus.WAITING, lambda: False)
+                attempt = step.attempts + 1
+            elif step.status == STEP_RUNNING and step.attempts > 0:
+                attempt = step.attempts  # an attempt cut short by a crash runs again
+            else:
+                attempt = step.attempts + 1
+            await self._ready_to_work(run)
+            now = time.time()
+            step.status = STEP_RUNNING
+            step.attempts = attempt
+            step.wake_at = None
+            if step.started_at is None:
+                step.started_at = now
+            if not isinstance(node.action, ReturnAction | FailAction):
+                # Slow actions show their attempt in the file; instant ones only their end.
+                self._write(run, [step], run_row=False).add_done_callback(_log_failure)
+            message = await self._attempt(run, node, step, attempt)
+            if message is None:
+                return
+            now = time.time()
+            step.error = message
+            if attempt <= node.retries.limit:
+                delay = node.retries.delay_before(attempt)
+                step.status = STEP_RETRYING
+                step.wake_at = now + delay.total_seconds()
+                self._release_slot(run)
+                run.status = RunStatus.PAUSED if run.pause_requested else RunStatus.WAITING
+                await self._write(run, [step])
+                continue
+            self._error(run, step, message)
+            await self._write(run, [step])
+            return
+
+    async def _attempt(
+        self, run: RunState, node: StepNode, step: StepState, attempt: int
+    ) -> str | None:
+        """Run one attempt; on success record the result and return ``None``, else the error."""
+        context = dict(run.context)
+        run.in_step = True
+        try:
+            if isinstance(node.action, ReturnAction | FailAction):
+                result = await run_action(node.action, context, attempt=attempt, http_client=None)
+            else:
+                limit = node.timeout or DEFAULT_STEP_TIMEOUT
+                try:
+                    async with asyncio.timeout(limit.total_seconds()):
+                        result = await run_action(
+                            node.action, context, attempt=attempt, http_client=self._http_client
+                        )
+                except TimeoutError:
+                    return f"step {node.name!r} timed out after {format_duration(limit)}"
+        except ActionFailed as exc:
+            return exc.message
+        except Exception as exc:
+            # Actions turn their failures into ActionFailed; anything else is still only
+            # this attempt failing, and the retry policy decides what happens next.
+            log.warning("step %r of run %s raised %s", node.name, run.instance_id, exc)
+            return f"step {node.name!r} failed: {type(exc).__name__}"
+        finally:
+            run.in_step = False
+        try:
+            result_json = encode(result)
+        except (TypeError, ValueError) as exc:
+            return f"step {node.name!r} returned a value that is not JSON: {exc}"
+        await self._node_done(run, step, result, result_json)
+        return None
+
+    async def _node_done(
+        self,
+        run: RunState,
+        step: StepState,
+        result: JSON,
+        result_json: str | None,
+        extra: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> None:
+        """Record a node's result (and the run's end after the last node); await the commit."""
+        step.status = STEP_COMPLETE
+        step.output = result
+        step.output_json = result_json
+        step.error = None
+        step.wake_at = None
+        step.ended_at = time.time()
+        run.context[step.name] = result
+        if step.type == "step":
+            run.last_result = (result, result_json)
+        if step.idx + 1 >= len(run.definition.nodes):
+            self._finish(run, RunStatus.COMPLETE)
+        elif run.pause_requested:
+            self._release_slot(run)
+            run.status = RunStatus.PAUSED
+        await self._write(run, [step], extra=extra)
+
+    async def _do_sleep(
+        self, run: RunState, node: SleepNode | SleepUntilNode, step: StepState | None
+    ) -> None:
+        if step is None:
+            now = time.time()
+            if isinstance(node, SleepNode):
+                wake_at = now + node.duration.total_seconds()
+            else:
+                try:
+                    wake_at = resolve_until(node, run.context).timestamp()
+                except ActionFailed as exc:
+                    step = StepState(len(run.steps), node.name, node.type, STEP_RUNNING, 1)
+                    step.started_at = now
+                    run.steps.append(step)
+                    self._error(run, step, exc.message)
+                    await self._write(run, [step])
+                    return
+            step = StepState(len(run.steps), node.name, node.type, STEP_SUSPENDED, 1)
+            step.started_at = now
+            step.wake_at = wake_at
+            run.steps.append(step)
+            self._release_slot(run)
+            run.status = RunStatus.PAUSED
+            await self._write(run, [step])
+        await self._suspend(run, step, RunStatus.PAUSED, lambda: False)
+        await self._ready_to_work(run)
+        await self._node_done(run, step, None, None)
+
+    async def _do_wait(self, run: RunState, node: WaitForEventNode, step: StepState | None) -> None:
+        if step is None:
+            now = time.time()
+            step = StepState(len(run.steps), node.name, node.type, STEP_SUSPENDED, 1)
+            step.started_at = now
+            if node.timeout is not None:
+                step.wake_at = now + node.timeout.total_seconds()
+            run.steps.append(step)
+            self._release_slot(run)
+            run.status = RunStatus.PAUSED
+            await self._write(run, [step])
+
+        def arrived() -> bool:
+            return bool(run.events.get(node.event_type))
+
+        if not await self._suspend(run, step, RunStatus.PAUSED, arrived):
+            after = f" after {format_duration(node.timeout)}" if node.timeout else ""
+            self._error(run, step, f"timed out waiting for event {node.event_type!r}{after}")
+            await self._write(run, [step])
+            return
+        await self._ready_to_work(run)
+        event_id, payload, _ = run.events[node.event_type].popleft()
+        result = {"eventType": node.event_type, "payload": payload}
+
+        def delete_event(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+        await self._node_done(run, step, result, encode(result), extra=delete_event)
+
+    async def _suspend(
+        self, run: RunState, step: StepState, status: RunStatus, ready: Callable[[], bool]
+    ) -> bool:
+        """Wait without a slot until ``ready()`` (True) or the step's deadline passes (False).
+
+        While a pause is requested the run stays paused and neither is looked at; the
+        deadline is kept, so a run resumed after it acts at once.
+        """
+        self._release_slot(run)
+        while True:
+            if run.pause_requested:
+                if run.status is not RunStatus.PAUSED:
+                    run.status = RunStatus.PAUSED
+                    self._write_soon(run)
+                await _wait_change(run, None)
+                continue
+            if run.status is not status:
+                run.status = status
+                self._write_soon(run)
+            if ready():
+                return True
+            if step.wake_at is not None and time.time() >= step.wake_at:
+                return False
+            await _wait_change(run, step.wake_at)
+
+    def _error(self, run: RunState, step: StepState | None, message: str) -> None:
+        if step is not None:
+            step.status = STEP_ERRORED
+            step.error = message
+            step.ended_at = time.time()
+        run.error = message
+        self._finish(run, RunStatus.ERRORED)
+
+    def _finish(self, run: RunState, status: RunStatus) -> None:
+        """Make ``run`` terminal: free its slot, forget it from memory (the file has it)."""
+        run.status = status
+        run.ended_at = time.time()
+        if status is RunStatus.COMPLETE:
+            run.output, run.output_json = run.last_result
+        run.pause_requested = False
+        self._withdraw(run)
+        self._release_slot(run)
+        if self.active.get(run.key) is run:
+            del self.active[run.key]
+
+    # -- commands ----------------------------------------------------------------------
+
+    def admit(self, run: RunState, snapshot: Run) -> None:
+        """Start driving a run that was just created (its row is committed); tell listeners."""
+        self.active[run.key] = run
+        if run.holds_slot:
+            self.reserved_slots -= 1
+        run.notified = run.observable()
+        for listener in list(self._listeners):
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("a run listener raised; it stays subscribed")
+        self._start_task(run)
+
+    async def send_event(self, run: RunState, event_type: str, payload: JSON, text: str) -> None:
+        """Keep an event for the run's first wait of that type; return once it is durable."""
+        self._next_event_id += 1
+        event_id = self._next_event_id
+        seq = run.seq
+        run.events.setdefault(event_type, deque()).append((event_id, payload, text))
+        run.changed.set()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO events (id, run_seq, event_type, payload) VALUES (?, ?, ?, ?)",
+                (event_id, seq, event_type, text),
+            )
+
+        await self._store.submit(insert)
+
+    async def pause(self, run: RunState) -> None:
+        """Pause at the next node boundary (at once inside a sleep, wait or retry delay)."""
+        _refuse_finished(run)
+        if run.pause_requested:
+            return
+        run.pause_requested = True
+        if run.in_step:
+            run.status = RunStatus.WAITING_FOR_PAUSE
+        else:
+            run.status = RunStatus.PAUSED
+            self._withdraw(run)
+            if run.holds_slot and not run.in_step:
+                self._release_slot(run)
+        run.changed.set()
+        await self._write(run)
+
+    async def resume(self, run: RunState) -> None:
+        """Undo a pause; a run that is not paused by request is left as it is."""
+        _refuse_finished(run)
+        if not run.pause_requested:
+            return
+        run.pause_requested = False
+        current = run.current_step
+        if run.status is RunStatus.WAITING_FOR_PAUSE:
+            run.status = RunStatus.RUNNING
+        elif current is not None and current.status == STEP_RETRYING:
+            run.status = RunStatus.WAITING
+        run.changed.set()
+        await self._write(run)
+
+    async def terminate(self, run: RunState) -> None:
+        """End the run at once, even mid-step; output and error stay null."""
+        _refuse_finished(run)
+        task = self._take_over(run)
+        step = run.current_step
+        if step is not None:
+            step.status = STEP_TERMINATED
+            step.wake_at = None
+            step.ended_at = time.time()
+        run.output = run.output_json = run.error = None
+        run.last_result = (None, None)
+        self._finish(run, RunStatus.TERMINATED)
+        run.status = RunStatus.TERMINATED
+        seq = run.seq
+
+        def forget_events(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+
+        written = self._write(run, [step] if step else [], extra=forget_events)
+        await _settle(task)
+        await written
+
+    async def restart(self, run: RunState) -> None:
+        """Start the run again from its first node; results and events are discarded."""
+        task = self._take_over(run)
+        run.reset()
+        run.status = RunStatus.QUEUED
+        seq = run.seq
+
+        def forget(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM steps WHERE run_seq = ?", (seq,))
+            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+
+        written = self._write(run, extra=forget)
+        self.active[run.key] = run
+        self._start_task(run)
+        await _settle(task)
+        await written
+
+    def _take_over(self, run: RunState) -> asyncio.Task[None] | None:
+        task = run.task
+        if task is not None:
+            task.cancel()
+        run.task = None
+        run.in_step = False
+        self._withdraw(run)
+        self._release_slot(run)
+        return task
+
+
+def _refuse_finished(run: RunState) -> None:
+    if run.status in TERMINAL_STATUSES:
+        raise RunFinished(run.workflow_id, run.instance_id, run.status.value)
+
+
+async def _settle(task: asyncio.Task[None] | None) -> None:
+    if task is None or task is asyncio.current_task():
+        return
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _wait_change(run: RunState, deadline: float | None) -> None:
+    """Wait until a command touches the run or ``deadline`` (a POSIX time) passes."""
+    run.changed.clear()
+    if deadline is None:
+        await run.changed.wait()
+        return
+    delay = deadline - time.time()
+    if delay <= 0:
+        return
+    try:
+        async with asyncio.timeout(delay):
+            await run.changed.wait()
+    except TimeoutError:
+        pass
+
+
+def _remember_event(run: RunState, event: EventRow) -> None:
+    payload = decode(event.payload)
+    run.events.setdefault(event.event_type, deque()).append((event.id, payload, event.payload))
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        log.error("engine: a write failed: %s", error)
+
+
+def _max_event_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+    return int(row[0])

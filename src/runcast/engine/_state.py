@@ -1,0 +1,280 @@
+"""The hot, in-memory state of the engine's unfinished runs, and its rows in SQLite.
+
+A ``RunState`` is mutated only on the event loop, always together with queueing
+the write that records the change (see ``_executor``), so the file converges to
+memory in the same order the changes happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runcast.engine._store import RunRow, StepRow
+from runcast.engine.definitions import WorkflowDefinition
+from runcast.models import JSON, Run, RunStatus, Step
+
+__all__ = [
+    "STEP_COMPLETE",
+    "STEP_ERRORED",
+    "STEP_RETRYING",
+    "STEP_RUNNING",
+    "STEP_SUSPENDED",
+    "STEP_TERMINATED",
+    "RunState",
+    "StepState",
+    "decode",
+    "encode",
+    "moment",
+    "run_from_rows",
+]
+
+# Step statuses use the run vocabulary: what the run was doing at that node.
+STEP_RUNNING = "running"
+STEP_RETRYING = "waiting"
+STEP_SUSPENDED = "paused"
+STEP_COMPLETE = "complete"
+STEP_ERRORED = "errored"
+STEP_TERMINATED = "terminated"
+
+
+def encode(value: JSON) -> str:
+    """Compact JSON text of ``value``; raises ``TypeError``/``ValueError`` if it is not JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def decode(text: str | None) -> JSON:
+    """The value of JSON ``text`` (``None`` for SQL NULL)."""
+    return None if text is None else json.loads(text)
+
+
+def moment(timestamp: float | None) -> datetime | None:
+    """An aware UTC datetime from a POSIX timestamp."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+@dataclass(slots=True)
+class StepState:
+    """One entered node of a run."""
+
+    idx: int
+    name: str
+    type: str
+    status: str
+    attempts: int = 0
+    output: JSON = None
+    output_json: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    wake_at: float | None = None
+
+    def params(self, seq: int) -> tuple[Any, ...]:
+        """The parameters of ``STEP_UPSERT`` for this step of run ``seq``."""
+        return (
+            seq,
+            self.idx,
+            self.name,
+            self.type,
+            self.status,
+            self.attempts,
+            self.output_json,
+            self.error,
+            self.started_at,
+            self.ended_at,
+            self.wake_at,
+        )
+
+    def to_model(self) -> Step:
+        """The public ``Step``."""
+        return Step(
+            name=self.name,
+            type=self.type,
+            status=self.status,
+            attempts=self.attempts,
+            output=self.output,
+            error=self.error,
+            started_at=moment(self.started_at),
+            ended_at=moment(self.ended_at),
+        )
+
+    @classmethod
+    def from_row(cls, row: StepRow) -> StepState:
+        """The state a stored step row describes."""
+        return cls(
+            idx=row.idx,
+            name=row.name,
+            type=row.type,
+            status=row.status,
+            attempts=row.attempts,
+            output=decode(row.output),
+            output_json=row.output,
+            error=row.error,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            wake_at=row.wake_at,
+        )
+
+
+@dataclass(slots=True, eq=False)
+class RunState:
+    """An unfinished run: everything its task and the commands need, without a read."""
+
+    definition: WorkflowDefinition
+    seq: int
+    instance_id: str
+    status: RunStatus
+    input: JSON
+    input_json: str | None
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    output: JSON = None
+    output_json: str | None = None
+    error: str | None = None
+    pause_requested: bool = False
+    steps: list[StepState] = field(default_factory=list)
+    context: dict[str, JSON] = field(default_factory=dict)
+    last_result: tuple[JSON, str | None] = (None, None)
+    events: dict[str, deque[tuple[int, JSON, str]]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    holds_slot: bool = False
+    in_step: bool = False
+    slot_waiter: asyncio.Future[bool] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    notified: tuple[RunStatus, str | None, str | None] | None = None
+    written_row: tuple[Any, ...] | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        """The id of the run's workflow."""
+        return self.definition.id
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(workflow_id, instance_id)``."""
+        return (self.definition.id, self.instance_id)
+
+    @property
+    def node_index(self) -> int:
+        """The index of the node the run is at (entered or not)."""
+        steps = self.steps
+        if steps and steps[-1].status != STEP_COMPLETE:
+            return len(steps) - 1
+        return len(steps)
+
+    @property
+    def current_step(self) -> StepState | None:
+        """The entered, unfinished node, if any."""
+        steps = self.steps
+        if steps and steps[-1].status != STEP_COMPLETE:
+            return steps[-1]
+        return None
+
+    def row_params(self) -> tuple[Any, ...]:
+        """The parameters of ``RUN_UPDATE`` for this run."""
+        return (
+            self.status.value,
+            self.output_json,
+            self.error,
+            self.started_at,
+            self.ended_at,
+            int(self.pause_requested),
+            self.seq,
+        )
+
+    def observable(self) -> tuple[RunStatus, str | None, str | None]:
+        """What listeners are told about when it changes."""
+        return (self.status, self.output_json, self.error)
+
+    def to_model(self) -> Run:
+        """The public ``Run``, with its steps."""
+        current = self.current_step
+        wake_at = None
+        if current is not None and self.status in (RunStatus.PAUSED, RunStatus.WAITING):
+            wake_at = moment(current.wake_at)
+        return Run(
+            workflow_id=self.definition.id,
+            instance_id=self.instance_id,
+            status=self.status,
+            raw_status=self.status.value,
+            input=self.input,
+            output=self.output,
+            error=self.error,
+            created_at=moment(self.created_at),
+            started_at=moment(self.started_at),
+            ended_at=moment(self.ended_at),
+            steps=tuple(step.to_model() for step in self.steps),
+            wake_at=wake_at,
+        )
+
+    def reset(self) -> None:
+        """Forget every node result and event: the run starts from the beginning."""
+        self.steps = []
+        self.context = {"input": self.input}
+        self.last_result = (None, None)
+        self.events = {}
+        self.output = None
+        self.output_json = None
+        self.error = None
+        self.started_at = None
+        self.ended_at = None
+        self.pause_requested = False
+
+    @classmethod
+    def from_rows(
+        cls, definition: WorkflowDefinition, row: RunRow, steps: list[StepRow]
+    ) -> RunState:
+        """Rebuild an unfinished run from its rows (after a restart)."""
+        state = cls(
+            definition=definition,
+            seq=row.seq,
+            instance_id=row.instance_id,
+            status=RunStatus.parse(row.status),
+            input=decode(row.input),
+            input_json=row.input,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            pause_requested=row.pause_requested,
+        )
+        state.context = {"input": state.input}
+        for step_row in steps:
+            step = StepState.from_row(step_row)
+            if state.current_step is not None:
+                break  # rows after an unfinished node cannot be; keep the prefix
+            state.steps.append(step)
+            if step.status == STEP_COMPLETE:
+                state.context[step.name] = step.output
+                if step.type == "step":
+                    state.last_result = (step.output, step.output_json)
+        state.notified = state.observable()
+        state.written_row = state.row_params()
+        return state
+
+
+def run_from_rows(definition_id: str, row: RunRow, steps: list[StepRow]) -> Run:
+    """The public ``Run`` a stored run describes (for runs not in memory)."""
+    status = RunStatus.parse(row.status)
+    current = steps[-1] if steps and steps[-1].status != STEP_COMPLETE else None
+    wake_at = None
+    if current is not None and status in (RunStatus.PAUSED, RunStatus.WAITING):
+        wake_at = moment(current.wake_at)
+    return Run(
+        workflow_id=definition_id,
+        instance_id=row.instance_id,
+        status=status,
+        raw_status=row.status,
+        input=decode(row.input),
+        output=decode(row.output),
+        error=row.error,
+        created_at=moment(row.created_at),
+        started_at=moment(row.started_at),
+        ended_at=moment(row.ended_at),
+        steps=tuple(StepState.from_row(step).to_model() for step in steps),
+        wake_at=wake_at,
+    )

@@ -1,0 +1,407 @@
+"""The embedded run engine: durable workflow runs on asyncio and one SQLite file.
+
+::
+
+    definitions = load_workflows(Path("workflows")).definitions
+    async with Engine(definitions, db_path="runs.db") as engine:
+        run = await engine.trigger("order-approval", input={"orderId": 7})
+        await engine.send_event("order-approval", run.instance_id,
+                                event_type="user-approval", payload={"approved": True})
+
+Every accepted call is durable when it returns; a step's result is committed
+before the run's next node starts, so after a crash (even ``kill -9``) a new
+engine on the same file continues every run without running a completed step
+again. Calls raise only ``runcast.errors``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from ulid import ULID
+
+from runcast.engine import _store
+from runcast.engine._executor import Executor
+from runcast.engine._state import RunState, encode, run_from_rows
+from runcast.engine._store import Store
+from runcast.engine.definitions import WorkflowDefinition
+from runcast.errors import (
+    AlreadyExists,
+    BadUserInput,
+    NotTriggerable,
+    PayloadTooLarge,
+    RunFinished,
+    RunNotFound,
+    WorkflowNotFound,
+)
+from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
+
+__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "Engine"]
+
+MIB = 1024 * 1024
+MAX_PAGE_SIZE = 1000
+"""The largest ``limit`` of ``list_runs``."""
+INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+"""What a caller-given instance id must look like (otherwise a ULID is made)."""
+MAX_EVENT_TYPE_LENGTH = 256
+
+RunListener = Callable[[Run], None]
+
+
+class Engine:
+    """Runs workflows durably; the in-process upstream of runcast and of ``runcast engine``.
+
+    Args:
+        definitions: the loaded workflows by id (``load_workflows(...).definitions``).
+        db_path: the SQLite file (created with its folder if missing; WAL mode), or
+            ``":memory:"`` for a throwaway engine whose runs die with it.
+        max_running: how many runs execute at once; more stay ``queued``, first in
+            first out by creation. Runs that sleep, wait or wait to retry hold no slot.
+        max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
+        http_client: the pooled client for ``http`` actions (the caller closes it);
+            ``None`` makes a short-lived client per request.
+    """
+
+    def __init__(
+        self,
+        definitions: Mapping[str, WorkflowDefinition],
+        *,
+        db_path: Path | str,
+        max_running: int = 1000,
+        max_event_payload_bytes: int = MIB,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if max_running < 1:
+            raise ValueError("max_running must be at least 1")
+        self._definitions = dict(definitions)
+        self._max_event_payload_bytes = max_event_payload_bytes
+        self._store = Store(db_path)
+        self._executor = Executor(
+            self._store, self._definitions, max_running=max_running, http_client=http_client
+        )
+        self._reserved: set[tuple[str, str]] = set()
+        self._state = "new"
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the file and continue every unfinished run in it."""
+        if self._state != "new":
+            raise RuntimeError(f"an Engine is started once (this one is {self._state})")
+        self._state = "starting"
+        try:
+            await self._store.open()
+            await self._executor.recover()
+        except BaseException:
+            await self._executor.close()
+            await self._store.close()
+            self._state = "closed"
+            raise
+        self._state = "started"
+
+    async def aclose(self) -> None:
+        """Stop every run task (their state stays in the file), commit, close the file."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        await self._executor.close()
+        await self._store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _check_started(self) -> None:
+        if self._state != "started":
+            raise RuntimeError(f"the engine is not started (it is {self._state})")
+
+    # -- workflows ---------------------------------------------------------------------
+
+    def list_workflows(self) -> list[Workflow]:
+        """Every loaded workflow and script, by id."""
+        return [self._definitions[key].describe() for key in sorted(self._definitions)]
+
+    def get_workflow(self, workflow_id: str) -> Workflow:
+        """The workflow called ``workflow_id``; raises ``WorkflowNotFound``."""
+        return self._definition(workflow_id).describe()
+
+    def _definition(self, workflow_id: str) -> WorkflowDefinition:
+        definition = self._definitions.get(workflow_id)
+        if definition is None:
+            raise WorkflowNotFound(workflow_id)
+        return definition
+
+    # -- runs --------------------------------------------------------------------------
+
+    async def trigger(
+        self, workflow_id: str, *, input: JSON = None, instance_id: str | None = None
+    ) -> Run:
+        """Create a run and start it (or queue it over the cap); it is durable on return.
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            NotTriggerable: the workflow is a script (the message names its URL).
+            BadUserInput: ``instance_id`` is malformed or ``input`` is not JSON.
+            PayloadTooLarge: ``input`` is over ``max_event_payload_bytes``.
+            AlreadyExists: the workflow already has a run called ``instance_id``.
+        """
+        self._check_started()
+        definition = self._definition(workflow_id)
+        if definition.kind is WorkflowKind.SCRIPT:
+            raise NotTriggerable(workflow_id, definition.url)
+        if instance_id is None:
+            instance_id = str(ULID())
+        elif not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.fullmatch(instance_id):
+            raise BadUserInput(
+                f"instance id {instance_id!r} is not valid: use 1 to 100 letters, digits,"
+                " '_' or '-', not starting with '-'"
+            )
+        input_json = None if input is None else self._encode_limited(input, "run input")
+        key = (workflow_id, instance_id)
+        if key in self._executor.active or key in self._reserved:
+            raise AlreadyExists(workflow_id, instance_id)
+        self._reserved.add(key)
+        executor = self._executor
+        slot = executor.take_slot_now()
+        now = time.time()
+        status = RunStatus.RUNNING if slot else RunStatus.QUEUED
+        try:
+            seq = await self._store.submit(
+                _store.insert_run(
+                    workflow_id, instance_id, status.value, input_json, now, now if slot else None
+                )
+            )
+        except BaseException:
+            if slot:
+                executor.give_back_slot()
+            raise
+        finally:
+            self._reserved.discard(key)
+        if seq is None:
+            if slot:
+                executor.give_back_slot()
+            raise AlreadyExists(workflow_id, instance_id)
+        run = RunState(
+            definition=definition,
+            seq=seq,
+            instance_id=instance_id,
+            status=status,
+            input=input,
+            input_json=input_json,
+            created_at=now,
+            started_at=now if slot else None,
+            holds_slot=slot,
+        )
+        run.context = {"input": input}
+        run.written_row = run.row_params()
+        snapshot = run.to_model()
+        executor.admit(run, snapshot)
+        return snapshot
+
+    async def get_run(self, workflow_id: str, instance_id: str) -> Run:
+        """The run with its steps; raises ``WorkflowNotFound`` or ``RunNotFound``."""
+        self._check_started()
+        self._definition(workflow_id)
+        active = self._executor.active.get((workflow_id, instance_id))
+        if active is not None:
+            return active.to_model()
+        found = await self._store.run(_store.select_run(workflow_id, instance_id))
+        if found is None:
+            raise RunNotFound(workflow_id, instance_id)
+        return run_from_rows(workflow_id, *found)
+
+    async def list_runs(
+        self,
+        workflow_id: str,
+        *,
+        statuses: Collection[RunStatus] | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> RunPage:
+        """One page of the workflow's runs, newest first; pass ``next_cursor`` for the next.
+
+        Raises:
+            WorkflowNotFound: no such workflow.
+            BadUserInput: ``cursor`` is not one this engine gave, or ``limit`` is not 1..1000.
+        """
+        self._check_started()
+        self._definition(workflow_id)
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise BadUserInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
+        before = _decode_cursor(cursor) if cursor is not None else None
+        try:
+            wanted = None if statuses is None else {RunStatus(s) for s in statuses}
+        except ValueError as exc:
+            raise BadUserInput(f"unknown run status in {statuses!r}") from exc
+        if wanted is not None and not wanted:
+            return RunPage(runs=())
+        rows = await self._store.run(
+            _store.select_page(
+                workflow_id,
+                None if wanted is None else sorted(s.value for s in wanted),
+                before,
+                limit + 1,
+            )
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        runs: list[Run] = []
+        for row, steps in rows:
+            active = self._executor.active.get((workflow_id, row.instance_id))
+            if active is not None:
+                if wanted is not None and active.status not in wanted:
+                    continue  # changed since the read
+                runs.append(active.to_model())
+            else:
+                runs.append(run_from_rows(workflow_id, row, steps))
+        next_cursor = _encode_cursor(rows[-1][0].seq) if more and rows else None
+        return RunPage(runs=tuple(runs), next_cursor=next_cursor)
+
+    async def send_event(
+        self, workflow_id: str, instance_id: str, *, event_type: str, payload: JSON = None
+    ) -> Run:
+        """Give the run an event; its first wait for ``event_type`` gets it (FIFO per type).
+
+        Raises:
+            BadUserInput: ``event_type`` is empty or ``payload`` is not JSON.
+            PayloadTooLarge: the JSON-encoded payload is over ``max_event_payload_bytes``.
+            RunFinished: the run has finished.
+        """
+        self._check_started()
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise BadUserInput("event type must be a non-empty string")
+        if len(event_type) > MAX_EVENT_TYPE_LENGTH:
+            raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
+        text = self._encode_limited(payload, "event payload")
+        run = await self._active_run(workflow_id, instance_id)
+        await self._executor.send_event(run, event_type, payload, text)
+        return run.to_model()
+
+    async def terminate(self, workflow_id: str, instance_id: str) -> Run:
+        """End the run at once (even mid-step); raises ``RunFinished`` if it had ended."""
+        self._check_started()
+        run = await self._active_run(workflow_id, instance_id)
+        await self._executor.terminate(run)
+        return run.to_model()
+
+    async def pause(self, workflow_id: str, instance_id: str) -> Run:
+        """Pause the run at its next node boundary (at once when sleeping or waiting).
+
+        A running step finishes first (the run shows ``waitingForPause``); a sleep or
+        wait keeps its deadline. Pausing a paused run changes nothing.
+
+        Raises:
+            RunFinished: the run has finished.
+        """
+        self._check_started()
+        run = await self._active_run(workflow_id, instance_id)
+        await self._executor.pause(run)
+        return run.to_model()
+
+    async def resume(self, workflow_id: str, instance_id: str) -> Run:
+        """Undo a pause. Resuming a run that was not paused by request returns it unchanged.
+
+        Raises:
+            RunFinished: the run has finished.
+        """
+        self._check_started()
+        run = await self._active_run(workflow_id, instance_id)
+        await self._executor.resume(run)
+        return run.to_model()
+
+    async def restart(self, workflow_id: str, instance_id: str) -> Run:
+        """Run it again from the first node, same instance id, whatever its status.
+
+        Earlier node results and pending events are discarded.
+        """
+        self._check_started()
+        definition = self._definition(workflow_id)
+        key = (workflow_id, instance_id)
+        run = self._executor.active.get(key)
+        if run is None:
+            found = await self._store.run(_store.select_run(workflow_id, instance_id))
+            if found is None:
+                raise RunNotFound(workflow_id, instance_id)
+            run = self._executor.active.get(key)  # restarted by someone else meanwhile?
+            if run is None:
+                run = RunState.from_rows(definition, found[0], [])
+        await self._executor.restart(run)
+        return run.to_model()
+
+    def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
+        """Call ``listener(run)`` on the loop after every status, output or error change.
+
+        Calls come in the order the changes happened, once each change is durable. A
+        listener that raises is logged and stays subscribed. Returns the unsubscribe function.
+        """
+        return self._executor.add_listener(listener)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
+        definition = self._definition(workflow_id)
+        run = self._executor.active.get((workflow_id, instance_id))
+        if run is not None:
+            return run
+        if definition.kind is WorkflowKind.SCRIPT:
+            raise RunNotFound(workflow_id, instance_id)
+        found = await self._store.run(_store.select_run(workflow_id, instance_id))
+        run = self._executor.active.get((workflow_id, instance_id))
+        if run is not None:
+            return run
+        if found is None:
+            raise RunNotFound(workflow_id, instance_id)
+        raise RunFinished(workflow_id, instance_id, found[0].status)
+
+    def _encode_limited(self, value: JSON, what: str) -> str:
+        try:
+            text = encode(value)
+        except (TypeError, ValueError) as exc:
+            raise BadUserInput(f"{what} is not JSON: {exc}") from exc
+        size = len(text.encode())
+        limit = self._max_event_payload_bytes
+        if size > limit:
+            raise PayloadTooLarge(
+                f"{what} is {size} bytes, over the limit of {limit} bytes ({_size(limit)})",
+                limit=limit,
+            )
+        return text
+
+
+def _size(limit: int) -> str:
+    if limit % MIB == 0:
+        return f"{limit // MIB} MiB"
+    if limit % 1024 == 0:
+        return f"{limit // 1024} KiB"
+    return f"{limit} B"
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"r1:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "r1":
+            raise ValueError(cursor)
+        return int(number)
+    except (ValueError, UnicodeError, binascii.Error) as exc:
+        raise BadUserInput(f"cursor {cursor!r} is not valid") from exc

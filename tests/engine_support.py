@@ -1,0 +1,89 @@
+"""Helpers for the engine's tests: wait for a run's condition, build definitions inline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from runcast.engine import Engine
+from runcast.engine.definitions import (
+    Node,
+    PythonAction,
+    RetryPolicy,
+    ReturnAction,
+    StepNode,
+    WorkflowDefinition,
+)
+from runcast.models import Run, RunStatus
+
+
+async def wait_for_run(
+    engine: Engine,
+    workflow_id: str,
+    instance_id: str,
+    condition: Callable[[Run], bool],
+    *,
+    within: float = 10.0,
+) -> Run:
+    """Poll ``get_run`` until ``condition(run)``; fail after ``within`` seconds."""
+    run = await engine.get_run(workflow_id, instance_id)
+    try:
+        async with asyncio.timeout(within):
+            while not condition(run):
+                await asyncio.sleep(0.01)
+                run = await engine.get_run(workflow_id, instance_id)
+    except TimeoutError:
+        raise AssertionError(f"condition not reached in {within}s; last state: {run}") from None
+    return run
+
+
+async def wait_for_status(
+    engine: Engine, workflow_id: str, instance_id: str, *statuses: RunStatus, within: float = 10.0
+) -> Run:
+    """Poll until the run is in one of ``statuses``."""
+    return await wait_for_run(
+        engine, workflow_id, instance_id, lambda run: run.status in statuses, within=within
+    )
+
+
+def workflow(workflow_id: str, *nodes: Node) -> WorkflowDefinition:
+    """A workflow definition made in the test."""
+    return WorkflowDefinition(id=workflow_id, name=workflow_id, nodes=nodes)
+
+
+def python_step(
+    name: str,
+    target: str,
+    *,
+    retries: RetryPolicy | None = None,
+    timeout: timedelta | None = None,
+) -> StepNode:
+    """A step calling ``engine_probe`` function ``target``."""
+    return StepNode(
+        name=name,
+        action=PythonAction(f"engine_probe:{target}"),
+        retries=retries or RetryPolicy(),
+        timeout=timeout,
+    )
+
+
+def return_step(name: str, value: object) -> StepNode:
+    """A step with a ``return`` action."""
+    return StepNode(name=name, action=ReturnAction(value))
+
+
+@asynccontextmanager
+async def open_engine(
+    db_path: Path, *definitions: WorkflowDefinition, **options: object
+) -> AsyncIterator[Engine]:
+    """A started engine over ``definitions`` on ``db_path``, closed after."""
+    engine = Engine(
+        {definition.id: definition for definition in definitions},
+        db_path=db_path,
+        **options,  # type: ignore[arg-type]
+    )
+    async with engine:
+        yield engine
