@@ -1,0 +1,114 @@
+"""The request budget: a token bucket per upstream, with an upstream-wide pause for 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from runcast.settings import Settings
+
+DEFAULT_BUDGETS: dict[str, float | None] = {
+    # Cloudflare allows 1,200 requests per 5 minutes per token (4/s); keep headroom for
+    # the queries and mutations that share the token.
+    "cloudflare": 3.5,
+    # AwaitStep allows about 200 requests per minute per IP.
+    "awaitstep": 3.0,
+    # The embedded engine pushes its changes and costs nothing to ask.
+    "embedded": None,
+}
+UNKNOWN_UPSTREAM_BUDGET = 3.0
+"""Requests per second for an upstream runcast has no figure for: as careful as AwaitStep."""
+
+
+def budget_for(upstream_name: str, settings: Settings) -> float | None:
+    """Requests per second the live layer may send to ``upstream_name`` (``None``: no limit).
+
+    ``settings.request_budget_per_second`` overrides the default; zero or less means no limit.
+    """
+    if settings.request_budget_per_second is not None:
+        rate = settings.request_budget_per_second
+        return rate if rate > 0 else None
+    return DEFAULT_BUDGETS.get(upstream_name, UNKNOWN_UPSTREAM_BUDGET)
+
+
+class RequestBudget:
+    """A token bucket of ``rate`` requests per second holding at most ``burst`` tokens.
+
+    Urgent callers (a new subscriber's first GET) go before ordinary ones (scheduled
+    polls). :meth:`pause` stops everybody until a time, for an upstream's Retry-After.
+
+    Args:
+        rate: tokens added per second; ``None`` for no limit (only pauses apply).
+        burst: the most tokens the bucket holds; defaults to one second's worth.
+        clock: a monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
+        self._clock = clock
+        self._tokens = self.burst
+        self._stamp = clock()
+        self._paused_until = 0.0
+        self._urgent_waiting = 0
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current pause (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` from now (extends, never shortens, a pause)."""
+        self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is there right now, without waiting."""
+        if self.paused_for > 0:
+            return False
+        if self.rate is None:
+            return True
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was not sent."""
+        self._tokens = min(self.burst, self._tokens + 1.0)
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a token (and for any pause to end), then take it."""
+        if urgent:
+            self._urgent_waiting += 1
+        try:
+            while True:
+                wait = self.paused_for
+                if wait <= 0:
+                    if not urgent and self._urgent_waiting:
+                        wait = 1.0 / self.rate if self.rate else 0.005
+                    elif self.rate is None:
+                        return
+                    else:
+                        self._refill()
+                        if self._tokens >= 1.0:
+                            self._tokens -= 1.0
+                            return
+                        wait = (1.0 - self._tokens) / self.rate
+                await asyncio.sleep(wait)
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
+
+    def _refill(self) -> None:
+        now = self._clock()
+        if self.rate is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
