@@ -119,6 +119,9 @@ _UUID_NAMESPACE = uuid.UUID("5f0c6b2e-5d0e-4a8e-9a77-1b0f0c1d2e3f")
 class RunEngine(Protocol):
     """The part of ``runcast.engine.Engine`` this API calls."""
 
+    @property
+    def definitions(self) -> Mapping[str, WorkflowDefinition]: ...
+
     def list_workflows(self) -> list[Workflow]: ...
 
     def get_workflow(self, workflow_id: str) -> Workflow: ...
@@ -925,8 +928,7 @@ def cloudflare_mount(
             taken from ``engine.definitions`` when not given.
     """
     if definitions is None:
-        found = getattr(engine, "definitions", None)
-        definitions = found if isinstance(found, Mapping) else {}
+        definitions = engine.definitions
     api = _CloudflareApi(
         engine,
         account_id=account_id,

@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 
 import httpx
 from ulid import ULID
@@ -131,6 +131,11 @@ class Engine:
             raise RuntimeError(f"the engine is not started (it is {self._state})")
 
     # -- workflows ---------------------------------------------------------------------
+
+    @property
+    def definitions(self) -> Mapping[str, WorkflowDefinition]:
+        """The loaded workflow definitions, by id (read-only)."""
+        return MappingProxyType(self._definitions)
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
