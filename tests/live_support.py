@@ -138,13 +138,16 @@ class UpstreamProbe:
     """ASGI middleware in front of the engine's REST app: records requests, injects faults.
 
     ``forbid`` maps a bearer token to instance ids it may not read (answered 403,
-    the way an upstream with per-resource permissions refuses).
+    the way an upstream with per-resource permissions refuses); runs in ``gone``
+    are answered 404, as if deleted.
     """
 
     app: ASGIApp
     requests: list[Request] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     forbid: dict[str, set[str]] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    served: list[tuple[float, str]] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,8 +164,12 @@ class UpstreamProbe:
         ):
             await _json(send, 403, {"error": {"code": "FORBIDDEN", "message": "not yours"}})
             return
+        if any(path.rstrip("/").endswith(f"/runs/{instance}") for instance in self.gone):
+            await _json(send, 404, {"error": {"code": "NOT_FOUND", "message": "no such run"}})
+            return
         if self.faults and scope["method"] == "GET":
             fault = self.faults.pop(0)
+            self.served.append((time.monotonic(), fault.kind))
             if fault.kind == "429":
                 await _json(
                     send,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.types import ASGIApp
 
-from live_support import FAST, UpstreamProbe, open_engine, wait_for
+from live_support import FAST, Fault, UpstreamProbe, open_engine, wait_for
 from runcast.engine import Engine
 from runcast.engine.server import create_engine_app
 from runcast.errors import RunNotFound, WorkflowNotFound
@@ -381,3 +381,41 @@ async def test_closing_the_hub_ends_its_subscriptions(tmp_path: Path, serve: Ser
         assert p.hub.active_watches == 0
         with pytest.raises(RuntimeError):
             await anext(p.hub.watch_run("waiter", run.instance_id, ANONYMOUS))
+
+
+async def test_rate_limit_holds_every_watch(tmp_path: Path, serve: Serve) -> None:
+    """A 429 with Retry-After stops the polls of every watch until it has passed."""
+    async with polled(tmp_path, serve) as p:
+        runs = [await p.engine.trigger("waiter") for _ in range(3)]
+        received: list[list[RunChange]] = [[] for _ in runs]
+        readers = [
+            asyncio.create_task(
+                collect(p.hub.watch_run("waiter", r.instance_id, Credentials(f"t{i}")), into)
+            )
+            for i, (r, into) in enumerate(zip(runs, received, strict=True))
+        ]
+        await wait_for(lambda: all(received), what="every first state")
+        p.probe.faults.append(Fault("429", retry_after=0.6))
+        await wait_for(lambda: not p.probe.faults, what="the 429 to be served")
+        limited = p.probe.served[0][0]
+        await wait_for(lambda: len(p.probe.gets(since=limited + 0.6)) >= 3, what="polls again")
+        # Polls already on their way may land just after the 429; then nothing until it expires.
+        held = [r for r in p.probe.gets(since=limited + 0.05) if r.at < limited + 0.55]
+        assert held == []
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+
+async def test_run_that_disappears_ends_with_not_found(tmp_path: Path, serve: Serve) -> None:
+    """A watched run that the upstream no longer knows ends its subscribers with RunNotFound."""
+    async with polled(tmp_path, serve) as p:
+        run = await p.engine.trigger("waiter")
+        changes = p.hub.watch_run("waiter", run.instance_id, ANONYMOUS)
+        first = await anext(changes)
+        assert first.run.status is RunStatus.PAUSED
+        p.probe.gone.add(run.instance_id)
+        with pytest.raises(RunNotFound):
+            await anext(changes)
+        assert p.hub.active_watches == 0
+        assert p.hub.subscriber_count == 0

@@ -30,6 +30,7 @@ from live_support import (
     metric,
     open_engine,
     wait_for,
+    write_workflows,
 )
 from runcast.app import create_app
 from runcast.engine import Engine
@@ -288,3 +289,58 @@ async def test_faults_keep_subscribers_and_states_right(tmp_path: Path, serve: S
         text = await g.metrics()
         assert 'outcome="rate_limited"' in text
         assert 'outcome="unavailable"' in text
+
+
+async def test_embedded_engine_pushes_every_transition(tmp_path: Path, serve: Serve) -> None:
+    """With the embedded engine, runStatus carries every transition in order and polls nothing."""
+    settings = FAST.replace(
+        workflows_dir=write_workflows(tmp_path / "workflows"), db_path=tmp_path / "runs.db"
+    )
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+
+        async def graphql(query: str, **variables: Any) -> dict[str, Any]:
+            response = await http.post("/graphql", json={"query": query, "variables": variables})
+            body: dict[str, Any] = response.json()
+            assert "errors" not in body, body
+            return body["data"]
+
+        triggered = await graphql(
+            'mutation { triggerRun(workflowId: "gated", input: {orderId: "o-9"}) { instanceId } }'
+        )
+        instance_id = triggered["triggerRun"]["instanceId"]
+        await wait_for(lambda: _paused_at(graphql, instance_id, "submitted"), what="the gate")
+        send = """mutation Send($id: ID!, $type: String!, $payload: JSON) {
+            sendEvent(workflowId: "gated", instanceId: $id, eventType: $type, payload: $payload)
+            { status } }"""
+        async with GraphQLSocket.connect(url) as ws:
+            await ws.subscribe("1", RUN_STATUS, {"workflowId": "gated", "instanceId": instance_id})
+            first = await ws.receive()
+            assert first["payload"]["data"]["runStatus"]["status"] == "PAUSED"
+            reader = asyncio.create_task(ws.updates("1", "runStatus"))
+            await graphql(send, id=instance_id, type="submitted")
+            await wait_for(lambda: _paused_at(graphql, instance_id, "approval"), what="approval")
+            await graphql(send, id=instance_id, type="user-approval", payload={"approved": True})
+            rest = await asyncio.wait_for(reader, 10)
+        text = (await http.get("/metrics")).text
+    assert [u["status"] for u in rest] == [
+        "RUNNING",
+        "WAITING",
+        "RUNNING",
+        "PAUSED",
+        "RUNNING",
+        "COMPLETE",
+    ]
+    assert rest[-1]["run"]["output"] == {"orderId": "o-9", "approved": True}
+    polls = [line for line in text.splitlines() if line.startswith("runcast_live_polls_total{")]
+    assert polls == ['runcast_live_polls_total{kind="run",outcome="ok",upstream="embedded"} 1.0'], (
+        polls
+    )  # the first state only
+
+
+async def _paused_at(graphql: Callable[..., Any], instance_id: str, node: str) -> bool:
+    query = (
+        'query($id: ID!) { run(workflowId: "gated", instanceId: $id) { status steps { name } } }'
+    )
+    run = (await graphql(query, id=instance_id))["run"]
+    steps = run["steps"] or []
+    return bool(run["status"] == "PAUSED" and steps and steps[-1]["name"] == node)

@@ -22,8 +22,8 @@ class Metrics:
         upstream_requests: HTTP attempts (or in-process calls) to the upstream, by
             ``upstream`` and ``outcome`` (``ok``, ``client_error``, ``not_found``,
             ``rate_limited``, ``server_error``, ``timeout``, ``connection_error``, ...).
-        live_polls: polls made by the live layer, by ``upstream``, ``kind`` (``run`` or
-            ``list``) and ``outcome``.
+        live_polls: upstream calls made by the live layer (polls and first states), by
+            ``upstream``, ``kind`` (``run`` or ``list``) and ``outcome``.
         active_watches: watches the live layer keeps (one per credential and run or workflow).
         subscribers: subscriptions currently fed by the live layer.
         poll_lag: how late a poll started after the time it was due (budget pressure).
@@ -41,7 +41,7 @@ class Metrics:
         )
         self.live_polls = Counter(
             "runcast_live_polls",
-            "Polls the live layer made, by upstream, kind (run or list) and outcome.",
+            "Upstream calls of the live layer (polls, first states), by upstream, kind, outcome.",
             ["upstream", "kind", "outcome"],
             registry=self.registry,
         )
