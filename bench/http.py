@@ -15,8 +15,11 @@ Both sides of a pair run in the same invocation, on the same machine, with the
 same wrk settings; each pair is reported as a ratio (gateway cost relative to
 raw REST). Then the gateway is profiled with py-spy under the read load.
 
-The table goes to stdout and to ``bench/results/http.md``. Never run by the
-test suite. Usage::
+The table goes to stdout and to ``bench/results/http.md`` (gitignored), the
+profile's collapsed stacks to ``bench/results/http.gateway-read.folded`` (input
+for flamegraph.pl or speedscope). Never run by the test suite. Needs wrk
+(``apt-get install -y wrk``) and, for the profile, py-spy (``pip install py-spy``).
+Usage::
 
     python bench/http.py [--duration S] [--connections N] [--rounds R] [--no-profile]
 """
@@ -66,13 +69,13 @@ name: Three steps
 nodes:
   - step: first
     action:
-      return: {n: "`1`"}
+      return: {orderId: input.orderId, step: "`1`"}
   - step: second
     action:
-      return: {n: "`2`", previous: first.n}
+      return: {orderId: first.orderId, step: "`2`"}
   - step: third
     action:
-      return: {n: "`3`", previous: second.n, input: input}
+      return: {orderId: second.orderId, steps: [first.step, second.step, "`3`"]}
 """
 
 RUN_QUERY = (
@@ -83,7 +86,7 @@ TRIGGER_MUTATION = (
     "mutation Trigger($workflowId: ID!, $input: JSON) "
     "{ triggerRun(workflowId: $workflowId, input: $input) { instanceId status } }"
 )
-TRIGGER_INPUT = {"bench": True}
+TRIGGER_INPUT = {"orderId": "bench"}
 REST_TRIGGER_BODY = {"input": TRIGGER_INPUT}
 
 READY_TIMEOUT = 30.0

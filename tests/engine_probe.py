@@ -7,12 +7,16 @@ worker is started with ``PYTHONPATH`` pointing here too).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 GATES: dict[str, asyncio.Event] = {}
 """Events a ``hold`` step waits for, by ``input.gate`` (tests set and release them)."""
+
+UNSTICK = threading.Event()
+"""What every ``stuck`` step blocks its thread on (tests set it when they are done)."""
 
 
 def _record(context: Mapping[str, Any], step: str) -> int:
@@ -59,3 +63,9 @@ def flop(context: Mapping[str, Any]) -> None:
     """Record step ``f`` and fail."""
     _record(context, "f")
     raise RuntimeError("flop")
+
+
+def stuck(context: Mapping[str, Any]) -> str:
+    """Block this thread until ``UNSTICK`` is set: a sync step that hangs."""
+    UNSTICK.wait()
+    return "unstuck"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import httpx
 import pytest
@@ -12,9 +15,12 @@ from starlette.types import ASGIApp
 from conftest import free_port
 from gateway_client import GraphQLClient, gateway
 from runcast.engine import Engine
+from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.server import create_engine_app
 from runcast.settings import Settings
+from runcast.upstream import RunAPI
 from runcast.upstream.awaitstep import AwaitStepUpstream
+from runcast.upstream.cloudflare import CloudflareUpstream
 from runcast.upstream.local import LocalUpstream
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
@@ -136,3 +142,53 @@ async def test_unreachable_upstream_is_upstream_unavailable() -> None:
         await upstream.aclose()
     assert error["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
     assert "Traceback" not in error["message"]
+
+
+@pytest.mark.parametrize("adapter", ["awaitstep", "cloudflare"])
+async def test_tokens_never_reach_logs_or_error_messages(
+    engine: Engine, serve: Serve, caplog: pytest.LogCaptureFixture, adapter: str
+) -> None:
+    """Passthrough and service tokens appear in no log record and no answer, even on failures."""
+    caplog.set_level(logging.DEBUG)
+    service, wrong = "svc-token-7f3a", "wrong-token-9c1d"
+    if adapter == "awaitstep":
+        app: ASGIApp = create_engine_app(engine, api_keys=(KEY,))
+    else:
+        app = create_cloudflare_app(engine, api_tokens=(KEY, service))
+    async with serve(app) as engine_url:
+        upstream: RunAPI
+        if adapter == "awaitstep":
+            upstream = AwaitStepUpstream(engine_url, settings=Settings(upstream_get_retries=0))
+        else:
+            upstream = CloudflareUpstream(
+                "local",
+                base_url=engine_url + "/client/v4",
+                token=service,
+                settings=Settings(upstream_get_retries=0),
+            )
+        answers: list[dict[str, Any]] = []
+        try:
+            async with gateway(upstream) as client:
+                for token in (KEY, wrong, None):
+                    client.headers = {"Authorization": f"Bearer {token}"} if token else {}
+                    answers.append(await client.execute(WORKFLOWS))
+                    answers.append(
+                        await client.execute(
+                            'mutation { pauseRun(workflowId: "approval", instanceId: "nope")'
+                            " { status } }"
+                        )
+                    )
+                    answers.append(
+                        await client.execute(
+                            'mutation { triggerRun(workflowId: "approval", input: 1) '
+                            "{ instanceId workflow { id } } }"
+                        )
+                    )
+        finally:
+            await upstream.aclose()
+    codes = {e["extensions"]["code"] for a in answers for e in a.get("errors", ())}
+    assert {"UNAUTHENTICATED", "NOT_FOUND"} <= codes
+    assert "INTERNAL_SERVER_ERROR" not in codes
+    text = json.dumps(answers) + caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    for secret in (KEY, service, wrong):
+        assert secret not in text

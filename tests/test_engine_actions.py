@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+import engine_probe
 from conftest import free_port
 from runcast.engine.actions import ActionFailed, resolve_until, run_action
 from runcast.engine.definitions import (
@@ -202,6 +203,17 @@ async def test_http_transport_error_fails_the_attempt() -> None:
         await run(action)
 
 
+async def test_http_failure_messages_hide_credentials_in_the_url() -> None:
+    """A failed request's message drops user:password@, the query and the fragment of its URL."""
+    port = free_port()
+    action = HttpAction(method="GET", url=f"http://bot:s3cret@127.0.0.1:{port}/x?key=k3y#frag")
+    with pytest.raises(ActionFailed) as info:
+        await run(action)
+    assert info.value.message.startswith(f"GET http://127.0.0.1:{port}/x failed: ")
+    for secret in ("s3cret", "bot", "k3y", "frag"):
+        assert secret not in info.value.message
+
+
 # --- python -----------------------------------------------------------------------------------
 
 
@@ -235,6 +247,21 @@ async def test_python_blocking_callable_does_not_block_the_loop() -> None:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
     assert ticks >= 10
+
+
+async def test_sync_callables_stuck_past_their_timeout_leave_the_default_executor_free() -> None:
+    """Sync steps that hang past their timeout do not starve asyncio.to_thread elsewhere."""
+    action = PythonAction(target="engine_probe:stuck")
+    engine_probe.UNSTICK.clear()
+    try:
+        for _ in range(40):  # more than the default executor's workers
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await run(action)
+        async with asyncio.timeout(5):
+            assert await asyncio.to_thread(threading.get_ident) != threading.get_ident()
+    finally:
+        engine_probe.UNSTICK.set()
 
 
 async def test_python_result_must_be_json() -> None:

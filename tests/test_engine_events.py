@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -166,3 +169,51 @@ async def test_event_to_a_paused_run_is_kept_until_resume(engine: Engine) -> Non
     await engine.resume("wait-timeout", "p")
     done = await wait_for_status(engine, "wait-timeout", "p", RunStatus.COMPLETE, RunStatus.ERRORED)
     assert (done.status, done.output) == (RunStatus.COMPLETE, "yes")
+
+
+async def test_undelivered_event_payloads_are_not_held_in_memory(tmp_path: Path) -> None:
+    """Payloads of events waiting for delivery stay in the file, not in the engine's memory."""
+    flow = workflow(
+        "hoard",
+        WaitForEventNode("start", "start"),
+        WaitForEventNode("big", "big"),
+        return_step("end", "length(big.payload)"),
+    )
+    payload = "x" * (512 * 1024)
+    count = 16
+    async with open_engine(tmp_path / "e.db", flow) as engine:
+        await engine.trigger("hoard", instance_id="h")
+        await engine.send_event("hoard", "h", event_type="big", payload=payload)  # warm up
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(count):
+                await engine.send_event("hoard", "h", event_type="big", payload=payload)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 3 * len(payload), f"{grown} bytes kept for {count} pending events"
+        await engine.send_event("hoard", "h", event_type="start")
+        done = await wait_for_status(engine, "hoard", "h", RunStatus.COMPLETE)
+    assert done.output == len(payload)
+
+
+@pytest.mark.parametrize("end", [RunStatus.COMPLETE, RunStatus.ERRORED, RunStatus.TERMINATED])
+async def test_events_no_wait_took_are_dropped_when_the_run_ends(
+    tmp_path: Path, end: RunStatus
+) -> None:
+    """A finished run keeps no undelivered events in the file, however it ended."""
+    timeout = timedelta(milliseconds=200 if end is RunStatus.ERRORED else 30_000)
+    flow = workflow("ends", WaitForEventNode("go", "go", timeout), return_step("z", "`1`"))
+    db = tmp_path / "e.db"
+    async with open_engine(db, flow) as engine:
+        await engine.trigger("ends", instance_id="e")
+        for _ in range(3):
+            await engine.send_event("ends", "e", event_type="never-awaited", payload="x" * 1000)
+        if end is RunStatus.COMPLETE:
+            await engine.send_event("ends", "e", event_type="go")
+        elif end is RunStatus.TERMINATED:
+            await engine.terminate("ends", "e")
+        await wait_for_status(engine, "ends", "e", end)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (0,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,13 +21,14 @@ from engine_support import (
     wait_for_status,
     workflow,
 )
-from runcast.engine import Engine, load_workflows
+from runcast.engine import DatabaseUnusable, Engine, load_workflows
 from runcast.engine.definitions import (
     FailAction,
     RetryPolicy,
     SleepNode,
     SleepUntilNode,
     StepNode,
+    WaitForEventNode,
     WorkflowDefinition,
 )
 from runcast.errors import (
@@ -301,6 +303,50 @@ async def test_pause_mid_step_waits_for_the_step_then_resume_completes(
         assert done.output == "held" or done.output == {"gate": "p"}
 
 
+async def test_a_run_paused_by_request_gives_its_slot_away_and_queues_on_resume(
+    tmp_path: Path, gates: dict[str, asyncio.Event]
+) -> None:
+    """Paused after its step, a run frees its slot; resumed over the cap, it queues."""
+    async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
+        gate("p")
+        gate("q")
+        await engine.trigger("hold", input={"gate": "p"}, instance_id="p")
+        await wait_for_run(engine, "hold", "p", lambda r: r.steps is not None and len(r.steps) == 1)
+        assert (await engine.trigger("hold", input={"gate": "q"}, instance_id="q")).status is (
+            RunStatus.QUEUED
+        )
+        assert (await engine.pause("hold", "p")).status is RunStatus.WAITING_FOR_PAUSE
+        assert (await engine.get_run("hold", "q")).status is RunStatus.QUEUED
+        GATES["p"].set()
+        await wait_for_status(engine, "hold", "p", RunStatus.PAUSED)
+        await wait_for_status(engine, "hold", "q", RunStatus.RUNNING)
+        await engine.resume("hold", "p")
+        await wait_for_status(engine, "hold", "p", RunStatus.QUEUED)
+        GATES["q"].set()
+        await wait_for_status(engine, "hold", "q", RunStatus.COMPLETE)
+        await wait_for_status(engine, "hold", "p", RunStatus.COMPLETE)
+
+
+async def test_a_run_waiting_for_an_event_holds_no_slot(
+    tmp_path: Path, gates: dict[str, asyncio.Event]
+) -> None:
+    """A run paused at wait_for_event does not keep a new run queued."""
+    waits = workflow("waits", WaitForEventNode("go", "go"), return_step("z", "go.payload"))
+    async with open_engine(tmp_path / "e.db", waits, HOLD, max_running=1) as engine:
+        await engine.trigger("waits", instance_id="w")
+        await wait_for_status(engine, "waits", "w", RunStatus.PAUSED)
+        gate("g")
+        assert (await engine.trigger("hold", input={"gate": "g"}, instance_id="h")).status is (
+            RunStatus.RUNNING
+        )
+        await engine.send_event("waits", "w", event_type="go", payload=5)
+        assert (await engine.get_run("waits", "w")).status is not RunStatus.COMPLETE
+        await wait_for_status(engine, "waits", "w", RunStatus.QUEUED)
+        GATES["g"].set()
+        done = await wait_for_status(engine, "waits", "w", RunStatus.COMPLETE)
+    assert done.output == 5
+
+
 async def test_pause_inside_a_sleep_is_immediate_and_keeps_the_deadline(tmp_path: Path) -> None:
     """A sleeping run pauses at once, keeps its wake time, and resumes its sleep on resume."""
     flow = workflow("nap", SleepNode("nap", timedelta(milliseconds=400)), return_step("z", "`1`"))
@@ -323,13 +369,18 @@ async def test_pause_inside_a_sleep_is_immediate_and_keeps_the_deadline(tmp_path
 async def test_pause_and_resume_of_a_queued_run(
     tmp_path: Path, gates: dict[str, asyncio.Event]
 ) -> None:
-    """A queued run paused by request leaves the queue; resumed, it queues and runs again."""
+    """A queued run paused leaves the queue for good; resumed, it queues and runs again."""
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
         gate("a")
         gate("b")
         await engine.trigger("hold", input={"gate": "a"}, instance_id="a")
         await engine.trigger("hold", input={"gate": "b"}, instance_id="b")
         assert (await engine.pause("hold", "b")).status is RunStatus.PAUSED
+        for _ in range(150):  # withdrawn queue entries must not pile up
+            await engine.resume("hold", "b")
+            await wait_for_status(engine, "hold", "b", RunStatus.QUEUED)
+            await engine.pause("hold", "b")
+        assert len(engine._executor._queue) <= 64 + 2
         GATES["a"].set()
         await wait_for_status(engine, "hold", "a", RunStatus.COMPLETE)
         assert (await engine.get_run("hold", "b")).status is RunStatus.PAUSED
@@ -513,6 +564,23 @@ async def test_aclose_cancels_run_tasks_and_joins_the_writer_thread(tmp_path: Pa
         before = {task for task in asyncio.all_tasks() if task.get_name().startswith("run:")}
         assert before
     assert all(task.done() for task in before)
+    assert not [t for t in threading.enumerate() if t.name == f"runcast-store:{db.name}"]
+
+
+@pytest.mark.parametrize("content", ["garbage", "foreign"])
+async def test_an_unusable_database_is_one_clear_error(tmp_path: Path, content: str) -> None:
+    """A file that is not an engine database fails start with DatabaseUnusable, threads joined."""
+    db = tmp_path / "runs.db"
+    if content == "garbage":
+        db.write_bytes(b"not a database at all " * 200)
+    else:
+        with sqlite3.connect(db) as conn:  # another program's database, with a `runs` table
+            conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.close()
+    engine = Engine({"hold": HOLD}, db_path=db)
+    with pytest.raises(DatabaseUnusable, match=r"cannot open the database .*runs\.db") as raised:
+        await engine.start()
+    assert "\n" not in raised.value.message
     assert not [t for t in threading.enumerate() if t.name == f"runcast-store:{db.name}"]
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import free_port
-from runcast.engine import Engine
+from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.server import EngineConfigurationError, serve_engine
 from runcast.settings import MIB, Settings
 
@@ -267,7 +267,7 @@ async def test_unknown_things_are_404(api: httpx.AsyncClient) -> None:
 
 
 async def test_payloads_over_the_limit_are_413(api: httpx.AsyncClient) -> None:
-    """An event payload over 1 MiB is 413 naming the limit; a body over the cap is 413 too."""
+    """A payload over 1 MiB is 413 naming the limit; a body over the cap names both limits."""
     created = await api.post(f"{API}/approval/runs", json={"input": {"orderId": "D"}})
     instance_id = created.json()["instanceId"]
     big = {"eventType": "approve", "payload": "x" * (MIB + 10)}
@@ -281,14 +281,16 @@ async def test_payloads_over_the_limit_are_413(api: httpx.AsyncClient) -> None:
     response = await api.post(
         f"{API}/three-steps/runs", content=huge, headers={"content-type": "application/json"}
     )
-    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    message = assert_error(response, 413, "PAYLOAD_TOO_LARGE")["message"]
+    assert "(2 MiB)" in message
+    assert "at most 1048576 bytes (1 MiB)" in message
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(3):
             yield b"z" * MIB
 
     streamed = await api.post(f"{API}/three-steps/runs", content=chunks())
-    assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")
+    assert "(1 MiB)" in assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")["message"]
     await api.delete(f"{API}/approval/runs/{instance_id}")
 
 
@@ -328,10 +330,24 @@ def test_serve_engine_refuses_a_missing_folder(tmp_path: Path) -> None:
 
 
 def test_serve_engine_refuses_an_unusable_database(tmp_path: Path) -> None:
-    """serve_engine raises a configuration error when the database path is a folder."""
+    """serve_engine raises a one-line DatabaseUnusable when the database path is a folder."""
     settings = Settings(workflows_dir=WORKFLOWS_DIR, db_path=tmp_path, port=free_port())
-    with pytest.raises(EngineConfigurationError, match="cannot open the database"):
+    with pytest.raises(DatabaseUnusable, match="cannot open the database") as raised:
         serve_engine(settings)
+    assert "\n" not in raised.value.message
+
+
+@pytest.mark.parametrize("command", ["engine", "serve"])
+async def test_runcast_exits_2_on_a_corrupt_database(tmp_path: Path, command: str) -> None:
+    """`runcast engine` and `runcast serve` on a non-database file print one line, exit 2."""
+    db = tmp_path / "runs.db"
+    db.write_bytes(b"this is not an SQLite database, it is a text file" * 100)
+    process = _runcast(command, "--port", str(free_port()), "--db", str(db), cwd=tmp_path)
+    _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
+    assert process.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [
+        f"runcast: cannot open the database {str(db)!r}: file is not a database"
+    ]
 
 
 def _runcast(*args: str, cwd: Path) -> subprocess.Popen[str]:

@@ -125,6 +125,32 @@ async def test_get_runs_queries(client: httpx.AsyncClient) -> None:
     assert response.json() == {"data": {"workflow": {"id": "sleepy"}}}
 
 
+async def test_get_with_variables_that_are_not_json_names_the_parameter(
+    client: httpx.AsyncClient,
+) -> None:
+    """A GET whose variables parameter is not JSON is a 400 naming that parameter, not the body."""
+    response = await client.get(
+        "/graphql",
+        params={"query": "{ workflows { id } }", "variables": "{bad"},
+        headers={"Accept": "application/graphql-response+json"},
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [{"message": "The `variables` query parameter is not valid JSON"}]
+    }
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+async def test_other_methods_are_405_with_a_json_error(
+    client: httpx.AsyncClient, method: str
+) -> None:
+    """Methods other than GET and POST get 405, ``Allow: GET, POST`` and a JSON errors body."""
+    response = await client.request(method, "/graphql", json={"query": "{ workflows { id } }"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.json()["errors"][0]["message"]
+
+
 async def test_get_refuses_mutations_with_405(client: httpx.AsyncClient) -> None:
     """A mutation sent over GET is refused with 405, Allow: POST and a JSON error."""
     response = await client.get(

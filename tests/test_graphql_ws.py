@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -15,7 +16,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from runcast.app import create_app
 from runcast.engine import Engine
-from runcast.models import Credentials
+from runcast.models import Credentials, Run
+from runcast.resolvers import GraphQLContext
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 
@@ -197,6 +199,48 @@ async def test_subscription_errors_carry_codes(serve: Serve, engine: Engine) -> 
         message = await receive(ws)
         errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
         assert errors[0]["extensions"]["code"] == "NOT_FOUND"
+
+
+class BuggyUpstream(LocalUpstream):
+    """The real local adapter with a bug in get_run: it raises a non-runcast exception."""
+
+    async def get_run(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
+        raise ZeroDivisionError("secret-internal-detail")
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+async def test_unexpected_subscription_errors_are_masked_and_logged(
+    serve: Serve, engine: Engine, caplog: pytest.LogCaptureFixture, protocol: str
+) -> None:
+    """An unexpected exception in a subscription is INTERNAL_SERVER_ERROR; only the log has it."""
+    caplog.set_level(logging.ERROR, logger="runcast.graphql")
+    app = create_app(Settings(), upstream=BuggyUpstream(engine))
+    async with serve(app) as base:
+        url = base.replace("http://", "ws://") + "/graphql"
+        async with connect(url, subprotocols=[protocol]) as ws:
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert (await receive_skipping_keepalives(ws))["type"] == "connection_ack"
+            start = "subscribe" if protocol == TRANSPORT_WS else "start"
+            payload = {"query": RUN_STATUS, "variables": {"i": "any"}}
+            await ws.send(json.dumps({"id": "1", "type": start, "payload": payload}))
+            message = await receive_skipping_keepalives(ws)
+    errors = message["payload"]["errors"] if "errors" in message["payload"] else message["payload"]
+    assert [(e["message"], e["extensions"]) for e in errors] == [
+        ("Internal server error", {"code": "INTERNAL_SERVER_ERROR"})
+    ]
+    assert "secret-internal-detail" not in json.dumps(message)
+    assert "secret-internal-detail" in caplog.text
+
+
+async def test_the_context_repr_shows_no_connection_init_token(engine: Engine) -> None:
+    """The connection_init payload (which holds the caller's token) is left out of the repr."""
+    context = GraphQLContext(
+        upstream=LocalUpstream(engine),
+        credentials=Credentials("init-token-1"),
+        settings=Settings(),
+        connection_params={"Authorization": "Bearer init-token-1"},
+    )
+    assert "init-token-1" not in repr(context)
 
 
 async def test_foreign_origins_are_rejected(serve: Serve, engine: Engine) -> None:

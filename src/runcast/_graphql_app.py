@@ -16,6 +16,7 @@ What this adds to ``strawberry.asgi.GraphQL``:
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import timedelta
@@ -29,6 +30,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import (
     CannotGetOperationTypeError,
@@ -246,6 +248,18 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
                 400, "The GraphQL operation's `operationName` must be a string or null."
             )
         return parsed
+
+    def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
+        for name in ("variables", "extensions"):
+            value = params.get(name)
+            if value:
+                try:
+                    json.loads(value)
+                except ValueError as exc:
+                    raise HTTPException(
+                        400, f"The `{name}` query parameter is not valid JSON"
+                    ) from exc
+        return super().parse_query_params(params)
 
     async def execute_single(
         self,

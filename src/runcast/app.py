@@ -209,7 +209,8 @@ def create_app(
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/graphql", transport, methods=["GET", "POST"]),
+        # Every method reaches the transport, which answers other methods with a JSON 405.
+        Route("/graphql", transport),
         WebSocketRoute("/graphql", transport),
     ]
 
@@ -236,26 +237,18 @@ def create_app(
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening-ready socket on ``host:port``.
+    """A socket bound to ``host:port``, ready for uvicorn to listen on.
 
     Raises:
         ConfigurationError: the address cannot be resolved or the port is in use.
     """
+    from runcast.engine.server import EngineConfigurationError
+    from runcast.engine.server import bind_socket as bind
+
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        reason = "the port is in use" if exc.errno in {48, 98, 10048} else exc.strerror
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
-    sock.set_inheritable(True)
-    return sock
+        return bind(host, port)
+    except EngineConfigurationError as exc:
+        raise ConfigurationError(exc.message) from exc
 
 
 def serve(settings: Settings) -> int:

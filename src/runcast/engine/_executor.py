@@ -141,12 +141,17 @@ class Executor:
         elif run_params is not None:
             run.written_row = run_params
         step_params = [step.params(run.seq) for step in steps]
+        seq = run.seq
+        # Events no wait took are never delivered once the run has ended: drop them.
+        drop_events = run.status in TERMINAL_STATUSES and any(run.events.values())
 
         def op(conn: sqlite3.Connection) -> None:
             if extra is not None:
                 extra(conn)
             if run_params is not None:
                 conn.execute(_store.RUN_UPDATE, run_params)
+            if drop_events:
+                conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
             if len(step_params) == 1:
                 conn.execute(_store.STEP_UPSERT, step_params[0])
             elif step_params:
@@ -255,6 +260,10 @@ class Executor:
             self._queued -= 1
             if not waiter.done():
                 waiter.set_result(False)
+            if len(self._queue) > 2 * self._queued + 64:
+                # Withdrawn entries leave only when popped; drop them before they pile up.
+                self._queue = [entry for entry in self._queue if entry[2].slot_waiter is entry[3]]
+                heapq.heapify(self._queue)
 
     async def _ready_to_work(self, run: RunState) -> None:
         """Return holding a slot and not paused; queue (FIFO by creation) or pause meanwhile."""
@@ -474,8 +483,13 @@ class Executor:
             await self._write(run, [step])
             return
         await self._ready_to_work(run)
-        event_id, payload, _ = run.events[node.event_type].popleft()
-        result = {"eventType": node.event_type, "payload": payload}
+        pending = run.events[node.event_type]
+        event_id = pending[0]
+        text = await self._store.run(_store.select_event_payload(event_id))
+        if text is None:
+            raise RuntimeError(f"event {event_id} of run {run.instance_id} is not in the file")
+        pending.popleft()
+        result = {"eventType": node.event_type, "payload": decode(text)}
 
         def delete_event(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
@@ -542,12 +556,12 @@ class Executor:
                 log.exception("a run listener raised; it stays subscribed")
         self._start_task(run)
 
-    async def send_event(self, run: RunState, event_type: str, payload: JSON, text: str) -> None:
+    async def send_event(self, run: RunState, event_type: str, text: str) -> None:
         """Keep an event for the run's first wait of that type; return once it is durable."""
         self._next_event_id += 1
         event_id = self._next_event_id
         seq = run.seq
-        run.events.setdefault(event_type, deque()).append((event_id, payload, text))
+        run.events.setdefault(event_type, deque()).append(event_id)
         run.changed.set()
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -601,12 +615,7 @@ class Executor:
         run.last_result = (None, None)
         self._finish(run, RunStatus.TERMINATED)
         run.status = RunStatus.TERMINATED
-        seq = run.seq
-
-        def forget_events(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-
-        written = self._write(run, [step] if step else [], extra=forget_events)
+        written = self._write(run, [step] if step else [])
         await _settle(task)
         await written
 
@@ -666,8 +675,7 @@ async def _wait_change(run: RunState, deadline: float | None) -> None:
 
 
 def _remember_event(run: RunState, event: EventRow) -> None:
-    payload = decode(event.payload)
-    run.events.setdefault(event.event_type, deque()).append((event.id, payload, event.payload))
+    run.events.setdefault(event.event_type, deque()).append(event.id)
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -140,7 +140,8 @@ class RunState:
     steps: list[StepState] = field(default_factory=list)
     context: dict[str, JSON] = field(default_factory=dict)
     last_result: tuple[JSON, str | None] = (None, None)
-    events: dict[str, deque[tuple[int, JSON, str]]] = field(default_factory=dict)
+    events: dict[str, deque[int]] = field(default_factory=dict)
+    """Ids of undelivered events by type, oldest first; their payloads stay in the file."""
     task: asyncio.Task[None] | None = None
     holds_slot: bool = False
     in_step: bool = False

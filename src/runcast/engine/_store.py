@@ -127,12 +127,11 @@ class StepRow:
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """An accepted event not yet delivered to a wait."""
+    """An accepted event not yet delivered to a wait (its payload stays in the file)."""
 
     id: int
     run_seq: int
     event_type: str
-    payload: str
 
 
 class _Operation(Generic[T]):
@@ -424,12 +423,22 @@ def select_unfinished(
             events = [
                 EventRow(*row)
                 for row in conn.execute(
-                    "SELECT e.id, e.run_seq, e.event_type, e.payload FROM events e"
+                    "SELECT e.id, e.run_seq, e.event_type FROM events e"
                     f" JOIN runs r ON r.seq = e.run_seq WHERE r.status NOT IN ({marks})"
                     " ORDER BY e.id",
                     terminal,
                 )
             ]
         return runs, steps, events
+
+    return op
+
+
+def select_event_payload(event_id: int) -> Callable[[sqlite3.Connection], str | None]:
+    """An operation reading the JSON payload of event ``event_id`` (``None`` if it is gone)."""
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT payload FROM events WHERE id = ?", (event_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     return op

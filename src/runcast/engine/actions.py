@@ -9,14 +9,18 @@ for the run's ``error``; the engine decides whether to retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
 import json
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import jmespath
@@ -127,7 +131,7 @@ async def run_action(
 
 
 async def _request(action: HttpAction, client: httpx.AsyncClient) -> JSON:
-    where = f"{action.method} {_without_query(action.url)}"
+    where = f"{action.method} {_without_secrets(action.url)}"
     kwargs: dict[str, Any] = {"headers": list(action.headers)}
     if action.json is not None:
         kwargs["json"] = action.json
@@ -149,9 +153,14 @@ async def _request(action: HttpAction, client: httpx.AsyncClient) -> JSON:
     return response.text
 
 
-def _without_query(url: str) -> str:
-    # Query strings often carry keys; the step's error is shown to every viewer.
-    return url.split("?", 1)[0]
+def _without_secrets(url: str) -> str:
+    # Query strings and user:password@ often carry keys; the step's error is shown to every viewer.
+    try:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "the URL"
 
 
 _callables: dict[str, Callable[..., Any]] = {}
@@ -183,13 +192,46 @@ async def _resolve(target: str) -> Callable[..., Any]:
     return function
 
 
+async def _in_own_thread(function: Callable[[Any], Any], argument: Any) -> Any:
+    """``function(argument)`` in a new daemon thread, awaited without blocking the loop.
+
+    Not in the loop's default executor: a sync action that hangs past its timeout
+    would keep one of its few workers for good (starving ``asyncio.to_thread``
+    everywhere once a handful hang) and would keep the process from exiting.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (context.run(function, argument), None)
+        except BaseException as exc:
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+    threading.Thread(target=work, name="runcast-action", daemon=True).start()
+    return await future
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[Any, BaseException | None]) -> None:
+    if future.done():
+        return  # the attempt timed out or was cancelled; its late result is dropped
+    value, error = outcome
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
 async def _call(action: PythonAction, context: Mapping[str, JSON]) -> JSON:
     function = await _resolve(action.target)
     try:
         if inspect.iscoroutinefunction(function):
             result = await function(context)
         else:
-            result = await asyncio.to_thread(function, context)
+            result = await _in_own_thread(function, context)
             if inspect.isawaitable(result):
                 result = await result
     except ActionFailed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -37,13 +38,14 @@ from runcast.errors import (
     BadUserInput,
     NotTriggerable,
     PayloadTooLarge,
+    RuncastError,
     RunFinished,
     RunNotFound,
     WorkflowNotFound,
 )
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
-__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "Engine"]
+__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseUnusable", "Engine"]
 
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -53,6 +55,17 @@ INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
 MAX_EVENT_TYPE_LENGTH = 256
 
 RunListener = Callable[[Run], None]
+
+
+class DatabaseUnusable(RuncastError):
+    """The engine's SQLite file cannot be opened or read: not a database, corrupt, unwritable.
+
+    Raised by ``Engine.start``; the message is one line naming the file and the reason.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot open the database {path!r}: {reason}")
+        self.path = path
 
 
 class Engine:
@@ -81,6 +94,7 @@ class Engine:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self._definitions = dict(definitions)
+        self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
         self._store = Store(db_path)
         self._executor = Executor(
@@ -92,13 +106,22 @@ class Engine:
     # -- lifetime ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the file and continue every unfinished run in it."""
+        """Open the file and continue every unfinished run in it.
+
+        Raises:
+            DatabaseUnusable: the file is not a database of this engine, is corrupt,
+                or cannot be created or written.
+        """
         if self._state != "new":
             raise RuntimeError(f"an Engine is started once (this one is {self._state})")
         self._state = "starting"
         try:
-            await self._store.open()
-            await self._executor.recover()
+            try:
+                await self._store.open()
+                await self._executor.recover()
+            except (sqlite3.Error, OSError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise DatabaseUnusable(self._db_path, reason) from exc
         except BaseException:
             await self._executor.close()
             await self._store.close()
@@ -131,6 +154,11 @@ class Engine:
             raise RuntimeError(f"the engine is not started (it is {self._state})")
 
     # -- workflows ---------------------------------------------------------------------
+
+    @property
+    def max_event_payload_bytes(self) -> int:
+        """The largest JSON-encoded event payload or run input, in bytes."""
+        return self._max_event_payload_bytes
 
     @property
     def definitions(self) -> Mapping[str, WorkflowDefinition]:
@@ -294,7 +322,7 @@ class Engine:
             raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
         text = self._encode_limited(payload, "event payload")
         run = await self._active_run(workflow_id, instance_id)
-        await self._executor.send_event(run, event_type, payload, text)
+        await self._executor.send_event(run, event_type, text)
         return run.to_model()
 
     async def terminate(self, workflow_id: str, instance_id: str) -> Run:
@@ -382,13 +410,14 @@ class Engine:
         limit = self._max_event_payload_bytes
         if size > limit:
             raise PayloadTooLarge(
-                f"{what} is {size} bytes, over the limit of {limit} bytes ({_size(limit)})",
+                f"{what} is {size} bytes, over the limit of {limit} bytes ({format_size(limit)})",
                 limit=limit,
             )
         return text
 
 
-def _size(limit: int) -> str:
+def format_size(limit: int) -> str:
+    """``1 MiB``, ``64 KiB``, ``1000 B``: a byte count the way limits are written."""
     if limit % MIB == 0:
         return f"{limit // MIB} MiB"
     if limit % 1024 == 0:

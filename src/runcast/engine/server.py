@@ -24,16 +24,17 @@ anything else (the detail goes to the log, never to the client).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hmac
 import json
 import logging
 import socket
-import sqlite3
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,6 +44,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from runcast.engine import Engine
+from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.engine import format_size
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -153,20 +156,24 @@ def _runcast_error_response(exc: RuncastError) -> JSONResponse:
 # -- request reading -----------------------------------------------------------------------
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, payload_limit: int) -> bytes:
+    def too_large() -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"request body is larger than the limit of {limit} bytes ({format_size(limit)});"
+            f" an event payload or run input may be at most {payload_limit} bytes"
+            f" ({format_size(payload_limit)})",
+            limit=limit,
+        )
+
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"request body is larger than the limit of {limit} bytes", limit=limit
-        )
+        raise too_large()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(
-                f"request body is larger than the limit of {limit} bytes", limit=limit
-            )
+            raise too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -175,8 +182,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-async def _read_object(request: Request, limit: int, *, required: bool) -> dict[str, Any]:
-    body = await _read_body(request, limit)
+async def _read_object(
+    request: Request, limit: int, payload_limit: int, *, required: bool
+) -> dict[str, Any]:
+    body = await _read_body(request, limit, payload_limit)
     if not body.strip():
         if required:
             raise BadUserInput("the request body must be a JSON object")
@@ -245,18 +254,35 @@ class _EngineAPI:
     def routes(self) -> list[Route]:
         wf = f"{API_PREFIX}/workflows/{{workflow_id}}"
         run = f"{wf}/runs/{{instance_id}}"
+        engine = self.engine
         return [
             Route(f"{API_PREFIX}/workflows", self._guard(self.list_workflows), methods=["GET"]),
             Route(wf, self._guard(self.get_workflow), methods=["GET"]),
             Route(f"{wf}/runs", self._guard(self.trigger), methods=["POST"]),
             Route(f"{wf}/runs", self._guard(self.list_runs), methods=["GET"]),
-            Route(run, self._guard(self.get_run), methods=["GET"]),
-            Route(run, self._guard(self.terminate), methods=["DELETE"]),
+            Route(run, self._on_run(engine.get_run), methods=["GET"]),
+            Route(run, self._on_run(engine.terminate), methods=["DELETE"]),
             Route(f"{run}/events", self._guard(self.send_event), methods=["POST"]),
-            Route(f"{run}/pause", self._guard(self.pause), methods=["POST"]),
-            Route(f"{run}/resume", self._guard(self.resume), methods=["POST"]),
-            Route(f"{run}/restart", self._guard(self.restart), methods=["POST"]),
+            Route(f"{run}/pause", self._on_run(engine.pause), methods=["POST"]),
+            Route(f"{run}/resume", self._on_run(engine.resume), methods=["POST"]),
+            Route(f"{run}/restart", self._on_run(engine.restart), methods=["POST"]),
         ]
+
+    async def _read_object(self, request: Request, *, required: bool) -> dict[str, Any]:
+        limit = self.engine.max_event_payload_bytes
+        return await _read_object(request, self.max_body_bytes, limit, required=required)
+
+    def _on_run(self, command: Callable[[str, str], Awaitable[Run]]) -> Handler:
+        """The guarded handler answering ``command(workflow_id, instance_id)`` as a run."""
+
+        async def handler(request: Request) -> Response:
+            params = request.path_params
+            return JSONResponse(
+                run_json(await command(params["workflow_id"], params["instance_id"]))
+            )
+
+        handler.__name__ = command.__name__
+        return self._guard(handler)
 
     def _guard(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
@@ -293,7 +319,7 @@ class _EngineAPI:
 
     async def trigger(self, request: Request) -> Response:
         workflow_id = request.path_params["workflow_id"]
-        body = await _read_object(request, self.max_body_bytes, required=False)
+        body = await self._read_object(request, required=False)
         instance_id = _optional_string(body, "instanceId")
         run = await self.engine.trigger(
             workflow_id, input=body.get("input"), instance_id=instance_id
@@ -312,20 +338,8 @@ class _EngineAPI:
             {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
         )
 
-    async def get_run(self, request: Request) -> Response:
-        run = await self.engine.get_run(
-            request.path_params["workflow_id"], request.path_params["instance_id"]
-        )
-        return JSONResponse(run_json(run))
-
-    async def terminate(self, request: Request) -> Response:
-        run = await self.engine.terminate(
-            request.path_params["workflow_id"], request.path_params["instance_id"]
-        )
-        return JSONResponse(run_json(run))
-
     async def send_event(self, request: Request) -> Response:
-        body = await _read_object(request, self.max_body_bytes, required=True)
+        body = await self._read_object(request, required=True)
         event_type = body.get("eventType")
         if not isinstance(event_type, str) or not event_type.strip():
             raise BadUserInput("'eventType' must be a non-empty string")
@@ -334,24 +348,6 @@ class _EngineAPI:
             request.path_params["instance_id"],
             event_type=event_type,
             payload=body.get("payload"),
-        )
-        return JSONResponse(run_json(run))
-
-    async def pause(self, request: Request) -> Response:
-        run = await self.engine.pause(
-            request.path_params["workflow_id"], request.path_params["instance_id"]
-        )
-        return JSONResponse(run_json(run))
-
-    async def resume(self, request: Request) -> Response:
-        run = await self.engine.resume(
-            request.path_params["workflow_id"], request.path_params["instance_id"]
-        )
-        return JSONResponse(run_json(run))
-
-    async def restart(self, request: Request) -> Response:
-        run = await self.engine.restart(
-            request.path_params["workflow_id"], request.path_params["instance_id"]
         )
         return JSONResponse(run_json(run))
 
@@ -415,7 +411,12 @@ def create_engine_app(
 # -- runcast engine ------------------------------------------------------------------------
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, ready for uvicorn to listen on.
+
+    Raises:
+        EngineConfigurationError: the address cannot be resolved or the port is in use.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -429,6 +430,7 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
         raise EngineConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.set_inheritable(True)
     return sock
 
 
@@ -436,20 +438,19 @@ def serve_engine(settings: Settings) -> int:
     """Run ``runcast engine``: the embedded engine alone as an AwaitStep REST server.
 
     Loads the workflows (``settings.workflows_dir``, or the demo set), reports bad
-    files on stderr and skips them, opens the SQLite file, binds the port and
-    serves until interrupted. On SIGINT uvicorn shuts down cleanly (runs finish
-    their current write, the file is closed) and then re-raises the signal, so
-    the caller sees ``KeyboardInterrupt``.
+    files on stderr and skips them, binds the port, opens the SQLite file (before
+    the port answers, so an unusable file is one clear error) and serves until
+    interrupted. On SIGINT uvicorn shuts down cleanly (runs finish their current
+    write, the file is closed) and then re-raises the signal, so the caller sees
+    ``KeyboardInterrupt``.
 
     Returns:
         The exit code: 0 after a shutdown without a signal, 1 if startup failed.
 
     Raises:
-        EngineConfigurationError: the folder, the database path or the port is unusable.
+        EngineConfigurationError: the folder, the database folder or the port is unusable.
+        DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
     """
-    import uvicorn
-
-    from runcast.engine.cloudflare_api import cloudflare_mount
     from runcast.engine.loader import load_workflows
 
     folder = settings.workflows_dir
@@ -467,24 +468,35 @@ def serve_engine(settings: Settings) -> int:
         raise EngineConfigurationError(
             f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
         ) from exc
-    try:
-        sqlite3.connect(db_path).close()
-    except sqlite3.Error as exc:
-        raise EngineConfigurationError(f"cannot open the database {str(db_path)!r}: {exc}") from exc
 
-    sock = _bind(settings.host, settings.port)
+    sock = bind_socket(settings.host, settings.port)
     try:
-        engine = Engine(
-            result.definitions,
-            db_path=db_path,
-            max_running=settings.max_running,
-            max_event_payload_bytes=settings.max_event_payload_bytes,
-        )
+        return asyncio.run(_serve_engine(settings, result.definitions, db_path, sock))
+    finally:
+        sock.close()
+
+
+async def _serve_engine(
+    settings: Settings,
+    definitions: Mapping[str, WorkflowDefinition],
+    db_path: Path,
+    sock: socket.socket,
+) -> int:
+    import uvicorn
+
+    from runcast.engine.cloudflare_api import cloudflare_mount
+
+    engine = Engine(
+        definitions,
+        db_path=db_path,
+        max_running=settings.max_running,
+        max_event_payload_bytes=settings.max_event_payload_bytes,
+    )
+    async with engine:
         app = create_engine_app(
             engine,
             api_keys=settings.engine_api_keys,
             max_body_bytes=max(settings.max_body_bytes, settings.max_event_payload_bytes + 4096),
-            manage_engine=True,
         )
         app.router.routes.insert(
             0,
@@ -492,20 +504,19 @@ def serve_engine(settings: Settings) -> int:
                 engine,
                 api_tokens=settings.engine_api_keys,
                 max_event_payload_bytes=settings.max_event_payload_bytes,
-                definitions=result.definitions,
+                definitions=definitions,
             ),
         )
         config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        port = sock.getsockname()[1]
         sys.stderr.write(
-            f"runcast engine: {len(result.definitions)} workflows, database {db_path}\n"
+            f"runcast engine: {len(definitions)} workflows, database {db_path}\n"
             f"runcast engine: serving the AwaitStep API at "
-            f"http://{host}:{sock.getsockname()[1]}{API_PREFIX}/workflows\n"
+            f"http://{host}:{port}{API_PREFIX}/workflows\n"
             f"runcast engine: serving the Cloudflare Workflows API at "
-            f"http://{host}:{sock.getsockname()[1]}/client/v4/accounts/local/workflows\n"
+            f"http://{host}:{port}/client/v4/accounts/local/workflows\n"
         )
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
-    return 0 if server.started else 1
+        await server.serve(sockets=[sock])
+        return 0 if server.started else 1

@@ -65,7 +65,7 @@ class GraphQLContext:
     credentials: models.Credentials
     settings: Settings
     live: LiveHub | None = None
-    connection_params: dict[str, Any] | None = None
+    connection_params: dict[str, Any] | None = field(default=None, repr=False)
     loaders: Loaders = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

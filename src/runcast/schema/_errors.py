@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext, StreamExecutionResult
 
 from runcast.errors import RuncastError, UpstreamError
@@ -29,11 +31,28 @@ class _ResultWithErrors(Protocol):
     errors: list[GraphQLError] | None
 
 
+_REQUEST_PROBLEMS = (
+    GraphQLError,
+    MissingQueryError,
+    CannotGetOperationTypeError,
+    InvalidOperationTypeError,
+)
+"""Exceptions behind errors that describe the request itself, which the client may read."""
+
+
 def is_masked(error: GraphQLError) -> bool:
-    """Whether ``error`` is an unexpected failure whose detail must not reach the client."""
-    if isinstance(error.original_error, RuncastError):
+    """Whether ``error`` is an unexpected failure whose detail must not reach the client.
+
+    An exception of runcast's own tree is not; any other exception raised by code
+    (a resolver, or a subscription's source, whose errors carry no ``path``) is.
+    Errors about the request (parse, validation, variables) are not.
+    """
+    original = error.original_error
+    if isinstance(original, RuncastError) or isinstance(error, GraphQLSyntaxError):
         return False
-    if isinstance(error, GraphQLSyntaxError) or error.path is None:
+    if original is not None and not isinstance(original, _REQUEST_PROBLEMS):
+        return True
+    if error.path is None:
         return False
     return "code" not in (error.extensions or {})
 

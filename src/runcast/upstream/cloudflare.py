@@ -55,14 +55,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
-import time
-from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Collection
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
@@ -80,23 +75,31 @@ from runcast.errors import (
     UpstreamProtocolError,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Step, Workflow
+from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 from runcast.settings import Settings
+from runcast.upstream._cloudflare_ratelimit import (
+    GatedTransport,
+    RateLimitGate,
+    parse_ratelimit,
+    token_key,
+)
+from runcast.upstream._cloudflare_shapes import (
+    describe_errors,
+    envelope_errors,
+    error_message,
+    parse_instance,
+    parse_instance_item,
+    parse_workflow,
+    path_segment,
+)
 from runcast.upstream._http import (
     RequestObserver,
     UpstreamHttpClient,
     decode_json,
-    parse_retry_after,
 )
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-RATE_LIMIT_REQUESTS = 1200
-RATE_LIMIT_WINDOW_SECONDS = 300.0
-RATE_LIMIT_HEADROOM = 0.9
-LOCKOUT_SECONDS = 300.0
 MAX_PER_PAGE = 100
-MAX_MESSAGE_CHARS = 500
-MAX_TRACKED_TOKENS = 10_000
 MAX_CACHED_RUNS = 10_000
 NO_ROUTE_CODES = frozenset({7000, 7003})
 """Cloudflare's "no route for that URI" codes: a wrong base URL or account, not a missing run."""
@@ -105,348 +108,6 @@ DETAILED_STATUSES = frozenset({RunStatus.COMPLETE, RunStatus.ERRORED})
 
 Route = Literal["workflow", "create", "instance", "event", "status"]
 StatusAction = Literal["pause", "resume", "terminate", "restart"]
-
-
-# --- rate limits ----------------------------------------------------------------------
-
-
-def _token_key(authorization: str | None) -> str:
-    if not authorization:
-        return "anonymous"
-    return hashlib.sha256(authorization.encode()).hexdigest()[:16]
-
-
-def parse_ratelimit(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
-    """Seconds until requests are allowed again according to the rate-limit headers.
-
-    Reads ``Ratelimit`` (``"default";r=0;t=30``: nothing remaining for 30 s) and
-    the older ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset`` (an RFC 1123
-    date or seconds). Returns ``None`` while requests remain (or without headers).
-    """
-    wait: float | None = None
-    for item in headers.get_list("ratelimit", split_commas=True):
-        params = dict(
-            (key.strip().lower(), value.strip())
-            for key, _, value in (part.partition("=") for part in item.split(";")[1:])
-        )
-        try:
-            remaining = float(params.get("r", "1"))
-            reset = float(params.get("t", "0"))
-        except ValueError:
-            continue
-        if remaining <= 0:
-            wait = max(wait or 0.0, reset)
-    remaining_header = headers.get("x-ratelimit-remaining")
-    if remaining_header is not None and remaining_header.strip() in ("0", "0.0"):
-        reset_header = (headers.get("x-ratelimit-reset") or "").strip()
-        seconds: float | None
-        try:
-            seconds = float(reset_header)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(reset_header)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            current = now or datetime.now(UTC)
-            seconds = (when - current).total_seconds() if when is not None else None
-        wait = max(wait or 0.0, seconds if seconds is not None else LOCKOUT_SECONDS, 0.0)
-    return wait
-
-
-class RateLimitGate:
-    """Counts requests per token in a sliding window and refuses those that would overspend.
-
-    Args:
-        limit: requests allowed per token per ``window`` seconds (before headroom).
-        window: the window in seconds.
-        headroom: the share of ``limit`` runcast allows itself.
-        clock: a monotonic clock (tests pass their own).
-    """
-
-    def __init__(
-        self,
-        *,
-        limit: int = RATE_LIMIT_REQUESTS,
-        window: float = RATE_LIMIT_WINDOW_SECONDS,
-        headroom: float = RATE_LIMIT_HEADROOM,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.allowed = max(1, int(limit * headroom))
-        self.window = window
-        self._clock = clock
-        self._sent: dict[str, collections.deque[float]] = {}
-        self._blocked_until: dict[str, float] = {}
-
-    def acquire(self, key: str) -> None:
-        """Count one request for ``key``; raises ``RateLimited`` instead when it must wait."""
-        now = self._clock()
-        wait = self.wait_for(key, now=now)
-        if wait > 0:
-            raise RateLimited(
-                f"upstream cloudflare: runcast holds requests back for {wait:.0f} s so that "
-                "the token is not locked out by Cloudflare's rate limit",
-                retry_after=float(int(wait) + 1),
-            )
-        sent = self._sent.get(key)
-        if sent is None:
-            if len(self._sent) >= MAX_TRACKED_TOKENS:
-                self._prune(now)
-            sent = self._sent[key] = collections.deque(maxlen=self.allowed)
-        sent.append(now)
-
-    def wait_for(self, key: str, *, now: float | None = None) -> float:
-        """Seconds before ``key`` may send again (0 when it may send now)."""
-        now = self._clock() if now is None else now
-        wait = self._blocked_until.get(key, 0.0) - now
-        sent = self._sent.get(key)
-        if sent is not None:
-            while sent and now - sent[0] >= self.window:
-                sent.popleft()
-            if len(sent) >= self.allowed:
-                wait = max(wait, sent[0] + self.window - now)
-        return max(0.0, wait)
-
-    def block(self, key: str, seconds: float) -> None:
-        """Hold ``key`` back for ``seconds`` (Cloudflare said so)."""
-        until = self._clock() + max(0.0, seconds)
-        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
-
-    def observe(self, key: str, response: httpx.Response) -> None:
-        """Learn from a response's status and rate-limit headers."""
-        if response.status_code == 429:
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if retry_after is None:
-                retry_after = parse_ratelimit(response.headers)
-            self.block(key, LOCKOUT_SECONDS if retry_after is None else retry_after)
-            return
-        wait = parse_ratelimit(response.headers)
-        if wait is not None and wait > 0:
-            self.block(key, wait)
-
-    def _prune(self, now: float) -> None:
-        for key in list(self._sent):
-            sent = self._sent[key]
-            if not sent or now - sent[-1] >= self.window:
-                del self._sent[key]
-        for key in [k for k, until in self._blocked_until.items() if until <= now]:
-            del self._blocked_until[key]
-
-
-class _GatedTransport(httpx.AsyncBaseTransport):
-    """Puts every HTTP attempt (retries included) through the :class:`RateLimitGate`."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, gate: RateLimitGate) -> None:
-        self._inner = inner
-        self._gate = gate
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        key = _token_key(request.headers.get("authorization"))
-        self._gate.acquire(key)
-        response = await self._inner.handle_async_request(request)
-        self._gate.observe(key, response)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-# --- reading Cloudflare's shapes ------------------------------------------------------
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def decode_json_text(value: JSON) -> JSON:
-    """A string that holds JSON as that JSON, other strings and values unchanged."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def decode_output(value: JSON) -> JSON:
-    """An instance's ``output`` (string or number) as JSON; ``""`` and null are no output."""
-    if value is None or value == "":
-        return None
-    return decode_json_text(value)
-
-
-def error_text(value: JSON) -> str | None:
-    """``{name, message}`` as its message (or name); a string unchanged; null as ``None``."""
-    if value is None:
-        return None
-    if isinstance(value, dict):
-        message = value.get("message")
-        if isinstance(message, str) and message:
-            return message
-        name = value.get("name")
-        return name if isinstance(name, str) and name else "error"
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _step_status(item: Mapping[str, Any], attempts: list[Any]) -> str:
-    success = item.get("success")
-    if success is True:
-        return "complete"
-    if success is False:
-        return "errored"
-    if item.get("end") is None and attempts:
-        last = attempts[-1]
-        if isinstance(last, dict) and last.get("success") is False and last.get("end"):
-            return "waiting"
-    return "running"
-
-
-def _wait_status(item: Mapping[str, Any]) -> str:
-    if item.get("error") is not None:
-        return "errored"
-    # An unfinished sleep or wait is a durable suspension: "paused" in the run vocabulary.
-    return "complete" if item.get("finished") is True else "paused"
-
-
-def parse_step(item: object) -> Step | None:
-    """A :class:`Step` from one entry of ``steps``; ``None`` for termination entries."""
-    if not isinstance(item, dict):
-        return None
-    kind = item.get("type")
-    if kind == "termination" or not isinstance(kind, str):
-        return None
-    name = item.get("name")
-    name = name if isinstance(name, str) and name else kind
-    started_at = _parse_time(item.get("start"))
-    ended_at = _parse_time(item.get("end"))
-    if kind in ("step", "rollback"):
-        attempts = item.get("attempts")
-        attempts = attempts if isinstance(attempts, list) else []
-        errors = [
-            error_text(a.get("error"))
-            for a in attempts
-            if isinstance(a, dict) and a.get("error") is not None
-        ]
-        status = _step_status(item, attempts)
-        last_failed = (
-            bool(attempts)
-            and isinstance(attempts[-1], dict)
-            and (attempts[-1].get("success") is False)
-        )
-        return Step(
-            name=name,
-            type=kind,
-            status=status,
-            attempts=len(attempts),
-            output=decode_json_text(item.get("output")),
-            error=errors[-1] if errors and (last_failed or status != "complete") else None,
-            started_at=started_at,
-            ended_at=ended_at if status in ("complete", "errored") else None,
-        )
-    status = _wait_status(item)
-    return Step(
-        name=name,
-        type=kind,
-        status=status,
-        attempts=0,
-        output=decode_json_text(item.get("output")),
-        error=error_text(item.get("error")),
-        started_at=started_at,
-        ended_at=ended_at if item.get("finished") is True else None,
-    )
-
-
-def _raw_status(value: object) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run:
-    """A :class:`Run` from the result of get-instance (steps left ``None`` when absent)."""
-    if not isinstance(result, dict):
-        raise UpstreamProtocolError("upstream cloudflare sent an instance that is not an object")
-    raw_status = _raw_status(result.get("status"))
-    steps_body = result.get("steps")
-    steps: tuple[Step, ...] | None = None
-    if isinstance(steps_body, list):
-        steps = tuple(s for s in map(parse_step, steps_body) if s is not None)
-    return Run(
-        workflow_id=workflow_id,
-        instance_id=instance_id,
-        status=RunStatus.parse(raw_status),
-        raw_status=raw_status,
-        input=decode_json_text(result.get("params")),
-        output=decode_output(result.get("output")),
-        error=error_text(result.get("error")),
-        created_at=_parse_time(result.get("queued")),
-        started_at=_parse_time(result.get("start")),
-        ended_at=_parse_time(result.get("end")),
-        steps=steps,
-    )
-
-
-def parse_instance_item(item: object, *, workflow_id: str) -> Run:
-    """A :class:`Run` (no input, output or steps) from a list or create result item."""
-    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        raise UpstreamProtocolError("upstream cloudflare sent an instance without an id")
-    raw_status = _raw_status(item.get("status"))
-    return Run(
-        workflow_id=workflow_id,
-        instance_id=item["id"],
-        status=RunStatus.parse(raw_status),
-        raw_status=raw_status,
-        created_at=_parse_time(item.get("created_on")),
-        started_at=_parse_time(item.get("started_on")),
-        ended_at=_parse_time(item.get("ended_on")),
-    )
-
-
-def parse_workflow(item: object) -> Workflow:
-    """A :class:`Workflow` (kind ``WORKFLOW``, id = name) from a Cloudflare workflow."""
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-        raise UpstreamProtocolError("upstream cloudflare sent a workflow without a name")
-    return Workflow(id=item["name"], name=item["name"])
-
-
-def _errors(body: object) -> list[tuple[int | None, str]]:
-    if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
-        return []
-    found: list[tuple[int | None, str]] = []
-    for error in body["errors"]:
-        if isinstance(error, dict):
-            code = error.get("code")
-            message = error.get("message")
-            found.append(
-                (
-                    code if isinstance(code, int) and not isinstance(code, bool) else None,
-                    message if isinstance(message, str) else "",
-                )
-            )
-    return found
-
-
-def _describe(errors: list[tuple[int | None, str]]) -> str | None:
-    parts = [f"{m} (code {c})" if c is not None else m for c, m in errors if m or c is not None]
-    text = "; ".join(parts)
-    return text[:MAX_MESSAGE_CHARS] if text else None
-
-
-def _error_message(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return _describe(_errors(body))
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")
 
 
 # --- the adapter ----------------------------------------------------------------------
@@ -498,12 +159,12 @@ class CloudflareUpstream:
             self.name,
             self.base_url,
             settings=self.settings,
-            transport=_GatedTransport(inner, self.gate),
+            transport=GatedTransport(inner, self.gate),
             on_request=on_request,
-            error_message=_error_message,
+            error_message=error_message,
             retry_base_delay=retry_base_delay,
         )
-        self._prefix = f"/accounts/{_segment(account_id)}/workflows"
+        self._prefix = f"/accounts/{path_segment(account_id)}/workflows"
         self.list_details = list_details
         self._finished: collections.OrderedDict[tuple[str, str, str], Run] = (
             collections.OrderedDict()
@@ -519,10 +180,10 @@ class CloudflareUpstream:
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _workflow_path(self, workflow_id: str) -> str:
-        return f"{self._prefix}/{_segment(workflow_id)}"
+        return f"{self._prefix}/{path_segment(workflow_id)}"
 
     def _instance_path(self, workflow_id: str, instance_id: str) -> str:
-        return f"{self._workflow_path(workflow_id)}/instances/{_segment(instance_id)}"
+        return f"{self._workflow_path(workflow_id)}/instances/{path_segment(instance_id)}"
 
     async def _call(
         self,
@@ -545,7 +206,7 @@ class CloudflareUpstream:
             )
         except RateLimited as exc:
             if exc.retry_after is None:
-                wait = self.gate.wait_for(_token_key(headers.get("Authorization")))
+                wait = self.gate.wait_for(token_key(headers.get("Authorization")))
                 exc.retry_after = float(int(wait) + 1) if wait > 0 else None
             raise
         if (
@@ -557,7 +218,7 @@ class CloudflareUpstream:
             # Our own first attempt created it before the connection dropped.
             raise _CreatedByRetry()
         body = decode_json(response, upstream=self.name)
-        errors = _errors(body)
+        errors = envelope_errors(body)
         if response.status_code >= 400 or not isinstance(body, dict) or not body.get("success"):
             raise self._error(response.status_code, errors, route, workflow_id, instance_id)
         info = body.get("result_info")
@@ -571,7 +232,7 @@ class CloudflareUpstream:
         workflow_id: str,
         instance_id: str | None,
     ) -> RuncastError:
-        message = _describe(errors)
+        message = describe_errors(errors)
         text = " ".join(m for _, m in errors).lower()
         if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
             return UpstreamProtocolError(
@@ -620,7 +281,7 @@ class CloudflareUpstream:
         self, runs: list[Run], workflow_id: str, credentials: Credentials
     ) -> list[Run]:
         """Fill in input, output and error of finished list items (see the module docstring)."""
-        token = _token_key(self._headers(credentials).get("Authorization"))
+        token = token_key(self._headers(credentials).get("Authorization"))
         limiter = asyncio.Semaphore(DETAIL_CONCURRENCY)
 
         async def detail(item: Run) -> Run:
@@ -648,8 +309,13 @@ class CloudflareUpstream:
                     self._finished.popitem(last=False)
             return full
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(detail(run)) for run in runs]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(detail(run)) for run in runs]
+        except ExceptionGroup as failed:
+            # One read failed (the others were cancelled): raise it as itself, so a 5xx
+            # is UPSTREAM_UNAVAILABLE and not an unexpected error.
+            raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
 
     async def _finished_or_refused(
@@ -817,21 +483,15 @@ class CloudflareUpstream:
             raise PayloadTooLarge(
                 f"the event payload is larger than the limit of {limit} bytes", limit=limit
             )
-        try:
-            await self._call(
-                "POST",
-                f"{self._instance_path(workflow_id, instance_id)}/events/{_segment(event_type)}",
-                credentials=credentials,
-                route="event",
-                workflow_id=workflow_id,
-                instance_id=instance_id,
-                json=payload,
-            )
-        except _Conflict as conflict:
-            raise await self._finished_or_refused(
-                conflict, workflow_id, instance_id, credentials
-            ) from None
-        return await self._instance(workflow_id, instance_id, credentials)
+        return await self._act(
+            "POST",
+            f"/events/{path_segment(event_type)}",
+            "event",
+            workflow_id,
+            instance_id,
+            credentials,
+            payload,
+        )
 
     async def _change_status(
         self,
@@ -840,15 +500,30 @@ class CloudflareUpstream:
         instance_id: str,
         credentials: Credentials,
     ) -> Run:
+        return await self._act(
+            "PATCH", "/status", "status", workflow_id, instance_id, credentials, {"status": action}
+        )
+
+    async def _act(
+        self,
+        method: str,
+        suffix: str,
+        route: Route,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+        body: JSON,
+    ) -> Run:
+        """Send an action to the instance (a 409 explained), then read the instance back."""
         try:
             await self._call(
-                "PATCH",
-                f"{self._instance_path(workflow_id, instance_id)}/status",
+                method,
+                self._instance_path(workflow_id, instance_id) + suffix,
                 credentials=credentials,
-                route="status",
+                route=route,
                 workflow_id=workflow_id,
                 instance_id=instance_id,
-                json={"status": action},
+                json=body,
             )
         except _Conflict as conflict:
             raise await self._finished_or_refused(
@@ -897,3 +572,6 @@ class _Conflict(UpstreamError):
 
 class _CreatedByRetry(Exception):
     """A retried create met the instance its own first attempt created."""
+
+
+__all__ = ["CloudflareUpstream", "RateLimitGate", "parse_ratelimit"]
