@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from conftest import free_port
 
@@ -187,6 +191,31 @@ def test_serve_prints_graphiql_url_and_runs_the_readme_tour(
     log = process.stderr.read()
     assert "Traceback" not in log
     assert "Application shutdown complete" in log
+
+
+def test_serve_holds_websocket_messages_to_the_body_limit(
+    gateway_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    """`runcast serve` closes a WebSocket whose message is over the request body limit (1009)."""
+    _, first_line = gateway_process
+    url = first_line.split(" at ", 1)[1].strip().replace("http://", "ws://")
+    query = "{ workflows { id } }" + " " * (2 * 1024 * 1024 + 1)
+    message = json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            ws = ws_connect(url, subprotocols=[Subprotocol("graphql-transport-ws")])
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the gateway never accepted a WebSocket"
+            time.sleep(0.05)
+    with ws:
+        ws.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        ws.send(message)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+    assert ws.close_code == 1009
 
 
 def test_unusable_database_path_exits_2(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import free_port
 from runcast.engine import DatabaseUnusable, Engine
+from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.server import EngineConfigurationError, serve_engine
 from runcast.settings import MIB, Settings
 
@@ -439,3 +440,18 @@ async def test_unexpected_errors_do_not_leak(engine: Engine, serve: Any) -> None
     assert response.json() == {
         "error": {"code": "INTERNAL_SERVER_ERROR", "message": "internal error"}
     }
+
+
+def test_api_keys_accept_only_their_keys_and_never_show_them() -> None:
+    """ApiKeys accepts exactly its keys, hides them in repr, and reads only Bearer headers."""
+    keys = ApiKeys(["key-one", "key-two"])
+    assert keys.accepts("key-two")
+    assert not keys.accepts("key-three")
+    assert not keys.accepts("")
+    assert "key-one" not in repr(keys)
+    assert not ApiKeys()
+    assert bearer_token("Bearer  key-one ") == "key-one"
+    assert bearer_token("bearer key-one") == "key-one"
+    assert bearer_token("Basic a2V5") is None
+    assert bearer_token("Bearer ") is None
+    assert bearer_token(None) is None

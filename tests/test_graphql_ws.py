@@ -261,6 +261,15 @@ async def test_foreign_origins_are_rejected(serve: Serve, engine: Engine) -> Non
             assert (await receive(ws))["type"] == "connection_ack"
 
 
+async def test_foreign_origins_are_rejected_by_default(serve: Serve, engine: Engine) -> None:
+    """With no allowed origins configured, a cross-origin handshake is refused (403)."""
+    async with ws_gateway(serve, engine) as url:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with connect(url, subprotocols=[TRANSPORT_WS], origin="https://evil.example"):
+                pass
+    assert refused.value.response.status_code == 403
+
+
 async def test_handshake_authorization_header_is_used_without_an_init_key(
     serve: Serve, engine: Engine
 ) -> None:

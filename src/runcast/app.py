@@ -284,6 +284,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             lifespan="on",
             log_level="info",
             ws_ping_interval=20.0,
+            # A GraphQL document over WebSocket is held to the same limit as a POST body.
+            ws_max_size=settings.max_body_bytes,
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -42,7 +42,6 @@ Choices where Cloudflare documents nothing:
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
@@ -96,6 +95,7 @@ from runcast.engine._cloudflare_shapes import (
     step_type,
     timestamp,
 )
+from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.errors import (
     BadUserInput,
@@ -164,7 +164,7 @@ class _CloudflareApi:
     ) -> None:
         self.engine = engine
         self.account_id = account_id
-        self.api_tokens = tuple(api_tokens)
+        self.api_tokens = ApiKeys(api_tokens)
         self.max_event_payload_bytes = max_event_payload_bytes
         self.shapes = Shapes(account_id, definitions, datetime.now(UTC))
 
@@ -217,12 +217,10 @@ class _CloudflareApi:
 
     def _authorize(self, request: Request) -> None:
         if self.api_tokens:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            token = bearer_token(request.headers.get("authorization"))
+            if token is None:
                 raise ApiError(401, CODE_AUTH, "Authentication error: a bearer token is required")
-            presented = token.strip().encode()
-            if not any(hmac.compare_digest(presented, t.encode()) for t in self.api_tokens):
+            if not self.api_tokens.accepts(token):
                 raise ApiError(401, CODE_AUTH, "Authentication error: the token is not valid")
         if request.path_params.get("account_id") != self.account_id:
             raise ApiError(403, CODE_AUTH, "Authentication error: unknown account")

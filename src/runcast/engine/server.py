@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
 import json
 import logging
 import socket
@@ -44,6 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from runcast.engine import Engine
+from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.engine import format_size
 from runcast.errors import (
@@ -248,7 +248,7 @@ class _EngineAPI:
 
     def __init__(self, engine: Engine, *, api_keys: Collection[str], max_body_bytes: int) -> None:
         self.engine = engine
-        self.api_keys = tuple(key.encode() for key in api_keys)
+        self.api_keys = ApiKeys(api_keys)
         self.max_body_bytes = max_body_bytes
 
     def routes(self) -> list[Route]:
@@ -298,16 +298,10 @@ class _EngineAPI:
     def _authenticate(self, request: Request) -> None:
         if not self.api_keys:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
             raise Unauthenticated("a bearer API key is required")
-        presented = token.strip().encode()
-        # compare against every key so the time taken does not reveal which one matched
-        matched = False
-        for key in self.api_keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
+        if not self.api_keys.accepts(token):
             raise Unauthenticated("the API key is not valid")
 
     async def list_workflows(self, request: Request) -> Response:

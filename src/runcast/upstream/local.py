@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Collection
 
 from runcast.engine import Engine
+from runcast.engine.api_keys import ApiKeys
 from runcast.errors import BadUserInput, Unauthenticated, UpstreamUnavailable
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 from runcast.upstream._port import RunListener
@@ -29,7 +29,7 @@ class LocalUpstream:
 
     def __init__(self, engine: Engine, *, api_keys: Collection[str] = ()) -> None:
         self.engine = engine
-        self._api_keys = tuple(key.encode() for key in api_keys)
+        self._api_keys = ApiKeys(api_keys)
         self._closed = False
 
     def _check(self, credentials: Credentials) -> None:
@@ -39,11 +39,7 @@ class LocalUpstream:
             return
         if credentials.token is None:
             raise Unauthenticated("a bearer API key is required")
-        presented = credentials.token.encode()
-        matched = False
-        for key in self._api_keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
+        if not self._api_keys.accepts(credentials.token):
             raise Unauthenticated("the API key is not valid")
 
     async def list_workflows(self, *, credentials: Credentials) -> list[Workflow]:
