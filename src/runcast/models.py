@@ -132,28 +132,36 @@ class Credentials:
     """
 
     token: str | None = field(default=None, repr=False)
+    scheme: str = "Bearer"
+    """The ``Authorization`` scheme the token came with; a bare token counts as ``Bearer``."""
 
     @classmethod
     def from_authorization(cls, header: str | None) -> Credentials:
-        """Build credentials from an ``Authorization`` header value (``Bearer x`` or ``x``)."""
-        if not header:
+        """Build credentials from an ``Authorization`` header value (``Scheme x`` or ``x``)."""
+        if not header or not header.strip():
             return cls(None)
-        value = header.strip()
-        scheme, _, rest = value.partition(" ")
-        if rest and scheme.lower() == "bearer":
-            value = rest.strip()
-        return cls(value or None)
+        scheme, _, rest = header.strip().partition(" ")
+        if not rest.strip():
+            return cls(scheme)
+        if scheme.lower() == "bearer":
+            return cls(rest.strip())
+        return cls(rest.strip(), scheme=scheme)
+
+    @property
+    def is_bearer(self) -> bool:
+        """Whether the token is a bearer token (the only kind the upstreams accept)."""
+        return self.scheme.lower() == "bearer"
 
     @property
     def fingerprint(self) -> str:
         """A short, stable, non-reversible name for these credentials."""
         if self.token is None:
             return "anonymous"
-        return hashlib.sha256(self.token.encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{self.scheme.lower()} {self.token}".encode()).hexdigest()[:16]
 
     def authorization_header(self) -> dict[str, str]:
-        """The header to send upstream: ``{"Authorization": "Bearer …"}`` or nothing."""
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        """The header to send upstream, scheme kept as the caller sent it; or nothing."""
+        return {"Authorization": f"{self.scheme} {self.token}"} if self.token else {}
 
 
 ANONYMOUS = Credentials(None)

@@ -176,8 +176,9 @@ class CloudflareUpstream:
     # -- helpers ---------------------------------------------------------------------------
 
     def _headers(self, credentials: Credentials) -> dict[str, str]:
-        token = credentials.token or self._token
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        if credentials.token is not None:
+            return credentials.authorization_header()
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def _workflow_path(self, workflow_id: str) -> str:
         return f"{self._prefix}/{path_segment(workflow_id)}"

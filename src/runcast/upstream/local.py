@@ -37,7 +37,7 @@ class LocalUpstream:
             raise UpstreamUnavailable("the embedded upstream has been closed")
         if not self._api_keys:
             return
-        if credentials.token is None:
+        if credentials.token is None or not credentials.is_bearer:
             raise Unauthenticated("a bearer API key is required")
         if not self._api_keys.accepts(credentials.token):
             raise Unauthenticated("the API key is not valid")
