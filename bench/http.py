@@ -371,6 +371,8 @@ def median_measurement(samples: Sequence[Measurement]) -> Measurement:
 
 CLIENT_SIDE = "httpx/httpcore (the call to the engine)"
 SERVER_SIDE = "uvicorn (HTTP server)"
+EVENT_LOOP = "asyncio event loop (select, scheduling)"
+OTHER = "other (stdlib, interpreter)"
 # The top-level module of a frame's file names its category; modules not listed
 # (typing, dataclasses, code compiled from strings, ...) fold into their caller.
 CATEGORIES: Mapping[str, str] = {
@@ -386,8 +388,8 @@ CATEGORIES: Mapping[str, str] = {
     "runcast": "runcast (resolvers, adapter, app)",
     "json": "json (stdlib encode/decode)",
     "logging": "logging",
-    "asyncio": "asyncio event loop",
-    "selectors": "asyncio event loop",
+    "asyncio": EVENT_LOOP,
+    "selectors": EVENT_LOOP,
 }
 CLIENT_MODULES = frozenset({"httpx", "httpcore", "aiohttp", "httpx_aiohttp"})
 
@@ -425,16 +427,19 @@ class ProfileSummary:
 
 
 def summarize_profile(folded: Path) -> ProfileSummary:
-    """Attribute py-spy's collapsed stacks: each sample to the nearest non-generic frame.
+    """Attribute py-spy's collapsed stacks: each sample to the nearest library frame.
 
-    Self time goes to the leaf-most frame with a category; generic stdlib frames
-    (typing, dataclasses, functools, ...) fold into their caller's category.
+    A sample inside a task (above asyncio's ``Handle._run``) goes to the leaf-most
+    frame of a known library; generic stdlib frames (typing, dataclasses,
+    contextlib, and asyncio helpers such as ``current_task``) fold into the
+    library that called them. A sample outside any task is the event loop's own
+    work (select, scheduling).
     """
     by_category: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     functions: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in folded.read_text().splitlines():
+    for line in folded.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
@@ -443,19 +448,26 @@ def summarize_profile(folded: Path) -> ProfileSummary:
         frames = stack.split(";")
         modules = [frame_module(f) for f in frames]
         under_client = not CLIENT_MODULES.isdisjoint(modules)
-        category = "other (stdlib, interpreter)"
-        for module in reversed(modules):
+        task_start = next(
+            (i + 1 for i in range(len(frames) - 1, -1, -1) if frames[i].startswith("Handle._run ")),
+            None,
+        )
+        category = EVENT_LOOP if task_start is None else OTHER
+        task_modules = [] if task_start is None else modules[task_start:]
+        for module in reversed(task_modules):
             found = frame_category(module, under_client=under_client)
-            if found is not None:
+            if found is not None and found != EVENT_LOOP:
                 category = found
                 break
+        else:
+            if task_start is not None and EVENT_LOOP in {
+                frame_category(m, under_client=under_client) for m in task_modules
+            }:
+                category = EVENT_LOOP
         by_category[category] += count
         # inclusive shares count only the running task's frames, not the ones that
         # start the server and the event loop at the bottom of every stack
-        task_start = max(
-            (i + 1 for i, f in enumerate(frames) if f.startswith("Handle._run ")), default=0
-        )
-        seen = {frame_category(m, under_client=under_client) for m in modules[task_start:]}
+        seen = {frame_category(m, under_client=under_client) for m in task_modules}
         for name in seen:
             if name is not None:
                 inclusive[name] += count
