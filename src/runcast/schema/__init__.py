@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from typing import Any
 
 import strawberry
@@ -15,6 +16,7 @@ from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRul
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
+    ParserCache,
     SchemaExtension,
     ValidationCache,
 )
@@ -40,6 +42,29 @@ from runcast.schema.types import (
 from runcast.settings import Settings
 
 ExtensionFactory = type[SchemaExtension] | Callable[[], SchemaExtension]
+
+PARSE_CACHE_SIZE = 512
+"""Distinct query texts whose parsed documents are kept (an app sends a handful)."""
+VALIDATION_CACHE_SIZE = 512
+"""Distinct (document, rules) pairs whose validation results are kept."""
+
+
+class _ParserCache(ParserCache):
+    """Strawberry's ``ParserCache``, except for documents that fail to parse.
+
+    Strawberry's own hook raises the syntax error out of the extension, past every
+    ``on_operation`` hook (so ``ErrorCodes`` would never give it a code). Here the
+    failure leaves the document unset and Strawberry's parse step, which handles
+    errors, parses it again: only invalid documents pay twice, and none is cached.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
 
 
 class RuncastSchema(strawberry.Schema):
@@ -71,8 +96,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ErrorCodes,
         FreshLoaders,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        # After MaxTokensLimiter, whose token limit is part of the parse options and so
+        # of the cache key. Both caches are bounded LRUs shared across requests.
+        lambda: _ParserCache(maxsize=PARSE_CACHE_SIZE),
         lambda: AddValidationRules(guard_rules),
-        lambda: ValidationCache(maxsize=512),
+        lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
     ]
     kwargs: dict[str, Any] = {"extensions": extensions}
     return RuncastSchema(query=Query, mutation=Mutation, subscription=Subscription, **kwargs)

@@ -25,6 +25,9 @@ What it promises:
   failing observer is logged and never breaks a request.
 - Lifetime: :meth:`UpstreamHttpClient.aclose` closes the pool; later calls raise
   ``UpstreamUnavailable``.
+- Transport: by default :class:`PooledTransport`, aiohttp's connection pool behind
+  the httpx API (httpx-aiohttp), raising the same httpx exceptions as httpx's own
+  transport; tests inject an ``httpx`` transport instead.
 
 Typical adapter use::
 
@@ -38,12 +41,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal, TypeAlias
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from runcast.errors import (
     Forbidden,
@@ -71,6 +76,8 @@ ErrorMessageReader: TypeAlias = Callable[[httpx.Response], str | None]
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BACKOFF_SECONDS = 5.0
+LARGE_BODY_BYTES = 1024 * 1024
+"""Above this size aiohttp warns about a body given as ``bytes``; such bodies go in pieces."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -107,6 +114,114 @@ def decode_json(response: httpx.Response, *, upstream: str) -> JSON:
         ) from exc
 
 
+def _httpx_error(exc: Exception, request: httpx.Request) -> Exception:
+    """The exception httpx's own transport raises for the aiohttp failure behind ``exc``.
+
+    httpx-aiohttp maps aiohttp's exceptions coarsely (a refused connection becomes
+    ``ConnectTimeout``, a dropped one too, and some pass through unmapped); the
+    retry rules need to know exactly whether a request can have left. ``exc`` is
+    returned unchanged when no aiohttp failure is behind it.
+    """
+    cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
+    if not isinstance(cause, aiohttp.ClientError):
+        return exc
+    error_type: type[httpx.TransportError]
+    if isinstance(cause, aiohttp.ConnectionTimeoutError):
+        error_type = httpx.ConnectTimeout  # no connection within the connect/pool timeout
+    elif isinstance(cause, aiohttp.ServerTimeoutError):
+        error_type = httpx.ReadTimeout  # sock_read: no byte within the read timeout
+    elif isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ServerFingerprintMismatch):
+        error_type = httpx.ConnectError  # refused, DNS, TLS: the request never left
+    elif isinstance(cause, aiohttp.ClientOSError):
+        error_type = httpx.ReadError  # reset or broken pipe on an open connection
+    elif isinstance(cause, aiohttp.InvalidURL):
+        error_type = httpx.UnsupportedProtocol
+    else:
+        # Disconnected without an answer, a truncated body, a response aiohttp cannot parse.
+        error_type = httpx.RemoteProtocolError
+    return error_type(str(cause) or type(cause).__name__, request=request)
+
+
+class _MappedStream(httpx.AsyncByteStream):
+    """A response body whose read errors are the ones httpx's own transport raises."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _httpx_error(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _httpx_error(exc, self._request) from exc
+
+
+class _ChunkedBody(httpx.AsyncByteStream):
+    """A request body handed to aiohttp in pieces rather than as one ``bytes`` object."""
+
+    CHUNK_BYTES = 64 * 1024
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._content), self.CHUNK_BYTES):
+            yield self._content[start : start + self.CHUNK_BYTES]
+
+
+class PooledTransport(AiohttpTransport):
+    """httpx-aiohttp's transport: aiohttp's connection pool behind the httpx API.
+
+    Per request it costs a fraction of httpcore's pool, which re-checks every
+    pooled connection through anyio on each request (encode/httpx#3215). Two
+    things differ from httpx-aiohttp's own transport: failures raise exactly the
+    httpx exceptions httpx's own transport raises (see :func:`_httpx_error`), and
+    cookies are left to the ``httpx.AsyncClient`` alone, as with httpx's transport.
+
+    One aiohttp behaviour stays, with no public switch (aio-libs/aiohttp#10790):
+    a GET or DELETE whose connection drops before an answer is sent again once on
+    a fresh connection, as RFC 9112 section 9.3.1 allows for idempotent methods.
+
+    Args:
+        limits: the pool size and keep-alive expiry.
+    """
+
+    def __init__(self, *, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits)
+
+    def get_client(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if isinstance(request.stream, httpx.ByteStream) and len(request.content) > LARGE_BODY_BYTES:
+            request = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                stream=_ChunkedBody(request.content),
+                extensions=request.extensions,
+            )
+        try:
+            response = await super().handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise _httpx_error(exc, request) from exc
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _MappedStream(response.stream, request)
+        return response
+
+
 class UpstreamHttpClient:
     """One pooled HTTP client for one upstream, with retries and error mapping.
 
@@ -114,7 +229,7 @@ class UpstreamHttpClient:
         name: the upstream's label (``awaitstep``, ``cloudflare``) for messages and metrics.
         base_url: prefix of every request path.
         settings: timeouts and the retry bound.
-        transport: an httpx transport to use instead of the network (tests).
+        transport: an httpx transport to use instead of :class:`PooledTransport` (tests).
         headers: headers sent with every request (e.g. a fixed API token).
         on_request: observer told the outcome of every attempt.
         error_message: reads the upstream's error message from a 401/403/429 body.
@@ -148,12 +263,13 @@ class UpstreamHttpClient:
             write=settings.upstream_read_timeout,
             pool=settings.upstream_connect_timeout,
         )
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            transport=transport,
+            transport=PooledTransport(limits=limits) if transport is None else transport,
             timeout=timeout,
             headers={"User-Agent": "runcast", **(headers or {})},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=limits,
             follow_redirects=False,
         )
 
