@@ -8,7 +8,6 @@ it with uvicorn for ``runcast serve``.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from runcast._graphql_app import GraphQLTransport
+from runcast._process import freeze_startup_objects
 from runcast.errors import RuncastError, UpstreamError
 from runcast.live import LiveHub
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -296,11 +296,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             sys.stderr.write(f"runcast: embedded engine, database {db}\n")
         sys.stdout.write(f"runcast: GraphiQL at http://{host}:{port}/graphql\n")
         sys.stdout.flush()
-        # What exists now (modules, the schema, the upstream) lives as long as the process:
-        # frozen, it is left out of the collector's full passes, which otherwise scan it all
-        # every few dozen requests and stall them (p99 45 ms -> 9 ms in bench/http.py).
-        gc.collect()
-        gc.freeze()
+        freeze_startup_objects()
         await server.serve(sockets=[sock])
         return 0 if server.started else 1
 

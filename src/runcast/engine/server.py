@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
@@ -512,5 +513,6 @@ async def _serve_engine(
             f"runcast engine: serving the Cloudflare Workflows API at "
             f"http://{host}:{port}/client/v4/accounts/local/workflows\n"
         )
+        freeze_startup_objects()
         await server.serve(sockets=[sock])
         return 0 if server.started else 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.exceptions import MissingQueryError
@@ -26,9 +26,17 @@ logger = logging.getLogger("runcast.graphql")
 INTERNAL_MESSAGE = "Internal server error"
 
 
-@runtime_checkable
 class _ResultWithErrors(Protocol):
     errors: list[GraphQLError] | None
+
+
+def _errors_holder(result: object) -> _ResultWithErrors | None:
+    """``result`` if it has an ``errors`` attribute, else ``None``.
+
+    The same test ``isinstance`` makes against a runtime-checkable protocol with this
+    one member, without its cost (several microseconds per call, on every operation).
+    """
+    return result if hasattr(result, "errors") else None
 
 
 _REQUEST_PROBLEMS = (
@@ -92,15 +100,15 @@ class ErrorCodes(SchemaExtension):
         if self._stream_result_processed:
             return
         result: Any = self.execution_context.result
-        if isinstance(result, _ResultWithErrors):
-            self._process(result)
-        elif isinstance(initial := getattr(result, "initial_result", None), _ResultWithErrors):
+        if (holder := _errors_holder(result)) is not None:
+            self._process(holder)
+        elif (initial := _errors_holder(getattr(result, "initial_result", None))) is not None:
             self._process(initial)
 
     def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
         self._stream_result_processed = True
-        if isinstance(result, _ResultWithErrors):
-            self._process(result)
+        if (holder := _errors_holder(result)) is not None:
+            self._process(holder)
         yield None
 
     def _process(self, result: _ResultWithErrors) -> None:

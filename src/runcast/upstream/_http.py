@@ -13,6 +13,14 @@ What it promises:
   ``settings.upstream_get_retries`` times, with jittered exponential backoff.
   Other calls (mutations) are never retried blindly: only when the connection
   could not be opened at all (the request never left), which is always safe.
+  Below these retries, the default transport resends a ``GET``, ``HEAD``,
+  ``OPTIONS``, ``PUT`` or ``DELETE`` once by itself when its connection drops
+  before an answer (see :class:`PooledTransport`), so an upstream may see up to
+  twice as many such requests as attempts are observed; ``POST`` never.
+- Errors: a refused connection, a connection dropped before or during the
+  answer, a response that is not HTTP or is cut short, and a timeout all raise
+  ``UpstreamUnavailable`` (after retries, when allowed); ``UpstreamProtocolError``
+  is for an answer that arrived whole but cannot be read (e.g. not JSON).
 - Status mapping (after retries): 429 raises ``RateLimited`` with ``retry_after``
   taken from ``Retry-After`` (seconds or an HTTP date); 401 raises
   ``Unauthenticated``; 403 raises ``Forbidden``; 5xx, timeouts and connection
@@ -23,6 +31,8 @@ What it promises:
   attempt (retries count), with an outcome from :data:`RequestOutcome`, so the
   live layer can count requests against its budget and export metrics. A
   failing observer is logged and never breaks a request.
+- Cookies: none are stored or sent. One client serves every caller, so a cookie
+  an upstream sets in answer to one caller must never go out with another's request.
 - Lifetime: :meth:`UpstreamHttpClient.aclose` closes the pool; later calls raise
   ``UpstreamUnavailable``.
 - Transport: by default :class:`PooledTransport`, aiohttp's connection pool behind
@@ -44,6 +54,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Literal, TypeAlias
 
 import aiohttp
@@ -186,8 +197,11 @@ class PooledTransport(AiohttpTransport):
     cookies are left to the ``httpx.AsyncClient`` alone, as with httpx's transport.
 
     One aiohttp behaviour stays, with no public switch (aio-libs/aiohttp#10790):
-    a GET or DELETE whose connection drops before an answer is sent again once on
-    a fresh connection, as RFC 9112 section 9.3.1 allows for idempotent methods.
+    a request with an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
+    whose connection drops before an answer (reset, or closed without a status
+    line) is sent again once on a fresh connection, as RFC 9112 section 9.3.1
+    allows; the httpx layer sees one attempt. A POST is sent once. Timeouts and
+    refused connections are not resent by aiohttp.
 
     Args:
         limits: the pool size and keep-alive expiry.
@@ -264,11 +278,14 @@ class UpstreamHttpClient:
             pool=settings.upstream_connect_timeout,
         )
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        # One client serves every caller: a cookie set for one must never reach another.
+        cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=()))
         self._client = httpx.AsyncClient(
             base_url=base_url,
             transport=PooledTransport(limits=limits) if transport is None else transport,
             timeout=timeout,
             headers={"User-Agent": "runcast", **(headers or {})},
+            cookies=cookies,
             limits=limits,
             follow_redirects=False,
         )
