@@ -1,5 +1,10 @@
 """Run execution: one task per unfinished run, a FIFO concurrency cap, and the commands.
 
+The cap's queue is first in first out by the moment a run *entered* it: each time a
+run becomes ``queued`` (trigger over the cap, restart, resume or wake-up without a free
+slot) it takes the next ``queue_seq``, which is stored with the run, so a new engine on
+the file serves the queued runs in the same order.
+
 Rules that keep memory, file and listeners consistent:
 
 - Every change to a ``RunState`` happens on the loop together with queueing the write
@@ -99,6 +104,7 @@ class Executor:
         self._tie = itertools.count()
         self._listeners: list[RunListener] = []
         self._next_event_id = 0
+        self._last_queue_seq = 0
         self._closing = False
 
     # -- listeners ---------------------------------------------------------------------
@@ -177,6 +183,7 @@ class Executor:
         """Load every unfinished run from the file and start driving it again."""
         rows, steps, events = await self._store.run(_store.select_unfinished(_TERMINAL_VALUES))
         self._next_event_id = await self._store.run(_max_event_id)
+        self._last_queue_seq = await self._store.run(_store.max_queue_seq)
         restored: list[RunState] = []
         for row in rows:
             definition = self._definitions.get(row.workflow_id)
@@ -196,12 +203,23 @@ class Executor:
             owner = by_seq.get(event.run_seq)
             if owner is not None:
                 _remember_event(owner, event)
-        # Runs that held a slot get one back first; queued ones keep their order.
+        # Runs that held a slot get one back first, then queued ones in their queue order;
+        # the rest of the queue waits in that order (the heap is keyed by queue_seq).
         for run in restored:
             was_running = run.status in (RunStatus.RUNNING, RunStatus.WAITING_FOR_PAUSE)
-            if was_running and self._running < self._max_running:
+            if was_running and not run.pause_requested and self._running < self._max_running:
                 run.holds_slot = True
                 self._running += 1
+        queued = [
+            run for run in restored if run.status is RunStatus.QUEUED and not run.pause_requested
+        ]
+        for run in queued:
+            if run.queue_seq is None:  # cannot be after _store._migrate; keep creation order
+                run.queue_seq = self.next_queue_seq()
+        queued.sort(key=lambda run: (run.queue_seq, run.seq))
+        for run in queued[: max(0, self._max_running - self._running)]:
+            run.holds_slot = True
+            self._running += 1
         for run in restored:
             self._start_task(run)
         if restored:
@@ -222,6 +240,11 @@ class Executor:
 
     # -- the concurrency cap -----------------------------------------------------------
 
+    def next_queue_seq(self) -> int:
+        """The place at the back of the queue, for a run that becomes ``queued`` now."""
+        self._last_queue_seq += 1
+        return self._last_queue_seq
+
     def take_slot_now(self) -> bool:
         """Take a free slot for a new run if nobody is queued for one."""
         if self._running < self._max_running and self._queued == 0:
@@ -230,11 +253,18 @@ class Executor:
             return True
         return False
 
-    def give_back_slot(self) -> None:
-        """Return a slot taken with ``take_slot_now`` for a run that was never created."""
-        self.reserved_slots -= 1
-        self._running -= 1
+    def queue_new(self, run: RunState) -> None:
+        """Put a run being created over the cap at the back of the queue, before its row."""
+        run.queue_seq = self.next_queue_seq()
+        self._enqueue(run)
         self._grant()
+
+    def abandon(self, run: RunState, *, reserved_slot: bool) -> None:
+        """Give back the slot or queue place of a run whose row could not be written."""
+        if reserved_slot:
+            self.reserved_slots -= 1
+        self._withdraw(run)
+        self._release_slot(run)
 
     def _release_slot(self, run: RunState) -> None:
         if run.holds_slot:
@@ -266,7 +296,7 @@ class Executor:
                 heapq.heapify(self._queue)
 
     async def _ready_to_work(self, run: RunState) -> None:
-        """Return holding a slot and not paused; queue (FIFO by creation) or pause meanwhile."""
+        """Return holding a slot and not paused; queue (FIFO by entry) or pause meanwhile."""
         while True:
             if run.pause_requested:
                 self._release_slot(run)
@@ -290,18 +320,29 @@ class Executor:
             return
 
     async def _wait_in_queue(self, run: RunState) -> None:
-        if run.status is not RunStatus.QUEUED:
+        # A run already ``queued`` (triggered or restarted over the cap, or queued when
+        # the last engine stopped) keeps its place; any other enters at the back now.
+        if run.status is not RunStatus.QUEUED or run.queue_seq is None:
             run.status = RunStatus.QUEUED
+            run.queue_seq = self.next_queue_seq()
             self._write_soon(run)
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        run.slot_waiter = waiter
-        self._queued += 1
-        heapq.heappush(self._queue, (run.seq, next(self._tie), run, waiter))
+        waiter = run.slot_waiter  # a new run has its place since its trigger
+        if waiter is None:
+            waiter = self._enqueue(run)
         try:
             await waiter
         finally:
             if run.slot_waiter is waiter:
                 self._withdraw(run)
+
+    def _enqueue(self, run: RunState) -> asyncio.Future[bool]:
+        """Add ``run`` to the heap at its ``queue_seq``; the future says if it got a slot."""
+        assert run.queue_seq is not None
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        run.slot_waiter = waiter
+        self._queued += 1
+        heapq.heappush(self._queue, (run.queue_seq, next(self._tie), run, waiter))
+        return waiter
 
     # -- driving a run -----------------------------------------------------------------
 
@@ -502,23 +543,26 @@ class Executor:
         """Wait without a slot until ``ready()`` (True) or the step's deadline passes (False).
 
         While a pause is requested the run stays paused and neither is looked at; the
-        deadline is kept, so a run resumed after it acts at once.
+        deadline is kept, so a run resumed after it acts at once. A run that is ready
+        at once keeps its status and slot: a run queued when the last engine stopped
+        stays queued in its place.
         """
-        self._release_slot(run)
         while True:
             if run.pause_requested:
+                self._release_slot(run)
                 if run.status is not RunStatus.PAUSED:
                     run.status = RunStatus.PAUSED
                     self._write_soon(run)
                 await _wait_change(run, None)
                 continue
-            if run.status is not status:
-                run.status = status
-                self._write_soon(run)
             if ready():
                 return True
             if step.wake_at is not None and time.time() >= step.wake_at:
                 return False
+            self._release_slot(run)
+            if run.status is not status:
+                run.status = status
+                self._write_soon(run)
             await _wait_change(run, step.wake_at)
 
     def _error(self, run: RunState, step: StepState | None, message: str) -> None:
@@ -543,10 +587,13 @@ class Executor:
 
     # -- commands ----------------------------------------------------------------------
 
-    def admit(self, run: RunState, snapshot: Run) -> None:
-        """Start driving a run that was just created (its row is committed); tell listeners."""
+    def admit(self, run: RunState, snapshot: Run, *, reserved_slot: bool) -> None:
+        """Start driving a run that was just created (its row is committed); tell listeners.
+
+        ``reserved_slot``: its slot was taken with ``take_slot_now``.
+        """
         self.active[run.key] = run
-        if run.holds_slot:
+        if reserved_slot:
             self.reserved_slots -= 1
         run.notified = run.observable()
         for listener in list(self._listeners):
@@ -624,6 +671,7 @@ class Executor:
         task = self._take_over(run)
         run.reset()
         run.status = RunStatus.QUEUED
+        run.queue_seq = self.next_queue_seq()  # at the back, whenever it was created
         seq = run.seq
 
         def forget(conn: sqlite3.Connection) -> None:

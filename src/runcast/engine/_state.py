@@ -137,6 +137,8 @@ class RunState:
     output_json: str | None = None
     error: str | None = None
     pause_requested: bool = False
+    queue_seq: int | None = None
+    """Its place in the slot queue: a new, higher number each time it (re)enters it."""
     steps: list[StepState] = field(default_factory=list)
     context: dict[str, JSON] = field(default_factory=dict)
     last_result: tuple[JSON, str | None] = (None, None)
@@ -185,6 +187,7 @@ class RunState:
             self.started_at,
             self.ended_at,
             int(self.pause_requested),
+            self.queue_seq,
             self.seq,
         )
 
@@ -242,6 +245,7 @@ class RunState:
             started_at=row.started_at,
             ended_at=row.ended_at,
             pause_requested=row.pause_requested,
+            queue_seq=row.queue_seq,
         )
         state.context = {"input": state.input}
         for step_row in steps:

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at REAL,
     ended_at REAL,
     pause_requested INTEGER NOT NULL DEFAULT 0,
+    queue_seq INTEGER,
     UNIQUE (workflow_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, seq);
@@ -83,8 +84,11 @@ CREATE INDEX IF NOT EXISTS events_by_run ON events (run_seq, id);
 
 _RUN_COLUMNS = (
     "seq, workflow_id, instance_id, status, input, output, error,"
-    " created_at, started_at, ended_at, pause_requested"
+    " created_at, started_at, ended_at, pause_requested, queue_seq"
 )
+
+_QUEUED = "queued"
+"""``RunStatus.QUEUED.value`` (the store does not import the models)."""
 
 
 class StoreClosed(RuntimeError):
@@ -106,6 +110,8 @@ class RunRow:
     started_at: float | None
     ended_at: float | None
     pause_requested: bool
+    queue_seq: int | None
+    """The run's place in the slot queue, taken each time it (re)enters it (see Executor)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +231,7 @@ class Store:
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16000")
         conn.executescript(_SCHEMA)
+        _migrate(conn)
         return conn
 
     def _writer(self) -> None:
@@ -284,6 +291,23 @@ class Store:
                 loop.call_soon_threadsafe(_resolve, outcomes)
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older engine up to ``_SCHEMA`` (in one transaction).
+
+    ``runs.queue_seq`` (added later): runs already queued keep their creation order.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
+        if "queue_seq" not in columns:
+            conn.execute("ALTER TABLE runs ADD COLUMN queue_seq INTEGER")
+            conn.execute("UPDATE runs SET queue_seq = seq WHERE status = ?", (_QUEUED,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.rollback()
+        raise
+
+
 def _resolve(outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]) -> None:
     for future, value, error in outcomes:
         if future is None or future.done():
@@ -304,14 +328,16 @@ def insert_run(
     input_json: str | None,
     created_at: float,
     started_at: float | None,
+    queue_seq: int | None,
 ) -> Callable[[sqlite3.Connection], int | None]:
     """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken."""
 
     def op(conn: sqlite3.Connection) -> int | None:
         cursor = conn.execute(
-            "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, instance_id) DO NOTHING",
-            (workflow_id, instance_id, status, input_json, created_at, started_at),
+            "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at,"
+            " queue_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (workflow_id, instance_id) DO NOTHING",
+            (workflow_id, instance_id, status, input_json, created_at, started_at, queue_seq),
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
@@ -320,7 +346,7 @@ def insert_run(
 
 RUN_UPDATE = (
     "UPDATE runs SET status = ?, output = ?, error = ?, started_at = ?, ended_at = ?,"
-    " pause_requested = ? WHERE seq = ?"
+    " pause_requested = ?, queue_seq = ? WHERE seq = ?"
 )
 STEP_UPSERT = (
     "INSERT OR REPLACE INTO steps (run_seq, idx, name, type, status, attempts, output, error,"
@@ -342,6 +368,7 @@ def row_to_run(row: tuple[Any, ...]) -> RunRow:
         started_at=row[8],
         ended_at=row[9],
         pause_requested=bool(row[10]),
+        queue_seq=row[11],
     )
 
 
@@ -432,6 +459,12 @@ def select_unfinished(
         return runs, steps, events
 
     return op
+
+
+def max_queue_seq(conn: sqlite3.Connection) -> int:
+    """The highest ``queue_seq`` ever given in the file (0 if none): the counter resumes above."""
+    row = conn.execute("SELECT COALESCE(MAX(queue_seq), 0) FROM runs").fetchone()
+    return int(row[0])
 
 
 def select_event_payload(event_id: int) -> Callable[[sqlite3.Connection], str | None]:

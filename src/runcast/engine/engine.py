@@ -76,7 +76,9 @@ class Engine:
         db_path: the SQLite file (created with its folder if missing; WAL mode), or
             ``":memory:"`` for a throwaway engine whose runs die with it.
         max_running: how many runs execute at once; more stay ``queued``, first in
-            first out by creation. Runs that sleep, wait or wait to retry hold no slot.
+            first out by the moment each entered the queue (a restarted, resumed or
+            woken run enters at the back). Runs that sleep, wait or wait to retry
+            hold no slot.
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
@@ -212,38 +214,45 @@ class Engine:
         executor = self._executor
         slot = executor.take_slot_now()
         now = time.time()
-        status = RunStatus.RUNNING if slot else RunStatus.QUEUED
-        try:
-            seq = await self._store.submit(
-                _store.insert_run(
-                    workflow_id, instance_id, status.value, input_json, now, now if slot else None
-                )
-            )
-        except BaseException:
-            if slot:
-                executor.give_back_slot()
-            raise
-        finally:
-            self._reserved.discard(key)
-        if seq is None:
-            if slot:
-                executor.give_back_slot()
-            raise AlreadyExists(workflow_id, instance_id)
         run = RunState(
             definition=definition,
-            seq=seq,
+            seq=0,  # known once the row is written
             instance_id=instance_id,
-            status=status,
+            status=RunStatus.RUNNING if slot else RunStatus.QUEUED,
             input=input,
             input_json=input_json,
             created_at=now,
             started_at=now if slot else None,
             holds_slot=slot,
         )
+        if not slot:
+            # Its place is taken now: a slot freed while the row is written waits for it.
+            executor.queue_new(run)
+        try:
+            seq = await self._store.submit(
+                _store.insert_run(
+                    workflow_id,
+                    instance_id,
+                    run.status.value,
+                    input_json,
+                    now,
+                    run.started_at,
+                    run.queue_seq,
+                )
+            )
+        except BaseException:
+            executor.abandon(run, reserved_slot=slot)
+            raise
+        finally:
+            self._reserved.discard(key)
+        if seq is None:
+            executor.abandon(run, reserved_slot=slot)
+            raise AlreadyExists(workflow_id, instance_id)
+        run.seq = seq
         run.context = {"input": input}
         run.written_row = run.row_params()
         snapshot = run.to_model()
-        executor.admit(run, snapshot)
+        executor.admit(run, snapshot, reserved_slot=slot)
         return snapshot
 
     async def get_run(self, workflow_id: str, instance_id: str) -> Run:
