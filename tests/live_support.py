@@ -131,6 +131,7 @@ class Request:
     method: str
     path: str
     token: str | None
+    query: str = ""
 
 
 @dataclass
@@ -157,7 +158,8 @@ class UpstreamProbe:
         auth = headers.get("authorization", "")
         token = auth.removeprefix("Bearer ").strip() or None
         path = scope["path"]
-        self.requests.append(Request(time.monotonic(), scope["method"], path, token))
+        query = scope.get("query_string", b"").decode()
+        self.requests.append(Request(time.monotonic(), scope["method"], path, token, query))
         if token is not None and any(
             path.rstrip("/").endswith(f"/runs/{instance}")
             for instance in self.forbid.get(token, ())

@@ -58,6 +58,7 @@ class Settings:
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
     request_budget_per_second: float | None = None
+    live_list_page_size: int = 100
     ws_connection_init_timeout: float = 10.0
     ws_max_operations: int = 100
     ws_keepalive_interval: float = 15.0

@@ -24,9 +24,16 @@ from runcast.errors import (
 from runcast.live._budget import RequestBudget, budget_for
 from runcast.live._change import RunChange
 from runcast.live._subscriber import Subscriber
-from runcast.live._watch import RunKey, RunWatch, Watch, WorkflowKey, WorkflowWatch
+from runcast.live._watch import (
+    Observable,
+    RunKey,
+    RunWatch,
+    Watch,
+    WorkflowKey,
+    WorkflowWatch,
+)
 from runcast.metrics import Metrics
-from runcast.models import Credentials, Run, RunStatus
+from runcast.models import Credentials, Run, RunPage, RunStatus
 from runcast.settings import Settings
 from runcast.upstream import RunAPI, RunChangeSource
 
@@ -36,8 +43,17 @@ T = TypeVar("T")
 K = TypeVar("K")
 V = TypeVar("V")
 
-LIST_PAGE_SIZE = 100
-"""Runs asked for by one list poll of a workflow (the newest ones)."""
+MAX_LIST_REQUESTS_PER_POLL = 10
+"""Requests one poll of a workflow's runs may send (pages and final states); each is budgeted."""
+UNFINISHED_STATUSES = (
+    RunStatus.QUEUED,
+    RunStatus.RUNNING,
+    RunStatus.PAUSED,
+    RunStatus.WAITING,
+    RunStatus.WAITING_FOR_PAUSE,
+)
+"""The statuses a listing of the runs that can still change asks the upstream for."""
+_UNFINISHED = frozenset(UNFINISHED_STATUSES)
 PUSH_BUFFER = 256
 """Changes buffered per subscriber when the upstream pushes them (order is kept)."""
 WORKFLOW_BUFFER = 256
@@ -69,7 +85,10 @@ class LiveHub:
     a paused run with a known wake time is polled just after it; a finished run is
     not polled again. Where several runs of one workflow are watched with the same
     credentials, one list poll of that workflow carries them all, and a run's detail
-    is fetched only when its summary in the list changed. A 429 holds every request
+    is fetched only when its summary in the list changed. A list poll reads the newest
+    page of runs, and older runs only while some are unfinished (one listing of the
+    unfinished runs, every request budgeted; see :meth:`_list`), so a change to an old
+    run is seen without reading its workflow's whole history. A 429 holds every request
     to the upstream for its Retry-After; 5xx and timeouts back a watch off while its
     subscribers stay connected.
 
@@ -93,6 +112,7 @@ class LiveHub:
         self.budget = RequestBudget(None if self.pushes else budget_for(upstream.name, settings))
         self._min = max(0.001, settings.poll_min_interval)
         self._max = max(self._min, settings.poll_max_interval)
+        self._page_size = max(1, settings.live_list_page_size)
         self._runs: dict[RunKey, RunWatch] = {}
         self._workflows: dict[WorkflowKey, WorkflowWatch] = {}
         self._runs_by_id: dict[tuple[str, str], set[RunWatch]] = {}
@@ -239,7 +259,7 @@ class LiveHub:
                     "list",
                     self.upstream.list_runs(workflow_id, limit=1, credentials=credentials),
                 )
-            elif not watch.baselined:
+            elif not watch.baselined or self._list_filter(watch) != watch.listed_with:
                 await self._refresh(watch)
             # Counted once the baseline exists: every run created from now on is delivered.
             self._subscribers_changed(+1)
@@ -370,12 +390,12 @@ class LiveHub:
                 await self.budget.acquire(urgent=True)
             if watch.ended:
                 return
-            await self._poll_once(watch)
+            await self._poll_once(watch, urgent=urgent)
         finally:
             if watch.inflight is asyncio.current_task():
                 watch.inflight = None
 
-    async def _poll_once(self, watch: Watch) -> None:
+    async def _poll_once(self, watch: Watch, *, urgent: bool) -> None:
         try:
             if isinstance(watch, RunWatch):
                 run = await self._call(
@@ -386,12 +406,8 @@ class LiveHub:
                 )
             else:
                 assert isinstance(watch, WorkflowWatch)
-                page = await self._call(
-                    "list",
-                    self.upstream.list_runs(
-                        watch.workflow_id, limit=LIST_PAGE_SIZE, credentials=watch.credentials
-                    ),
-                )
+                statuses = self._list_filter(watch)
+                seen, unreached = await self._list(watch, statuses, urgent=urgent)
         except RateLimited as exc:
             wait = DEFAULT_RATE_LIMIT_PAUSE if exc.retry_after is None else exc.retry_after
             self.budget.pause(wait)
@@ -421,7 +437,7 @@ class LiveHub:
             if isinstance(watch, RunWatch):
                 self._observed_run(watch, run)
             else:
-                self._observed_list(watch, page.runs)
+                self._observed_list(watch, seen, unreached, statuses)
 
     def _observed_run(self, watch: RunWatch, run: Run) -> None:
         changed = watch.run is None or watch.run.observable() != run.observable()
@@ -441,17 +457,164 @@ class LiveHub:
             delay = max(self._min, min(delay, until_wake))
         self._schedule(watch, delay)
 
-    def _observed_list(self, watch: WorkflowWatch, runs: tuple[Run, ...]) -> None:
+    def _list_filter(self, watch: WorkflowWatch) -> tuple[RunStatus, ...] | None:
+        """The statuses ``watch``'s polls ask the upstream for (``None``: every run).
+
+        Only when every subscriber wants nothing but unfinished statuses and no
+        ``runStatus`` watch rides the list: the listing of those statuses then holds
+        every run that matters, however old. A run reaching a terminal status, by
+        contrast, sits at its age in a listing of that status, so such filters are
+        applied here, to a listing of every run.
+        """
+        if not watch.subscribers or self._groups.get(watch.key):
+            return None
+        wanted: set[RunStatus] = set()
+        for subscriber in watch.subscribers:
+            if subscriber.statuses is None or not subscriber.statuses <= _UNFINISHED:
+                return None
+            wanted |= subscriber.statuses
+        return tuple(status for status in UNFINISHED_STATUSES if status in wanted)
+
+    async def _list(
+        self, watch: WorkflowWatch, statuses: tuple[RunStatus, ...] | None, *, urgent: bool
+    ) -> tuple[dict[str, Run], dict[str, Observable]]:
+        """Read what may have changed among ``watch``'s runs: one page, unless more is needed.
+
+        With ``statuses`` (see :meth:`_list_filter`), the upstream's listing of those
+        statuses is read to its end. Without, the newest page of every run is read, and
+        the next ones only while runs created since the last poll fill them. Terminal
+        runs never change, so older pages are not read;
+        the unfinished runs older than what was read (known to the watch, or not yet
+        discovered) are looked for in a listing of unfinished runs, and those that have
+        left it are fetched one by one for their final state. Every request after the
+        first waits for the budget, and a poll sends at most
+        ``MAX_LIST_REQUESTS_PER_POLL``; what it could not reach waits for the next poll.
+
+        Returns:
+            The runs seen, by instance id, newest first; and the known entries of the
+            unfinished runs this poll did not reach.
+        """
+        requests = 0
+
+        async def page(statuses: tuple[RunStatus, ...] | None, cursor: str | None) -> RunPage:
+            nonlocal requests
+            if requests:  # the poll's first request was budgeted by whoever started it
+                await self.budget.acquire(urgent=urgent)
+            requests += 1
+            return await self._call(
+                "list",
+                self.upstream.list_runs(
+                    watch.workflow_id,
+                    statuses=statuses,
+                    cursor=cursor,
+                    limit=self._page_size,
+                    credentials=watch.credentials,
+                ),
+            )
+
+        async def final_state(instance_id: str) -> Run | None:
+            nonlocal requests
+            await self.budget.acquire(urgent=urgent)
+            requests += 1
+            try:
+                return await self._call(
+                    "run",
+                    self.upstream.get_run(
+                        watch.workflow_id, instance_id, credentials=watch.credentials
+                    ),
+                )
+            except (NotFound, Forbidden):
+                return None  # deleted, or not this caller's to read: nothing more to report
+
+        seen: dict[str, Run] = {}
+        cursor: str | None = None
+        if statuses is not None:
+            watch.discover = True  # unfinished runs in other statuses go unseen meanwhile
+            while requests < MAX_LIST_REQUESTS_PER_POLL:
+                listed = await page(statuses, cursor)
+                for run in listed.runs:
+                    seen.setdefault(run.instance_id, run)
+                cursor = listed.next_cursor
+                if cursor is None:
+                    return seen, {}
+            unreached = {
+                instance_id: observable
+                for instance_id, observable in watch.known.items()
+                if instance_id not in seen and observable[0] in statuses
+            }
+            return seen, unreached
+        switched = statuses != watch.listed_with
+        while True:
+            listed = await page(None, cursor)
+            for run in listed.runs:
+                seen.setdefault(run.instance_id, run)
+            cursor = listed.next_cursor
+            if cursor is None or not watch.baselined or switched or not listed.runs:
+                break
+            if listed.runs[-1].instance_id in watch.known:
+                break  # the runs created since the last poll are all read
+            if requests >= MAX_LIST_REQUESTS_PER_POLL:
+                watch.discover = True  # new runs were left unread: look for unfinished ones
+                break
+        if cursor is None:
+            watch.discover = False  # every run of the workflow was read
+            return seen, {}
+        pending = {
+            instance_id
+            for instance_id, observable in watch.known.items()
+            if instance_id not in seen and not observable[0].is_terminal
+        }
+        if not pending and not watch.discover:
+            return seen, {}
+        cursor = None
+        finished = False
+        while requests < MAX_LIST_REQUESTS_PER_POLL:
+            listed = await page(UNFINISHED_STATUSES, cursor)
+            for run in listed.runs:
+                seen.setdefault(run.instance_id, run)
+                pending.discard(run.instance_id)
+            cursor = listed.next_cursor
+            if cursor is None:
+                finished = True
+                break
+            if not pending and not watch.discover:
+                break
+        if finished:
+            watch.discover = False
+            # Not unfinished any more: they finished (or went) since they were last seen.
+            for instance_id in sorted(pending):
+                if requests >= MAX_LIST_REQUESTS_PER_POLL:
+                    break
+                final = await final_state(instance_id)
+                if final is not None:
+                    seen[instance_id] = final
+                pending.discard(instance_id)
+        return seen, {instance_id: watch.known[instance_id] for instance_id in pending}
+
+    def _observed_list(
+        self,
+        watch: WorkflowWatch,
+        seen: dict[str, Run],
+        unreached: dict[str, Observable],
+        statuses: tuple[RunStatus, ...] | None,
+    ) -> None:
+        runs = tuple(seen.values())
         changed = False
         if watch.baselined:
+            # After a change of listing, runs it shows for the first time are not news.
+            switched = statuses != watch.listed_with
             observed_at = watch.observed_wall or _now()
             for run in reversed(runs):  # oldest first, so new runs arrive in creation order
-                if watch.known.get(run.instance_id) != run.observable():
+                known = watch.known.get(run.instance_id)
+                if known is None and switched:
+                    continue
+                if known != run.observable():
                     changed = True
                     for subscriber in watch.subscribers:
                         subscriber.offer(run, observed_at)
-        watch.known = {run.instance_id: run.observable() for run in runs}
+        watch.known = {**unreached, **{run.instance_id: run.observable() for run in runs}}
         watch.baselined = True
+        watch.listed_with = statuses
         changed |= self._carried(watch, runs)
         watch.interval = self._min if changed else min(self._max, watch.interval * 2)
         delay = watch.interval

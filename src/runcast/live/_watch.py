@@ -85,8 +85,12 @@ class RunWatch(Watch):
 class WorkflowWatch(Watch):
     """The run list of one workflow watched for one set of credentials (``workflowRuns``).
 
-    ``known`` holds what the last list said of each run it showed; a run whose entry
-    changes (or appears) is a change to deliver. The first list only sets ``known``.
+    ``known`` holds what the last poll said of each run it saw, and keeps every run
+    not yet seen in a terminal status (however old); a run whose entry changes (or
+    appears) is a change to deliver. The first poll only sets ``known``. ``discover``
+    is set while the unfinished runs older than the first page have not all been
+    listed yet (at the start, or after a burst of new runs longer than a poll reads).
+    ``listed_with`` is the status filter the last poll sent upstream (``None``: none).
     The same list poll carries the ``runStatus`` watches of that workflow and
     credentials (see ``RunWatch.riding``), so it lives on without subscribers while
     such watches exist.
@@ -95,6 +99,8 @@ class WorkflowWatch(Watch):
     key: WorkflowKey = ("", "")
     known: dict[str, Observable] = field(default_factory=dict)
     baselined: bool = False
+    discover: bool = True
+    listed_with: tuple[RunStatus, ...] | None = None
 
     @property
     def label(self) -> str:
