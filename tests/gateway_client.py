@@ -128,6 +128,6 @@ async def gateway(
     app = create_app(settings or Settings(), upstream=upstream)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as http,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost") as http,
     ):
         yield GraphQLClient(http, headers=headers)

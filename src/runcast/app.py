@@ -8,6 +8,7 @@ it with uvicorn for ``runcast serve``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -17,11 +18,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
@@ -40,13 +44,173 @@ class ConfigurationError(RuncastError):
     """A setting cannot be used (unknown upstream, unreadable folder, port in use)."""
 
 
+WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::"})
+"""``host`` values that listen on every interface."""
+
+UNGUARDED_PATHS = frozenset({"/healthz", "/readyz"})
+"""Paths answered whatever the ``Host`` header: probes address the gateway by IP or pod name."""
+
+
+def _split_host(header: str) -> str | None:
+    """The name or address in a ``Host`` header, lower-case, without port or trailing dot.
+
+    ``None`` when the header is malformed (an unclosed ``[``, a port that is not a number).
+    """
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        if end < 0:
+            return None
+        name, rest = header[1:end], header[end + 1 :]
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return None
+        return name or None
+    if header.count(":") > 1:  # a bare IPv6 address
+        return header
+    name, colon, port = header.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return name.rstrip(".") or None
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostPolicy:
+    """Which ``Host`` header values the gateway answers (the guard against DNS rebinding).
+
+    Always allowed: any IP address (a browser sends one only when it connected to that
+    address, so it cannot be a rebound name), ``localhost`` and ``*.localhost`` (which
+    browsers resolve to loopback themselves) and ``host`` when it is a name. Besides
+    those, each entry of ``allowed_hosts``: a name, ``*.example.com`` (any subdomain of
+    example.com, not example.com itself) or ``*`` (any host at all).
+
+    Raises:
+        ConfigurationError: an entry has a scheme, a port, a path or a misplaced ``*``.
+    """
+
+    def __init__(self, allowed_hosts: tuple[str, ...], *, bind_host: str = "") -> None:
+        self.allow_any = False
+        self.names: set[str] = {"localhost"}
+        self.suffixes: list[str] = [".localhost"]
+        for entry in allowed_hosts:
+            self._add(entry)
+        bind = bind_host.strip().strip("[]").lower().rstrip(".")
+        if bind not in WILDCARD_BINDS and not _is_ip_address(bind):
+            self.names.add(bind)
+
+    def _add(self, entry: str) -> None:
+        text = entry.strip().lower()
+        if text == "*":
+            self.allow_any = True
+            return
+        name = text[2:] if text.startswith("*.") else text
+        name = name.strip("[]").rstrip(".")
+        if _is_ip_address(name) and not text.startswith("*."):
+            return  # IP addresses are always allowed
+        label_chars = set("abcdefghijklmnopqrstuvwxyz0123456789-._")
+        if not name or not set(name) <= label_chars or ".." in name or name.startswith("."):
+            raise ConfigurationError(
+                f"allowed host {entry!r} is not a host name, '*.domain' or '*' "
+                "(write it without scheme, port or path)"
+            )
+        if text.startswith("*."):
+            self.suffixes.append("." + name)
+        else:
+            self.names.add(name)
+
+    def allows(self, host_header: str | None) -> bool:
+        """Whether a request whose ``Host`` header is ``host_header`` may be answered."""
+        if self.allow_any:
+            return True
+        if not host_header:
+            return False
+        name = _split_host(host_header)
+        if name is None:
+            return False
+        if name in self.names or _is_ip_address(name):
+            return True
+        return any(name.endswith(suffix) for suffix in self.suffixes)
+
+
+class AllowedHostsMiddleware:
+    """Refuse HTTP requests (400, JSON) and WebSocket handshakes whose ``Host`` is not allowed.
+
+    Paths in ``exempt_paths`` (the health probes) are answered whatever the ``Host``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        policy: HostPolicy,
+        exempt_paths: frozenset[str] = UNGUARDED_PATHS,
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.exempt_paths = exempt_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] not in {"http", "websocket"}
+            or self.policy.allow_any
+            or scope["path"] in self.exempt_paths
+        ):
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host")
+        if self.policy.allows(host):
+            await self.app(scope, receive, send)
+            return
+        shown = (host or "")[:100]
+        response = JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": f"Host {shown!r} is not allowed: add it to "
+                        "RUNCAST_ALLOWED_HOSTS to serve it",
+                        "extensions": {"code": "HOST_NOT_ALLOWED"},
+                    }
+                ]
+            },
+            status_code=400,
+        )
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+            return
+        # A WebSocket handshake: a 400 answer where the server can send one, else a close
+        # before accepting (which the server turns into 403).
+        websocket = WebSocket(scope, receive, send)
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=1008, reason="Host not allowed")
+
+
+def allowed_hosts_notice(settings: Settings) -> str | None:
+    """What ``runcast serve`` tells a user who listens on every interface without naming hosts."""
+    if settings.host.strip().strip("[]") not in WILDCARD_BINDS or settings.allowed_hosts:
+        return None
+    return (
+        "listening on every interface, but only requests addressed to an IP address or "
+        "localhost are answered: set RUNCAST_ALLOWED_HOSTS=name,... (or *) to serve "
+        "requests by host name"
+    )
+
+
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot work, before anything is opened.
 
     Raises:
         ConfigurationError: unknown upstream scheme, missing Cloudflare account,
-            or an unreadable workflows folder.
+            an unreadable workflows folder, or an allowed host that is not a name.
     """
+    HostPolicy(settings.allowed_hosts, bind_host=settings.host)
     upstream = settings.upstream
     if upstream == "embedded":
         folder = settings.workflows_dir
@@ -175,6 +339,7 @@ def create_app(
     Returns:
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
+    host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
     schema = build_schema(settings)
     resources = _Resources()
     metrics = metrics or Metrics()
@@ -220,7 +385,8 @@ def create_app(
 
     routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
 
-    middleware: list[Middleware] = []
+    # Outermost, so that a CORS preflight from a rebound name is refused too.
+    middleware: list[Middleware] = [Middleware(AllowedHostsMiddleware, policy=host_policy)]
     if settings.allowed_origins:
         middleware.append(
             Middleware(
@@ -287,6 +453,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             ws_ping_interval=20.0,
             # A GraphQL document over WebSocket is held to the same limit as a POST body.
             ws_max_size=settings.max_body_bytes,
+            # Off by default: zlib state per connection is most of a subscriber's memory.
+            ws_per_message_deflate=settings.ws_per_message_deflate,
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -294,6 +462,9 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
         if settings.upstream == "embedded":
             db = settings.db_path or default_db_path()
             sys.stderr.write(f"runcast: embedded engine, database {db}\n")
+        notice = allowed_hosts_notice(settings)
+        if notice:
+            sys.stderr.write(f"runcast: {notice}\n")
         sys.stdout.write(f"runcast: GraphiQL at http://{host}:{port}/graphql\n")
         sys.stdout.flush()
         freeze_startup_objects()
@@ -302,7 +473,10 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
 
 
 __all__ = [
+    "AllowedHostsMiddleware",
     "ConfigurationError",
+    "HostPolicy",
+    "allowed_hosts_notice",
     "check_settings",
     "create_app",
     "open_upstream",
