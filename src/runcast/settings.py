@@ -48,6 +48,9 @@ class Settings:
     max_aliases: int = 30
     introspection: bool = True
     allowed_origins: tuple[str, ...] = ()
+    # Host names the gateway answers to besides IP addresses, localhost and ``host``
+    # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()
 
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
@@ -62,6 +65,9 @@ class Settings:
     ws_connection_init_timeout: float = 10.0
     ws_max_operations: int = 100
     ws_keepalive_interval: float = 15.0
+    # permessage-deflate costs a zlib compressor and decompressor per WebSocket (about
+    # 40 KiB each connection measured); our messages are small JSON, so it is off.
+    ws_per_message_deflate: bool = False
 
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
