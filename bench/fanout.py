@@ -201,6 +201,7 @@ def child_gateway(port: int, upstream: str, naive: bool, interval: float, budget
         log_level="error",
         backlog=8192,
         ws_ping_interval=None,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
     )
 
 
