@@ -49,20 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = ROOT / "bench" / "results" / "engine.md"
 WORKFLOW_ID = "three-steps"
-WORKFLOW_YAML = """\
-id: three-steps
-name: Three steps
-nodes:
-  - step: first
-    action:
-      return: {orderId: input.orderId, step: "`1`"}
-  - step: second
-    action:
-      return: {orderId: first.orderId, step: "`2`"}
-  - step: third
-    action:
-      return: {orderId: second.orderId, steps: [first.step, second.step, "`3`"]}
-"""
+WORKFLOW_FILE = ROOT / "tests" / "workflows" / f"{WORKFLOW_ID}.yaml"
 EXPECTED_STEPS = [1, 2, 3]
 DEFAULT_LEVELS = (1, 100, 10_000)
 WARMUP_RUNS = 20
@@ -148,7 +135,7 @@ async def run_runcast(level: int, runs: int, folder: Path) -> Measurement:
     from runcast.models import Run, RunStatus
 
     (folder / "workflows").mkdir()
-    (folder / "workflows" / "three-steps.yaml").write_text(WORKFLOW_YAML)
+    (folder / "workflows" / WORKFLOW_FILE.name).write_text(WORKFLOW_FILE.read_text())
     loaded = load_workflows(folder / "workflows")
     if loaded.problems:
         raise RuntimeError(f"bench workflow does not load: {loaded.problems}")

@@ -62,22 +62,6 @@ RESULTS_DIR = ROOT / "bench" / "results"
 TEST_WORKFLOWS = ROOT / "tests" / "workflows"
 WORKFLOW_ID = "three-steps"
 
-# Used only when tests/workflows/three-steps.yaml is missing: the same shape.
-FALLBACK_WORKFLOW = """\
-id: three-steps
-name: Three steps
-nodes:
-  - step: first
-    action:
-      return: {orderId: input.orderId, step: "`1`"}
-  - step: second
-    action:
-      return: {orderId: first.orderId, step: "`2`"}
-  - step: third
-    action:
-      return: {orderId: second.orderId, steps: [first.step, second.step, "`3`"]}
-"""
-
 RUN_QUERY = (
     "query Run($workflowId: ID!, $instanceId: ID!) "
     "{ run(workflowId: $workflowId, instanceId: $instanceId) { instanceId status output } }"
@@ -750,14 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     load_before = os.getloadavg()[0]
-    if (TEST_WORKFLOWS / f"{WORKFLOW_ID}.yaml").exists():
-        workflows, workflows_note = TEST_WORKFLOWS, "tests/workflows"
-    else:
-        workflows = workdir / "workflows"
-        workflows.mkdir()
-        (workflows / f"{WORKFLOW_ID}.yaml").write_text(FALLBACK_WORKFLOW)
-        workflows_note = "built-in copy: tests/workflows/three-steps.yaml was missing"
-        print(f"note: using a built-in three-steps definition ({workflows})", file=sys.stderr)
+    workflows, workflows_note = TEST_WORKFLOWS, "tests/workflows"
 
     with (
         servers_running(workdir, workflows, args) as (engine, gateway),

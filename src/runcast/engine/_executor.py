@@ -295,15 +295,19 @@ class Executor:
                 self._queue = [entry for entry in self._queue if entry[2].slot_waiter is entry[3]]
                 heapq.heapify(self._queue)
 
+    async def _stay_paused(self, run: RunState) -> None:
+        """Give up the slot, show ``paused`` and wait for the next change of the run."""
+        self._release_slot(run)
+        if run.status is not RunStatus.PAUSED:
+            run.status = RunStatus.PAUSED
+            self._write_soon(run)
+        await _wait_change(run, None)
+
     async def _ready_to_work(self, run: RunState) -> None:
         """Return holding a slot and not paused; queue (FIFO by entry) or pause meanwhile."""
         while True:
             if run.pause_requested:
-                self._release_slot(run)
-                if run.status is not RunStatus.PAUSED:
-                    run.status = RunStatus.PAUSED
-                    self._write_soon(run)
-                await _wait_change(run, None)
+                await self._stay_paused(run)
                 continue
             if not run.holds_slot:
                 if self._running < self._max_running and self._queued == 0:
@@ -549,11 +553,7 @@ class Executor:
         """
         while True:
             if run.pause_requested:
-                self._release_slot(run)
-                if run.status is not RunStatus.PAUSED:
-                    run.status = RunStatus.PAUSED
-                    self._write_soon(run)
-                await _wait_change(run, None)
+                await self._stay_paused(run)
                 continue
             if ready():
                 return True
