@@ -69,6 +69,13 @@ class Settings:
     # 40 KiB each connection measured); our messages are small JSON, so it is off.
     ws_per_message_deflate: bool = False
 
+    # cluster mode (several replicas sharing one live layer and one budget through Redis)
+    # ``redis_url`` may hold a password, so neither it nor the secret is in ``repr``.
+    redis_url: str | None = field(default=None, repr=False)
+    cluster_secret: str | None = field(default=None, repr=False)
+    cluster_lease_seconds: float = 5.0
+    cluster_key_prefix: str = "runcast"
+
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
     cloudflare_base_url: str = "https://api.cloudflare.com/client/v4"
