@@ -65,6 +65,7 @@ class ClusterChange:
 
     Args:
         watch: the watch it belongs to.
+        by: the replica that published it.
         epoch: the life of the Redis data it was published in (new after Redis restarts
             empty, when sequence numbers start again at 1).
         seq: its place in the watch's changes (1, 2, ...; the same on every replica).
@@ -73,6 +74,7 @@ class ClusterChange:
     """
 
     watch: WatchName
+    by: str
     epoch: str
     seq: int
     run: Run
@@ -87,6 +89,7 @@ def _decode(watch: WatchName, raw: bytes | str) -> ClusterChange:
     wire = cast(ChangeWire, json.loads(raw))
     return ClusterChange(
         watch=watch,
+        by=wire["by"],
         epoch=wire["epoch"],
         seq=int(wire["seq"]),
         run=run_from_wire(wire["run"]),
@@ -177,7 +180,12 @@ class RedisChangeBus:
         keys = self.link.keys
         digest_field = "digest" if watch.instance_id is not None else f"digest:{run.instance_id}"
         body = json.dumps(
-            {"observedAt": observed_at.isoformat(), "run": run_to_wire(run)}, separators=(",", ":")
+            {
+                "by": self.link.replica_id,
+                "observedAt": observed_at.isoformat(),
+                "run": run_to_wire(run),
+            },
+            separators=(",", ":"),
         )
         seq = int(
             await self.link.call(
@@ -228,7 +236,8 @@ class RedisChangeBus:
         """Hand every change of ``watch`` after ``since`` to ``sink``, each once, in order.
 
         ``since`` is the state the caller already has (from :meth:`snapshot`); the
-        changes after it that were published meanwhile are read back at once.
+        changes after it that were published meanwhile are read back at once. Without
+        ``since``, the watch's current state (if any) comes first, then what follows.
 
         Returns:
             The function that stops following.
@@ -298,6 +307,11 @@ class RedisChangeBus:
                 )
                 if epoch is not None:
                     self._enter_epoch(followed, epoch if isinstance(epoch, str) else epoch.decode())
+                if followed.last_seq == 0:  # a new follower starts from the current state
+                    snapshot = await self.snapshot(watch)
+                    if snapshot is not None:
+                        self._enter_epoch(followed, snapshot.epoch)
+                        self._deliver(followed, snapshot)
                 entries = await self.link.call(
                     "catch_up",
                     partial(

@@ -42,6 +42,7 @@ class RunWire(TypedDict):
 class ChangeWire(TypedDict):
     """One published change: the run as observed, when, and its epoch and sequence number."""
 
+    by: str
     epoch: str
     seq: int
     observedAt: str

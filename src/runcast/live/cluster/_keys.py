@@ -10,16 +10,21 @@ from urllib.parse import quote, unquote
 from runcast.models import Credentials
 
 
-def cluster_fingerprint(credentials: Credentials, secret: str) -> str:
-    """A name for ``credentials`` that is the same on every replica and reveals nothing.
+def keyed_fingerprint(fingerprint: str, secret: str) -> str:
+    """``Credentials.fingerprint`` keyed with the cluster secret (HMAC-SHA256), for Redis.
 
-    An HMAC-SHA256 keyed with the cluster secret: without the secret, nobody who reads
-    Redis can test a guessed token against it (a plain hash of a short token could be).
+    The same on every replica for the same credentials; without the secret, nobody who
+    reads Redis can test a guessed token against it (a plain hash of a short token could
+    be). ``anonymous`` stays as it is.
     """
-    if credentials.token is None:
-        return "anonymous"
-    message = f"{credentials.scheme.lower()} {credentials.token}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+    if fingerprint == "anonymous":
+        return fingerprint
+    return hmac.new(secret.encode(), fingerprint.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def cluster_fingerprint(credentials: Credentials, secret: str) -> str:
+    """The name of ``credentials`` in Redis: :func:`keyed_fingerprint` of their fingerprint."""
+    return keyed_fingerprint(credentials.fingerprint, secret)
 
 
 @dataclass(frozen=True, slots=True)

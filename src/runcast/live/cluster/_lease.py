@@ -145,6 +145,10 @@ class LeaseKeeper:
             self._wanted.add(watch)
             self._wake.set()
 
+    def wake(self) -> None:
+        """Run a round now (Redis is back: take the watches again without waiting)."""
+        self._wake.set()
+
     async def withdraw(self, watch: WatchName) -> None:
         """Stop competing for ``watch``; hand its lease back if held."""
         self._wanted.discard(watch)
