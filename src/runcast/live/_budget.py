@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from runcast.settings import Settings
 
@@ -45,6 +45,7 @@ class RequestBudget:
         rate: tokens added per second; ``None`` for no limit (only pauses apply).
         burst: the most tokens the bucket holds; defaults to one second's worth.
         clock: a monotonic clock in seconds.
+        sleep: how to wait that many seconds of ``clock`` (tests pass a fake clock's).
     """
 
     def __init__(
@@ -53,10 +54,12 @@ class RequestBudget:
         *,
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
         self._clock = clock
+        self._sleep = sleep
         self._tokens = self.burst
         self._stamp = clock()
         self._paused_until = 0.0
@@ -111,7 +114,7 @@ class RequestBudget:
                         self._note_exhausted(True)
                         wait = (1.0 - self._tokens) / self.rate
                 waited = True
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
         finally:
             if urgent:
                 self._urgent_waiting -= 1
