@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from runcast.engine.actions import NonRetryableError
-from runcast.engine.engine import DatabaseUnusable, Engine
+from runcast.engine.engine import DatabaseInUse, DatabaseUnusable, Engine
 from runcast.engine.loader import (
     LoadProblem,
     LoadResult,
@@ -16,6 +16,7 @@ from runcast.engine.loader import (
 )
 
 __all__ = [
+    "DatabaseInUse",
     "DatabaseUnusable",
     "Engine",
     "LoadProblem",

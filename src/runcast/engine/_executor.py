@@ -62,10 +62,18 @@ from runcast.engine.definitions import (
     WaitForEventNode,
     WorkflowDefinition,
 )
+from runcast.engine.observer import EngineEvents
 from runcast.errors import RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
-__all__ = ["DEFAULT_STEP_TIMEOUT", "Executor", "RunListener", "format_duration"]
+__all__ = [
+    "DEFAULT_STEP_TIMEOUT",
+    "Executor",
+    "RunListener",
+    "attempts_allowed",
+    "died_message",
+    "format_duration",
+]
 
 log = logging.getLogger("runcast.engine")
 
@@ -75,6 +83,23 @@ DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
 """Wall time per attempt of a step that sets no ``timeout`` (the AwaitStep limit)."""
 
 _TERMINAL_VALUES = [status.value for status in TERMINAL_STATUSES]
+
+
+def attempts_allowed(node: StepNode) -> int:
+    """How many attempts of ``node`` may start, attempts cut by a crash included.
+
+    ``retries.limit + 1``, but at least 2: one crash of the engine during a step
+    without retries re-runs it once instead of failing the run.
+    """
+    return max(node.retries.limit + 1, 2)
+
+
+def died_message(node: StepNode, attempts: int) -> str:
+    """The error of a run whose step's last attempt ended with the death of the process."""
+    return (
+        f"step {node.name!r} did not finish: the engine's process died during attempt"
+        f" {attempts} of {attempts_allowed(node)}, so it is not run again"
+    )
 
 
 def format_duration(delta: timedelta) -> str:
@@ -98,7 +123,9 @@ class Executor:
         *,
         max_running: int,
         http_client: httpx.AsyncClient | None,
+        events: EngineEvents | None = None,
     ) -> None:
+        self.events = events or EngineEvents()
         self._store = store
         self._definitions = definitions
         self._max_running = max_running
@@ -114,6 +141,16 @@ class Executor:
         self._next_event_id = 0
         self._last_queue_seq = 0
         self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a slot."""
+        return self._queued
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs."""
+        return self._running
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -398,11 +435,12 @@ class Executor:
         while True:
             if step.status == STEP_RETRYING:
                 await self._suspend(run, step, RunStatus.WAITING, lambda: False)
-                attempt = step.attempts + 1
-            elif step.status == STEP_RUNNING and step.attempts > 0:
-                attempt = step.attempts  # an attempt cut short by a crash runs again
-            else:
-                attempt = step.attempts + 1
+            elif step.status == STEP_RUNNING and step.attempts >= attempts_allowed(node):
+                # The process died during that attempt (its start was committed): it counts.
+                self._error(run, step, died_message(node, step.attempts))
+                await self._write(run, [step])
+                return
+            attempt = step.attempts + 1
             await self._ready_to_work(run)
             now = time.time()
             step.status = STEP_RUNNING
@@ -410,10 +448,18 @@ class Executor:
             step.wake_at = None
             if step.started_at is None:
                 step.started_at = now
-            if not isinstance(node.action, ReturnAction | FailAction):
-                # Slow actions show their attempt in the file; instant ones only their end.
-                self._write(run, [step], run_row=False).add_done_callback(_log_failure)
+            await self._start_attempt(run, node, step)
+            self.events.step_started(run, node.name, attempt)
             failure = await self._attempt(run, node, step, attempt)
+            retry_in = _retry_in(node, attempt, failure)
+            self.events.step_finished(
+                run,
+                node.name,
+                attempt,
+                time.time() - now,
+                error=None if failure is None else failure.message,
+                retry_in=retry_in,
+            )
             if failure is None:
                 return
             message = failure.message
@@ -431,12 +477,26 @@ class Executor:
             await self._write(run, [step])
             return
 
+    async def _start_attempt(self, run: RunState, node: StepNode, step: StepState) -> None:
+        """Mark the run as inside a step; commit the attempt's start if its action has effects.
+
+        An action with effects may kill the process, so its attempt is durable before it
+        runs and a crash counts it. A pure action (``return``, ``fail``) only records its end.
+        """
+        run.in_step = True  # from here a pause request waits for the attempt to end
+        if isinstance(node.action, ReturnAction | FailAction):
+            return
+        try:
+            await self._write(run, [step], run_row=False)
+        except BaseException:
+            run.in_step = False
+            raise
+
     async def _attempt(
         self, run: RunState, node: StepNode, step: StepState, attempt: int
     ) -> ActionFailed | None:
         """Run one attempt; on success record the result and return ``None``, else the failure."""
         context = dict(run.context)
-        run.in_step = True
         try:
             if isinstance(node.action, ReturnAction | FailAction):
                 result = await run_action(node.action, context, attempt=attempt, http_client=None)
@@ -619,6 +679,7 @@ class Executor:
         self._release_slot(run)
         if self.active.get(run.key) is run:
             del self.active[run.key]
+        self.events.run_finished(run, status, run.ended_at - (run.started_at or run.created_at))
 
     # -- commands ----------------------------------------------------------------------
 
@@ -636,6 +697,7 @@ class Executor:
                 listener(snapshot)
             except Exception:
                 log.exception("a run listener raised; it stays subscribed")
+        self.events.run_started(run)
         self._start_task(run)
 
     async def send_event(self, run: RunState, event_type: str, text: str) -> None:
@@ -715,6 +777,7 @@ class Executor:
 
         written = self._write(run, extra=forget)
         self.active[run.key] = run
+        self.events.run_started(run)
         self._start_task(run)
         await _settle(task)
         await written
@@ -728,6 +791,13 @@ class Executor:
         self._withdraw(run)
         self._release_slot(run)
         return task
+
+
+def _retry_in(node: StepNode, attempt: int, failure: ActionFailed | None) -> float | None:
+    """Seconds before the next attempt of a failed one; ``None`` on success or no retry left."""
+    if failure is None or not failure.retryable or attempt > node.retries.limit:
+        return None
+    return node.retries.delay_before(attempt).total_seconds()
 
 
 def _refuse_finished(run: RunState) -> None:

@@ -16,12 +16,13 @@ again. Calls raise only ``runcast.errors``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -31,9 +32,11 @@ from ulid import ULID
 from runcast.engine import _store
 from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
+from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
-from runcast.engine._store import Store
+from runcast.engine._store import Store, StoreClosed
 from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -46,7 +49,7 @@ from runcast.errors import (
 )
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
-__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseUnusable", "Engine"]
+__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
 
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -69,6 +72,22 @@ class DatabaseUnusable(RuncastError):
         self.path = path
 
 
+class DatabaseInUse(DatabaseUnusable):
+    """Another process (``pid``) already runs an engine on this database file.
+
+    Two engines on one file would both execute its runs, so the second refuses to start.
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            path,
+            f"it is in use by {holder} (lock file {path}.lock); stop that process,"
+            " or give this one its own file with --db",
+        )
+        self.pid = pid
+
+
 class Engine:
     """Runs workflows durably; the in-process upstream of runcast and of ``runcast engine``.
 
@@ -83,6 +102,7 @@ class Engine:
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
+        observers: told every run, step and commit event (metrics, traces).
     """
 
     def __init__(
@@ -93,15 +113,22 @@ class Engine:
         max_running: int = 1000,
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
+        observers: Sequence[EngineObserver] = (),
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self._definitions = dict(definitions)
         self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
-        self._store = Store(db_path)
+        events = EngineEvents(observers)
+        self._store = Store(db_path, on_commit=events.committed if observers else None)
+        self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
         self._executor = Executor(
-            self._store, self._definitions, max_running=max_running, http_client=http_client
+            self._store,
+            self._definitions,
+            max_running=max_running,
+            http_client=http_client,
+            events=events,
         )
         self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
@@ -120,6 +147,7 @@ class Engine:
         self._state = "starting"
         try:
             try:
+                await self._take_lock()
                 await self._store.open()
                 await self._executor.recover()
             except (sqlite3.Error, OSError) as exc:
@@ -128,9 +156,22 @@ class Engine:
         except BaseException:
             await self._executor.close()
             await self._store.close()
+            self._release_lock()
             self._state = "closed"
             raise
         self._state = "started"
+
+    async def _take_lock(self) -> None:
+        if self._lock is None:
+            return
+        try:
+            await asyncio.to_thread(self._lock.acquire)
+        except LockHeld as exc:
+            raise DatabaseInUse(self._db_path, exc.pid) from None
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     async def aclose(self) -> None:
         """Stop every run task (their state stays in the file), commit, close the file."""
@@ -139,6 +180,7 @@ class Engine:
         self._state = "closed"
         await self._executor.close()
         await self._store.close()
+        self._release_lock()
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -151,6 +193,32 @@ class Engine:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a free slot."""
+        return self._executor.queue_depth
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs (at most ``max_running``)."""
+        return self._executor.running_slots
+
+    async def check_store(self, *, within: float = 2.0) -> str | None:
+        """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
+        if self._state != "started":
+            return f"the engine is {self._state}"
+        problem = self._store.health()
+        if problem is not None:
+            return problem
+        try:
+            async with asyncio.timeout(within):
+                await self._store.run(_select_one)
+        except TimeoutError:
+            return f"the store did not answer within {within:g}s"
+        except (sqlite3.Error, StoreClosed) as exc:
+            return str(exc)
+        return None
 
     def _check_started(self) -> None:
         if self._state != "started":
@@ -444,6 +512,10 @@ class Engine:
                 limit=limit,
             )
         return text
+
+
+def _select_one(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:

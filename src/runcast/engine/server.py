@@ -59,7 +59,7 @@ from runcast.errors import (
     WorkflowNotFound,
 )
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
-from runcast.settings import MIB, Settings, default_db_path
+from runcast.settings import MIB, Settings, default_engine_db_path
 
 logger = logging.getLogger(__name__)
 
@@ -447,13 +447,19 @@ def serve_engine(settings: Settings) -> int:
         DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
     """
     from runcast.engine.workflow_folder import load_folder
+    from runcast.logs import configure_logging, parse_log_format, parse_log_level
 
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     folder = settings.workflows_dir
     if folder is not None and not folder.is_dir():
         raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
     result = load_folder(folder, strict=settings.workflows_strict, warn=_warn)
 
-    db_path = settings.db_path or default_db_path()
+    db_path = settings.db_path or default_engine_db_path()
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -506,7 +512,13 @@ async def _serve_engine(
                 max_event_payload_bytes=settings.max_event_payload_bytes,
             ),
         )
-        config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         port = sock.getsockname()[1]
