@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -27,13 +28,18 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from runcast._connection_guard import ConnectionLimits, guarded_protocol
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.errors import RuncastError, UpstreamError
-from runcast.live import LiveHub
+from runcast.live import LiveHub, budget_for
+from runcast.live.cluster import ClusterCheck, ClusterLive
+from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
+from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, UpstreamCheck
 from runcast.schema import build_schema
+from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
 from runcast.upstream import RunAPI
 
@@ -211,6 +217,8 @@ def check_settings(settings: Settings) -> None:
             an unreadable workflows folder, or an allowed host that is not a name.
     """
     HostPolicy(settings.allowed_hosts, bind_host=settings.host)
+    parse_log_format(settings.log_format)
+    parse_log_level(settings.log_level)
     upstream = settings.upstream
     if upstream == "embedded":
         folder = settings.workflows_dir
@@ -250,7 +258,7 @@ async def open_upstream(
     check_settings(settings)
     upstream = settings.upstream
     if upstream == "embedded":
-        async with _embedded_upstream(settings) as local:
+        async with _embedded_upstream(settings, metrics=metrics) as local:
             yield local
         return
     parts = urlsplit(upstream)
@@ -277,15 +285,20 @@ async def open_upstream(
 
 
 @asynccontextmanager
-async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
+async def _embedded_upstream(
+    settings: Settings, *, metrics: Metrics | None
+) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
-    loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
-    for problem in loaded.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        logger.warning("skipped workflow %s: %s", where, problem.message)
+    def warn(line: str) -> None:
+        logger.warning("%s", line)
+
+    folder = settings.workflows_dir
+    loaded = await asyncio.to_thread(
+        load_folder, folder, strict=settings.workflows_strict, warn=warn
+    )
     db_path = settings.db_path or default_db_path()
     try:
         await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
@@ -293,14 +306,22 @@ async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
         raise ConfigurationError(
             f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
         ) from exc
+    engine_metrics = metrics.engine_metrics() if metrics is not None else None
     engine = Engine(
         loaded.definitions,
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        observers=[engine_metrics] if engine_metrics is not None else [],
     )
-    async with engine:
-        local = LocalUpstream(engine, api_keys=settings.engine_api_keys)
+    async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
+        if engine_metrics is not None:
+            engine_metrics.watch(engine)
+        local = LocalUpstream(
+            engine,
+            api_keys=settings.engine_api_keys,
+            on_request=metrics.observe_upstream_request if metrics is not None else None,
+        )
         try:
             yield local
         finally:
@@ -340,9 +361,11 @@ def create_app(
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
-    schema = build_schema(settings)
     resources = _Resources()
     metrics = metrics or Metrics()
+    recorder = metrics
+    schema = build_schema(settings, observers=[lambda: OperationTelemetry(recorder=recorder)])
+    readiness = Readiness()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
 
     @asynccontextmanager
@@ -354,23 +377,19 @@ def create_app(
             resources.upstream = opened
             stack.callback(setattr, resources, "upstream", None)
             resources.live = await stack.enter_async_context(
-                LiveHub(opened, settings, metrics=metrics)
+                await _open_live(stack, opened, settings, metrics, readiness)
             )
             stack.callback(setattr, resources, "live", None)
+            _add_checks(readiness, opened, resources.live)
+            stack.callback(readiness.checks.clear)
             yield
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            await resources.upstream.ping()
-        except RuncastError as exc:
-            return JSONResponse(
-                {"status": "unavailable", "upstream": exc.message, "code": exc.code},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ok", "upstream": resources.upstream.name})
+        body, ready = await readiness.answer(resources.upstream.name)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -400,7 +419,67 @@ def create_app(
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.readiness = readiness
     return app
+
+
+async def _open_live(
+    stack: AsyncExitStack,
+    upstream: RunAPI,
+    settings: Settings,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> LiveHub:
+    """The live hub: of this process alone, or (``redis_url`` set) shared with the cluster."""
+    if settings.redis_url is None:
+        return LiveHub(upstream, settings, metrics=metrics)
+    cluster = await stack.enter_async_context(ClusterLive(settings, registry=metrics.registry))
+    name = cluster.budget_name(upstream.name, settings.cloudflare_token)
+    hub = LiveHub(
+        upstream,
+        settings,
+        metrics=metrics,
+        bus=cluster.bus,
+        budget=cluster.budget(name, budget_for(upstream.name, settings)),
+        gate=cluster.bus,
+    )
+    cluster.on_gained = hub.poll_now
+    readiness.add(ClusterCheck(cluster))
+    return hub
+
+
+def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
+    """The ``/readyz`` checks for what the lifespan opened.
+
+    A shared change bus (Redis) adds its check here too, with ``readiness.add``.
+    """
+    readiness.add(UpstreamCheck(upstream))
+    from runcast.upstream.local import LocalUpstream
+
+    if isinstance(upstream, LocalUpstream):
+        readiness.add(EngineStoreCheck(upstream.engine))
+    if not live.pushes:
+        readiness.add(BudgetCheck(live.budget))
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments holding connections to the settings' limits.
+
+    The HTTP protocol refuses oversized heads (431), closes connections slow to send
+    one, and refuses connections over the cap (503); see ``runcast._connection_guard``.
+    """
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+    return {
+        "http": guarded_protocol(settings.http_parser, limits),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.idle_timeout,
+        # SIGTERM stops the server within this even with WebSockets open.
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -434,6 +513,11 @@ def serve(settings: Settings) -> int:
             folder, unusable database path, port in use).
     """
     check_settings(settings)
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     sock = bind_socket(settings.host, settings.port)
     try:
         return asyncio.run(_serve(settings, sock))
@@ -449,12 +533,14 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
         config = uvicorn.Config(
             create_app(settings, upstream=upstream, metrics=metrics),
             lifespan="on",
-            log_level="info",
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
             ws_ping_interval=20.0,
             # A GraphQL document over WebSocket is held to the same limit as a POST body.
             ws_max_size=settings.max_body_bytes,
             # Off by default: zlib state per connection is most of a subscriber's memory.
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            **connection_options(settings),
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from runcast.settings import Settings
+
+logger = logging.getLogger("runcast.live")
 
 DEFAULT_BUDGETS: dict[str, float | None] = {
     # Cloudflare allows 1,200 requests per 5 minutes per token (4/s); keep headroom for
@@ -30,6 +34,37 @@ def budget_for(upstream_name: str, settings: Settings) -> float | None:
         rate = settings.request_budget_per_second
         return rate if rate > 0 else None
     return DEFAULT_BUDGETS.get(upstream_name, UNKNOWN_UPSTREAM_BUDGET)
+
+
+class Budget(Protocol):
+    """Hands out one token per upstream request, and holds every request during a 429.
+
+    :class:`RequestBudget` is the one of a single process; cluster mode's budget
+    (``runcast.live.cluster.ClusterBudget``) is shared by every replica through Redis.
+    """
+
+    rate: float | None
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current hold (0 when not held)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` from now (extends, never shortens, a hold)."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is there right now, without waiting."""
+        ...
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was not sent."""
+        ...
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a token (and for any hold to end), then take it."""
+        ...
 
 
 class RequestBudget:
@@ -61,6 +96,7 @@ class RequestBudget:
         self._stamp = clock()
         self._paused_until = 0.0
         self._urgent_waiting = 0
+        self._exhausted = False
 
     @property
     def paused_for(self) -> float:
@@ -91,6 +127,7 @@ class RequestBudget:
         """Wait for a token (and for any pause to end), then take it."""
         if urgent:
             self._urgent_waiting += 1
+        waited = False
         try:
             while True:
                 wait = self.paused_for
@@ -103,12 +140,28 @@ class RequestBudget:
                         self._refill()
                         if self._tokens >= 1.0:
                             self._tokens -= 1.0
+                            if not waited:  # tokens were to spare: the pressure is over
+                                self._note_exhausted(False)
                             return
+                        self._note_exhausted(True)
                         wait = (1.0 - self._tokens) / self.rate
+                waited = True
                 await self._sleep(wait)
         finally:
             if urgent:
                 self._urgent_waiting -= 1
+
+    def _note_exhausted(self, exhausted: bool) -> None:
+        """Log once when the budget runs out and once when requests flow again."""
+        if exhausted == self._exhausted:
+            return
+        self._exhausted = exhausted
+        if exhausted:
+            logger.info(
+                "request budget exhausted (%g requests/s): polls wait their turn", self.rate
+            )
+        else:
+            logger.debug("request budget available again")
 
     def _refill(self) -> None:
         now = self._clock()

@@ -13,9 +13,15 @@ from __future__ import annotations
 from runcast.live.cluster._budget import ClusterBudget
 from runcast.live.cluster._bus import STALE, ClusterChange, RedisChangeBus
 from runcast.live.cluster._config import EMBEDDED_REFUSAL, check_cluster_settings
-from runcast.live.cluster._keys import ClusterKeys, WatchName, cluster_fingerprint
+from runcast.live.cluster._keys import (
+    ClusterKeys,
+    WatchName,
+    cluster_fingerprint,
+    keyed_fingerprint,
+)
 from runcast.live.cluster._lease import LeaseKeeper
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+from runcast.live.cluster._live import ClusterChangeBus, ClusterCheck, ClusterLive
 from runcast.live.cluster._metrics import ClusterMetrics
 
 __all__ = [
@@ -23,7 +29,10 @@ __all__ = [
     "STALE",
     "ClusterBudget",
     "ClusterChange",
+    "ClusterChangeBus",
+    "ClusterCheck",
     "ClusterKeys",
+    "ClusterLive",
     "ClusterMetrics",
     "ClusterUnavailable",
     "LeaseKeeper",
@@ -32,4 +41,5 @@ __all__ = [
     "WatchName",
     "check_cluster_settings",
     "cluster_fingerprint",
+    "keyed_fingerprint",
 ]

@@ -21,8 +21,8 @@ def check_cluster_settings(settings: Settings) -> None:
     """Refuse settings with which cluster mode cannot work (nothing to check without Redis).
 
     Raises:
-        BadUserInput: ``redis_url`` is set with the embedded upstream, without a
-            cluster secret, or with a lease time that is not positive.
+        BadUserInput: ``redis_url`` is set with the embedded upstream or without a
+            cluster secret.
     """
     if settings.redis_url is None:
         return
@@ -30,7 +30,3 @@ def check_cluster_settings(settings: Settings) -> None:
         raise BadUserInput(EMBEDDED_REFUSAL)
     if not settings.cluster_secret:
         raise BadUserInput(MISSING_SECRET)
-    if settings.cluster_lease_seconds <= 0:
-        raise BadUserInput(
-            f"RUNCAST_CLUSTER_LEASE_SECONDS must be positive, not {settings.cluster_lease_seconds}"
-        )

@@ -20,7 +20,8 @@ from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.live.cluster._metrics import ClusterMetrics
-from runcast.models import Run
+from runcast.models import Credentials, Run
+from runcast.readiness import CheckResult
 from runcast.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ class ClusterLive:
             on_lost=lambda watch: None,
         )
         self.redis_bus = RedisChangeBus(self.link)
+        self._secret = settings.cluster_secret
         self.bus = ClusterChangeBus(
             self.link, self.keeper, self.redis_bus, secret=settings.cluster_secret
         )
@@ -250,14 +252,11 @@ class ClusterLive:
         self._budgets.append(budget)
         return budget
 
-    def readiness(self) -> dict[str, object]:
-        """What ``/readyz`` says of the cluster (never a URL with its password)."""
-        return {
-            "redis": "ok" if self.link.up else "unreachable",
-            "mode": "shared" if self.link.up else "alone",
-            "replicas": self.link.replicas,
-            "leases": self.keeper.held_count,
-        }
+    def budget_name(self, upstream_name: str, token: str | None) -> str:
+        """The budget's name in Redis: per upstream, and per token where one is configured."""
+        if token is None:
+            return upstream_name
+        return f"{upstream_name}:{keyed_fingerprint(Credentials(token).fingerprint, self._secret)}"
 
     async def __aenter__(self) -> ClusterLive:
         if self._state != "new":
@@ -296,3 +295,28 @@ class ClusterLive:
     def _health_changed(self, up: bool) -> None:
         if up:
             self.keeper.wake()
+
+
+class ClusterCheck:
+    """``/readyz``'s entry for cluster mode: shared through Redis, or polling alone."""
+
+    name = "cluster"
+    required = False
+
+    def __init__(self, cluster: ClusterLive) -> None:
+        self._cluster = cluster
+
+    async def check(self) -> CheckResult:
+        """Never makes the replica unready: without Redis it keeps serving on its own."""
+        link = self._cluster.link
+        if link.up:
+            detail = (
+                f"Redis answers; {link.replicas} replicas; "
+                f"{self._cluster.keeper.held_count} leases held here"
+            )
+            return {"ok": True, "state": "shared", "detail": detail}
+        detail = (
+            f"Redis unreachable; polling alone with 1/{link.replicas} of the budget "
+            "until it is back"
+        )
+        return {"ok": False, "state": "alone", "detail": detail}
