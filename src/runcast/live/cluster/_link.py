@@ -162,6 +162,9 @@ class RedisLink:
     async def _keep_beating(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
+            if self._health is False:
+                # Connections opened before Redis went are dead; start the return on new ones.
+                await self.client.connection_pool.disconnect()
             try:
                 await self._beat()
             except ClusterUnavailable:
