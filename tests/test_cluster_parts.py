@@ -307,3 +307,14 @@ async def test_budget_without_redis_is_an_even_share(
     await redis_server.start()
     await wait_for(lambda: a.up, what="the link to rejoin")
     assert a.metrics.redis_up._value.get() == 1
+
+
+async def test_a_refunded_token_goes_back_to_the_cluster(links: LinkFactory) -> None:
+    """A token given back by one replica can be taken by another at once."""
+    a, b = await links("a").__aenter__(), await links("b").__aenter__()
+    first = ClusterBudget(a, "slow", 0.01, burst=1.0)  # the next token is 100 s away
+    second = ClusterBudget(b, "slow", 0.01, burst=1.0)
+    await first.acquire()
+    first.refund()
+    await first.aclose()  # the refund has reached Redis
+    await asyncio.wait_for(second.acquire(), timeout=30)

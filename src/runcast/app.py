@@ -444,6 +444,7 @@ async def _open_live(
         gate=cluster.bus,
     )
     cluster.on_gained = hub.poll_now
+    cluster.on_alone = hub.poll_all
     readiness.add(ClusterCheck(cluster))
     return hub
 

@@ -228,6 +228,12 @@ class LiveHub:
 
     # ----------------------------------------------------------------- polling
 
+    def poll_all(self) -> None:
+        """Poll every watch now (the poll gate opened for all, e.g. cluster mode alone)."""
+        for watch in self._ctx.registry.watches():
+            if watch.inflight is None:
+                self._ctx.scheduler.schedule(watch, 0.0)
+
     def poll_now(self, topic: Topic) -> None:
         """Poll the watch of ``topic`` (and a list poll carrying it) now, if there is one."""
         for key in (topic, ("workflow", *topic[1:3])):
@@ -239,9 +245,8 @@ class LiveHub:
         """One poll of ``watch``, and what its failures mean for it and for the upstream."""
         ctx = self._ctx
         if self._gate is not None and not self._gate.may_poll(watch.served_topics(ctx)):
-            # Another process polls it for everyone; ask again now and then (or when told).
+            # Another process polls it for everyone; the gate says when to start (poll_now).
             self.budget.refund()
-            ctx.scheduler.schedule(watch, ctx.intervals.maximum)
             return
         try:
             await watch.poll(ctx, urgent=urgent)

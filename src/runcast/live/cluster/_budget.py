@@ -126,15 +126,20 @@ class ClusterBudget:
             task.add_done_callback(self._tasks.discard)
 
     def try_acquire(self) -> bool:
-        """Take a token without waiting: only one given back to this replica by :meth:`refund`."""
+        """Take a token without waiting: only one this replica kept (Redis was gone)."""
         if self.paused_for > 0 or self._credit < 1.0:
             return False
         self._credit -= 1.0
         return True
 
     def refund(self) -> None:
-        """Give back a token taken for a request that was not sent (this replica reuses it)."""
-        self._credit = min(self.burst, self._credit + 1.0)
+        """Give back a token taken for a request that was not sent (to the whole cluster)."""
+        if self._local is not None and not self.link.up:
+            self._local.refund()
+        elif self._state == "open":
+            task = asyncio.create_task(self._give_back())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def acquire(self, *, urgent: bool = False) -> None:
         """Wait for a token of the cluster (and for any hold to end), then take it."""
@@ -185,6 +190,12 @@ class ClusterBudget:
             self._local = RequestBudget(rate, burst=max(1.0, self.burst / replicas))
             self._local.pause(self.paused_for)
         return self._local
+
+    async def _give_back(self) -> None:
+        try:
+            await self._run("refund")
+        except ClusterUnavailable:
+            self._credit = min(self.burst, self._credit + 1.0)  # this replica reuses it
 
     async def _write_hold(self, seconds: float) -> None:
         # If Redis is gone this replica is held meanwhile; the others hold on their own 429s.

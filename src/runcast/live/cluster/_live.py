@@ -213,7 +213,7 @@ class ClusterLive:
     """Cluster mode for one replica: the Redis link, leases, change bus and budgets.
 
     ``on_gained`` is called with each topic whose lease this replica takes, so the live
-    layer polls it at once.
+    layer polls it at once; ``on_alone`` when Redis goes, so it polls every watch.
 
     Use it as an async context manager; closing hands every lease back.
 
@@ -231,6 +231,7 @@ class ClusterLive:
             settings.redis_url, keys=ClusterKeys(settings.cluster_key_prefix), metrics=self.metrics
         )
         self.on_gained: Callable[[Topic], None] = lambda topic: None
+        self.on_alone: Callable[[], None] = lambda: None
         self.keeper = LeaseKeeper(
             self.link,
             ttl=settings.cluster_lease_seconds,
@@ -295,6 +296,8 @@ class ClusterLive:
     def _health_changed(self, up: bool) -> None:
         if up:
             self.keeper.wake()
+        else:
+            self.on_alone()
 
 
 class ClusterCheck:
