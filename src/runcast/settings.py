@@ -83,6 +83,10 @@ class Settings:
     log_format: str = "text"  # text | json (one object per line)
     log_level: str = "info"
     access_log: bool = True
+    # per-operation and engine metrics (false: only the live layer's and upstream's series)
+    metrics: bool = True
+    # OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_* configure the exporter)
+    otel: bool = False
 
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
