@@ -97,7 +97,7 @@ def assert_run_under(spans: tuple[ReadableSpan, ...], parent: ReadableSpan) -> N
 async def test_embedded_trace_goes_from_the_callers_traceparent_to_each_step(
     serve: Serve, workflows_dir: Path, tmp_path: Path
 ) -> None:
-    """Server span, operation, root field, run and steps form one trace; logs carry its id."""
+    """Server span, operation, run and steps form one trace; logs carry its id."""
     tracing, exporter = in_memory()
     settings = Settings(workflows_dir=workflows_dir, db_path=tmp_path / "t.db")
     app = create_app(settings, tracing=tracing)
@@ -115,9 +115,7 @@ async def test_embedded_trace_goes_from_the_callers_traceparent_to_each_step(
     operation = by_name(spans, "mutation Trigger")
     assert parent_of(operation) == server.context.span_id
     assert operation.attributes["graphql.operation.name"] == "Trigger"
-    field = by_name(spans, "Mutation.triggerRun")
-    assert parent_of(field) == operation.context.span_id
-    assert_run_under(spans, field)
+    assert_run_under(spans, operation)
 
 
 @asynccontextmanager
@@ -148,9 +146,9 @@ async def test_traceparent_reaches_the_upstream_and_its_spans_join_the_trace(
             await trigger_and_finish(http)
     await tracing.aclose()
     spans = exporter.get_finished_spans()
-    field = by_name(spans, "Mutation.triggerRun")
+    operation = by_name(spans, "mutation Trigger")
     client = next(s for s in spans if s.name == "POST awaitstep" and s.parent is not None)
-    assert parent_of(client) == field.context.span_id
+    assert parent_of(client) == operation.context.span_id
     assert client.attributes["http.response.status_code"] == 201
     engine_side = by_name(spans, "POST /api/v1/workflows/three-steps/runs")
     assert parent_of(engine_side) == client.context.span_id
@@ -219,9 +217,9 @@ async def test_runcast_otel_exports_over_otlp_http(
     received = receiver.spans()
     assert {service for service, _ in received} == {"runcast-under-test"}
     spans = {span.name: span for _, span in received}
-    for name in ["mutation Trigger", "Mutation.triggerRun", "run three-steps", "step third"]:
+    for name in ["mutation Trigger", "run three-steps", "step third"]:
         assert spans[name].trace_id.hex() == TRACE_ID, name
-    assert spans["run three-steps"].parent_span_id == spans["Mutation.triggerRun"].span_id
+    assert spans["run three-steps"].parent_span_id == spans["mutation Trigger"].span_id
     assert spans["step third"].parent_span_id == spans["run three-steps"].span_id
 
 
@@ -270,7 +268,7 @@ async def test_the_readme_command_exports_spans_and_logs_json_with_trace_ids(
     received = receiver.spans()
     assert {service for service, _ in received} == {"runcast"}
     names = {span.name for _, span in received if span.trace_id.hex() == TRACE_ID}
-    assert {"POST /graphql", "mutation Trigger", "Mutation.triggerRun", "step reserve"} <= names
+    assert {"POST /graphql", "mutation Trigger", "step reserve"} <= names
 
 
 async def wait_until_ready(http: httpx.AsyncClient) -> None:
