@@ -67,6 +67,8 @@ class Workflow:
     name: str
     kind: WorkflowKind = WorkflowKind.WORKFLOW
     url: str | None = None
+    version: str | None = None
+    """The current version of the definition, where the upstream tells."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ class Run:
     steps: tuple[Step, ...] | None = None
     wake_at: datetime | None = None
     """When a paused run resumes by itself (end of a sleep or a wait's timeout), if known."""
+    workflow_version: str | None = None
+    """The version of the workflow's definition the run executes, where the upstream tells."""
 
     @property
     def is_terminal(self) -> bool:

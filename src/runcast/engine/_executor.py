@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +44,7 @@ from runcast.engine._state import (
     encode,
 )
 from runcast.engine._store import EventRow, Store
+from runcast.engine._versions import VersionBook
 from runcast.engine.actions import ActionFailed, resolve_until, run_action
 from runcast.engine.definitions import (
     FailAction,
@@ -110,13 +111,13 @@ class Executor:
     def __init__(
         self,
         store: Store,
-        definitions: Mapping[str, WorkflowDefinition],
+        versions: VersionBook,
         *,
         max_running: int,
         http_client: httpx.AsyncClient | None,
     ) -> None:
         self._store = store
-        self._definitions = definitions
+        self._versions = versions
         self._max_running = max_running
         self._http_client = http_client
         self.active: dict[tuple[str, str], RunState] = {}
@@ -210,13 +211,14 @@ class Executor:
         self._last_queue_seq = await self._store.run(_store.max_queue_seq)
         restored: list[RunState] = []
         for row in rows:
-            definition = self._definitions.get(row.workflow_id)
+            definition = await self.definition_of(row.workflow_id, row.version)
             if definition is None or not definition.nodes:
-                # Left as it is in the file: it continues once the workflow is loaded again.
+                # Left as it is in the file: it continues once its version can be read.
                 log.warning(
-                    "run %s of workflow %r waits: the workflow is not loaded",
+                    "run %s of workflow %r waits: its version %s is not known",
                     row.instance_id,
                     row.workflow_id,
+                    row.version,
                 )
                 continue
             run = RunState.from_rows(definition, row, steps[row.seq])
@@ -248,6 +250,24 @@ class Executor:
             self._start_task(run)
         if restored:
             log.info("engine: %d unfinished runs continue", len(restored))
+
+    async def definition_of(
+        self, workflow_id: str, version: str | None
+    ) -> WorkflowDefinition | None:
+        """The definition of one version of a workflow, from memory or the file."""
+        if version is None:
+            return None
+        known = self._versions.known(workflow_id, version)
+        if known is not None:
+            return known
+        text = await self._store.run(_store.select_version(workflow_id, version))
+        if text is None:
+            return None
+        try:
+            return self._versions.remember(workflow_id, version, text)
+        except ValueError as exc:
+            log.error("workflow %r version %s cannot be read: %s", workflow_id, version, exc)
+            return None
 
     async def close(self) -> None:
         """Cancel and await every run task; their state stays in the file as it is."""

@@ -139,6 +139,8 @@ class RunState:
     pause_requested: bool = False
     queue_seq: int | None = None
     """Its place in the slot queue: a new, higher number each time it (re)enters it."""
+    version: str = ""
+    """The workflow version ``definition`` is (the one the run was triggered on)."""
     steps: list[StepState] = field(default_factory=list)
     context: dict[str, JSON] = field(default_factory=dict)
     last_result: tuple[JSON, str | None] = (None, None)
@@ -214,6 +216,7 @@ class RunState:
             ended_at=moment(self.ended_at),
             steps=tuple(step.to_model() for step in self.steps),
             wake_at=wake_at,
+            workflow_version=self.version or None,
         )
 
     def reset(self) -> None:
@@ -246,6 +249,7 @@ class RunState:
             ended_at=row.ended_at,
             pause_requested=row.pause_requested,
             queue_seq=row.queue_seq,
+            version=row.version or "",
         )
         state.context = {"input": state.input}
         for step_row in steps:
@@ -282,4 +286,5 @@ def run_from_rows(definition_id: str, row: RunRow, steps: list[StepRow]) -> Run:
         ended_at=moment(row.ended_at),
         steps=tuple(StepState.from_row(step).to_model() for step in steps),
         wake_at=wake_at,
+        workflow_version=row.version,
     )

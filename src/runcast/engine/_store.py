@@ -55,10 +55,22 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at REAL,
     pause_requested INTEGER NOT NULL DEFAULT 0,
     queue_seq INTEGER,
+    version TEXT,
     UNIQUE (workflow_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, seq);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    workflow_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (workflow_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workflow_current (
+    workflow_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS steps (
     run_seq INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -84,7 +96,7 @@ CREATE INDEX IF NOT EXISTS events_by_run ON events (run_seq, id);
 
 _RUN_COLUMNS = (
     "seq, workflow_id, instance_id, status, input, output, error,"
-    " created_at, started_at, ended_at, pause_requested, queue_seq"
+    " created_at, started_at, ended_at, pause_requested, queue_seq, version"
 )
 
 _QUEUED = "queued"
@@ -112,6 +124,8 @@ class RunRow:
     pause_requested: bool
     queue_seq: int | None
     """The run's place in the slot queue, taken each time it (re)enters it (see Executor)."""
+    version: str | None = None
+    """The workflow version the run executes (``None`` only in files of older engines)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +309,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a file written by an older engine up to ``_SCHEMA`` (in one transaction).
 
     ``runs.queue_seq`` (added later): runs already queued keep their creation order.
+    ``runs.version`` (added later): ``None`` until ``register_versions`` gives those runs
+    the version of their workflow's definition as loaded then.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -302,6 +318,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if "queue_seq" not in columns:
             conn.execute("ALTER TABLE runs ADD COLUMN queue_seq INTEGER")
             conn.execute("UPDATE runs SET queue_seq = seq WHERE status = ?", (_QUEUED,))
+        if "version" not in columns:
+            conn.execute("ALTER TABLE runs ADD COLUMN version TEXT")
         conn.execute("COMMIT")
     except BaseException:
         conn.rollback()
@@ -329,15 +347,17 @@ def insert_run(
     created_at: float,
     started_at: float | None,
     queue_seq: int | None,
+    version: str,
 ) -> Callable[[sqlite3.Connection], int | None]:
     """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken."""
+    params = (workflow_id, instance_id, status, input_json, created_at, started_at, queue_seq)
 
     def op(conn: sqlite3.Connection) -> int | None:
         cursor = conn.execute(
             "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at,"
-            " queue_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " queue_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (workflow_id, instance_id) DO NOTHING",
-            (workflow_id, instance_id, status, input_json, created_at, started_at, queue_seq),
+            (*params, version),
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
@@ -369,6 +389,7 @@ def row_to_run(row: tuple[Any, ...]) -> RunRow:
         ended_at=row[9],
         pause_requested=bool(row[10]),
         queue_seq=row[11],
+        version=row[12],
     )
 
 
@@ -472,6 +493,75 @@ def select_event_payload(event_id: int) -> Callable[[sqlite3.Connection], str | 
 
     def op(conn: sqlite3.Connection) -> str | None:
         row = conn.execute("SELECT payload FROM events WHERE id = ?", (event_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    return op
+
+
+# -- workflow versions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """A workflow whose loaded definition is not the one the file last had."""
+
+    workflow_id: str
+    old: str
+    new: str
+    runs_on_old: int
+    """Unfinished runs that stay on ``old``."""
+
+
+def register_versions(
+    loaded: list[tuple[str, str, str]], terminal: list[str], now: float
+) -> Callable[[sqlite3.Connection], tuple[list[VersionChange], list[str]]]:
+    """An operation recording the loaded ``(workflow_id, version, definition_json)`` as current.
+
+    Each new version's definition is kept; runs of older engines get the current
+    version. Returns the workflows whose version changed, and the ids of workflows
+    the file knows that are not loaded any more.
+    """
+
+    def op(conn: sqlite3.Connection) -> tuple[list[VersionChange], list[str]]:
+        changes: list[VersionChange] = []
+        marks = ",".join("?" * len(terminal))
+        for workflow_id, version, text in loaded:
+            conn.execute(
+                "INSERT OR IGNORE INTO workflow_versions VALUES (?, ?, ?, ?)",
+                (workflow_id, version, text, now),
+            )
+            row = conn.execute(
+                "SELECT version FROM workflow_current WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE runs SET version = ? WHERE workflow_id = ? AND version IS NULL",
+                (version if row is None else row[0], workflow_id),
+            )
+            if row is not None and row[0] != version:
+                count = conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE workflow_id = ? AND version = ?"
+                    f" AND status NOT IN ({marks})",
+                    (workflow_id, row[0], *terminal),
+                ).fetchone()[0]
+                changes.append(VersionChange(workflow_id, row[0], version, int(count)))
+            conn.execute(
+                "INSERT OR REPLACE INTO workflow_current VALUES (?, ?)", (workflow_id, version)
+            )
+        ids = {workflow_id for workflow_id, _, _ in loaded}
+        known = [str(r[0]) for r in conn.execute("SELECT workflow_id FROM workflow_current")]
+        return changes, sorted(set(known) - ids)
+
+    return op
+
+
+def select_version(workflow_id: str, version: str) -> Callable[[sqlite3.Connection], str | None]:
+    """An operation reading the stored definition JSON of one workflow version."""
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute(
+            "SELECT definition FROM workflow_versions WHERE workflow_id = ? AND version = ?",
+            (workflow_id, version),
+        ).fetchone()
         return None if row is None else str(row[0])
 
     return op

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
+import logging
 import re
 import sqlite3
 import time
@@ -34,6 +36,7 @@ from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
 from runcast.engine._store import Store
+from runcast.engine._versions import VersionBook
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.errors import (
     AlreadyExists,
@@ -45,9 +48,19 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
+from runcast.models import (
+    JSON,
+    TERMINAL_STATUSES,
+    Run,
+    RunPage,
+    RunStatus,
+    Workflow,
+    WorkflowKind,
+)
 
 __all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
+
+log = logging.getLogger("runcast.engine")
 
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -118,8 +131,11 @@ class Engine:
         self._max_event_payload_bytes = max_event_payload_bytes
         self._store = Store(db_path)
         self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
+        self._versions = VersionBook(self._definitions)
+        self._retired: frozenset[str] = frozenset()
+        """Workflows the file has runs or versions of that are not loaded any more."""
         self._executor = Executor(
-            self._store, self._definitions, max_running=max_running, http_client=http_client
+            self._store, self._versions, max_running=max_running, http_client=http_client
         )
         self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
@@ -140,6 +156,7 @@ class Engine:
             try:
                 await self._take_lock()
                 await self._store.open()
+                await self._register_versions()
                 await self._executor.recover()
             except (sqlite3.Error, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -151,6 +168,22 @@ class Engine:
             self._state = "closed"
             raise
         self._state = "started"
+
+    async def _register_versions(self) -> None:
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        changes, retired = await self._store.run(
+            _store.register_versions(self._versions.loaded(), terminal, time.time())
+        )
+        for change in changes:
+            log.info(
+                "workflow %r changed: version %s -> %s; %d unfinished runs stay on %s",
+                change.workflow_id,
+                change.old,
+                change.new,
+                change.runs_on_old,
+                change.old,
+            )
+        self._retired = frozenset(retired)
 
     async def _take_lock(self) -> None:
         if self._lock is None:
@@ -203,11 +236,17 @@ class Engine:
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
-        return [self._definitions[key].describe() for key in sorted(self._definitions)]
+        return [self.get_workflow(key) for key in sorted(self._definitions)]
 
     def get_workflow(self, workflow_id: str) -> Workflow:
-        """The workflow called ``workflow_id``; raises ``WorkflowNotFound``."""
-        return self._definition(workflow_id).describe()
+        """The workflow ``workflow_id`` with its current version; raises ``WorkflowNotFound``."""
+        described = self._definition(workflow_id).describe()
+        return dataclasses.replace(described, version=self._versions.current(workflow_id))
+
+    def _check_workflow(self, workflow_id: str) -> None:
+        """Raise ``WorkflowNotFound`` unless the workflow is loaded or its file was removed."""
+        if workflow_id not in self._definitions and workflow_id not in self._retired:
+            raise WorkflowNotFound(workflow_id)
 
     def _definition(self, workflow_id: str) -> WorkflowDefinition:
         definition = self._definitions.get(workflow_id)
@@ -258,6 +297,7 @@ class Engine:
             created_at=now,
             started_at=now if slot else None,
             holds_slot=slot,
+            version=self._versions.current(workflow_id) or "",
         )
         if not slot:
             # Its place is taken now: a slot freed while the row is written waits for it.
@@ -272,6 +312,7 @@ class Engine:
                     now,
                     run.started_at,
                     run.queue_seq,
+                    run.version,
                 )
             )
         except BaseException:
@@ -292,7 +333,7 @@ class Engine:
     async def get_run(self, workflow_id: str, instance_id: str) -> Run:
         """The run with its steps; raises ``WorkflowNotFound`` or ``RunNotFound``."""
         self._check_started()
-        self._definition(workflow_id)
+        self._check_workflow(workflow_id)
         active = self._executor.active.get((workflow_id, instance_id))
         if active is not None:
             return active.to_model()
@@ -316,7 +357,7 @@ class Engine:
             BadUserInput: ``cursor`` is not one this engine gave, or ``limit`` is not 1..1000.
         """
         self._check_started()
-        self._definition(workflow_id)
+        self._check_workflow(workflow_id)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise BadUserInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
         before = _decode_cursor(cursor) if cursor is not None else None
@@ -401,18 +442,26 @@ class Engine:
         return run.to_model()
 
     async def restart(self, workflow_id: str, instance_id: str) -> Run:
-        """Run it again from the first node, same instance id, whatever its status.
+        """Run it again from the first node, same instance id and version, whatever its status.
 
         Earlier node results and pending events are discarded.
         """
         self._check_started()
-        definition = self._definition(workflow_id)
+        self._check_workflow(workflow_id)
         key = (workflow_id, instance_id)
         run = self._executor.active.get(key)
         if run is None:
             found = await self._store.run(_store.select_run(workflow_id, instance_id))
             if found is None:
                 raise RunNotFound(workflow_id, instance_id)
+            definition = await self._executor.definition_of(workflow_id, found[0].version)
+            if definition is None:
+                raise RunNotFound(
+                    workflow_id,
+                    instance_id,
+                    f"run {instance_id!r} of workflow {workflow_id!r} cannot restart:"
+                    f" its version {found[0].version} is not in the database",
+                )
             run = self._executor.active.get(key)  # restarted by someone else meanwhile?
             if run is None:
                 run = RunState.from_rows(definition, found[0], [])
@@ -430,11 +479,12 @@ class Engine:
     # -- helpers -----------------------------------------------------------------------
 
     async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
-        definition = self._definition(workflow_id)
+        self._check_workflow(workflow_id)
         run = self._executor.active.get((workflow_id, instance_id))
         if run is not None:
             return run
-        if definition.kind is WorkflowKind.SCRIPT:
+        definition = self._definitions.get(workflow_id)
+        if definition is not None and definition.kind is WorkflowKind.SCRIPT:
             raise RunNotFound(workflow_id, instance_id)
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
         run = self._executor.active.get((workflow_id, instance_id))

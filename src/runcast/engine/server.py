@@ -14,7 +14,7 @@ Routes (all JSON; errors are ``{"error": {"code", "message", ...}}``)::
     POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   -> run
 
 A run is ``{instanceId, workflowId, status, input, output, error, createdAt,
-startedAt, endedAt, wakeAt, steps}``; the trigger answer carries at least
+startedAt, endedAt, wakeAt, workflowVersion, steps}``; the trigger answer carries at least
 ``{instanceId, status}``. Statuses: 400 bad input (and ``NOT_TRIGGERABLE`` for a
 script, naming its URL), 401 missing or wrong API key, 404 unknown workflow, run
 or route, 405 wrong method, 409 duplicate instance id (``ALREADY_EXISTS``) or
@@ -83,12 +83,13 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 def workflow_json(workflow: Workflow) -> dict[str, JSON]:
-    """The wire form of a workflow: ``{id, name, kind, url}``."""
+    """The wire form of a workflow: ``{id, name, kind, url, version}``."""
     return {
         "id": workflow.id,
         "name": workflow.name,
         "kind": workflow.kind.value,
         "url": workflow.url,
+        "version": workflow.version,
     }
 
 
@@ -119,6 +120,7 @@ def run_json(run: Run) -> dict[str, JSON]:
         "startedAt": _timestamp(run.started_at),
         "endedAt": _timestamp(run.ended_at),
         "wakeAt": _timestamp(run.wake_at),
+        "workflowVersion": run.workflow_version,
         "steps": None if run.steps is None else [step_json(step) for step in run.steps],
     }
 

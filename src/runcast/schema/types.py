@@ -104,6 +104,11 @@ class Run:
     steps: list[Step] | None = strawberry.field(
         description="The steps so far; null where the upstream does not expose steps."
     )
+    workflow_version: str | None = strawberry.field(
+        default=None,
+        description="The version of the workflow definition this run executes"
+        " (it keeps it when the definition changes); null where the upstream does not tell.",
+    )
 
     @classmethod
     def from_model(cls, run: models.Run) -> Run:
@@ -121,6 +126,7 @@ class Run:
             started_at=run.started_at,
             ended_at=run.ended_at,
             steps=None if run.steps is None else [Step.from_model(s) for s in run.steps],
+            workflow_version=run.workflow_version,
         )
 
 
@@ -158,6 +164,11 @@ class Workflow:
     url: str | None = strawberry.field(
         description="For scripts: the deployed Worker URL to call instead of triggering."
     )
+    version: str | None = strawberry.field(
+        default=None,
+        description="The current version of the definition (new runs start on it);"
+        " null where the upstream does not tell.",
+    )
 
     @strawberry.field(description="Runs of this workflow, newest first (at most 100 per page).")
     async def runs(
@@ -189,6 +200,7 @@ class Workflow:
             name=self.name,
             kind=models.WorkflowKind[self.kind.name],
             url=self.url,
+            version=self.version,
         )
 
     @classmethod
@@ -199,6 +211,7 @@ class Workflow:
             name=workflow.name,
             kind=WorkflowKind[workflow.kind.name],
             url=workflow.url,
+            version=workflow.version,
         )
 
 

@@ -154,6 +154,7 @@ def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run
         started_at=_parse_time(result.get("start")),
         ended_at=_parse_time(result.get("end")),
         steps=steps,
+        workflow_version=_optional_text(result.get("versionId")),
     )
 
 
@@ -170,7 +171,12 @@ def parse_instance_item(item: object, *, workflow_id: str) -> Run:
         created_at=_parse_time(item.get("created_on")),
         started_at=_parse_time(item.get("started_on")),
         ended_at=_parse_time(item.get("ended_on")),
+        workflow_version=_optional_text(item.get("version_id")),
     )
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def parse_workflow(item: object) -> Workflow:

@@ -147,6 +147,7 @@ def parse_run(body: object, *, workflow_id: str, fallback: Mapping[str, JSON] | 
         ended_at=_parse_time(merged.get("endedAt")),
         steps=steps,
         wake_at=_parse_time(merged.get("wakeAt")),
+        workflow_version=_optional_string(merged.get("workflowVersion")),
     )
 
 
@@ -165,8 +166,13 @@ def parse_workflow(body: object) -> Workflow:
         id=body["id"],
         name=name if isinstance(name, str) and name else body["id"],
         kind=kind,
-        url=url if isinstance(url, str) and url else None,
+        url=_optional_string(url),
+        version=_optional_string(body.get("version")),
     )
+
+
+def _optional_string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class AwaitStepUpstream:
