@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,3 +31,26 @@ async def test_runs_and_workflows_show_their_version(gql: GraphQLClient) -> None
     assert isinstance(version, str)
     assert len(version) == 16
     assert data["run"]["workflowVersion"] == version
+
+
+async def test_run_wait_tells_an_event_wait_from_a_requested_pause(gql: GraphQLClient) -> None:
+    """Run.wait is EVENT (with its type) at a wait, REQUESTED_PAUSE once paused, null after."""
+    query = (
+        'query ($id: ID!) { run(workflowId: "approval", instanceId: $id)'
+        " { status wait { reason eventType until } } }"
+    )
+    await gql.trigger("approval", {"orderId": 3}, instance_id="g")
+    for _ in range(500):
+        run = (await gql.data(query, {"id": "g"}))["run"]
+        if run["wait"] and run["wait"]["reason"] == "EVENT":
+            break
+        await asyncio.sleep(0.01)
+    assert run == {
+        "status": "PAUSED",
+        "wait": {"reason": "EVENT", "eventType": "approve", "until": None},
+    }
+    await gql.data('mutation { pauseRun(workflowId: "approval", instanceId: "g") { status } }')
+    paused = (await gql.data(query, {"id": "g"}))["run"]
+    assert paused["wait"] == {"reason": "REQUESTED_PAUSE", "eventType": None, "until": None}
+    await gql.data('mutation { terminateRun(workflowId: "approval", instanceId: "g") { status } }')
+    assert (await gql.data(query, {"id": "g"}))["run"]["wait"] is None

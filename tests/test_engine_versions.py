@@ -15,6 +15,7 @@ import pytest
 
 from engine_support import wait_for_status
 from runcast.engine import Engine, load_workflows
+from runcast.errors import BadUserInput
 from runcast.models import RunStatus
 from test_engine_crash import Crash
 
@@ -138,3 +139,23 @@ def test_the_same_definition_is_the_same_version(tmp_path: Path) -> None:
     one = VersionBook(load_workflows(tmp_path / "one").definitions).current("edited")
     two = VersionBook(load_workflows(tmp_path / "two").definitions).current("edited")
     assert one == two
+
+
+async def test_restart_from_a_step_runs_only_that_step_and_later_ones(tmp_path: Path) -> None:
+    """restart(from_step="c") runs c again and not a; an unknown step is refused by name."""
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", "10ms"))
+    db, log = tmp_path / "f.db", tmp_path / "steps.log"
+    log.touch()
+    async with Engine(load_workflows(folder).definitions, db_path=db) as engine:
+        await engine.trigger("edited", instance_id="f", input={"id": "f", "log": str(log)})
+        await wait_for_status(engine, "edited", "f", RunStatus.COMPLETE)
+        with pytest.raises(BadUserInput, match="has no step 'zz'; its steps are: a, nap, c"):
+            await engine.restart("edited", "f", from_step="zz")
+        await engine.restart("edited", "f", from_step="c")
+        done = await wait_for_status(engine, "edited", "f", RunStatus.COMPLETE)
+        await engine.restart("edited", "f", from_step="nap")
+        await wait_for_status(engine, "edited", "f", RunStatus.COMPLETE)
+    assert done.output == "c"
+    assert log.read_text().splitlines() == ["f a", "f c", "f c", "f c"]

@@ -55,7 +55,7 @@ from runcast.engine.definitions import (
     WaitForEventNode,
     WorkflowDefinition,
 )
-from runcast.errors import RunFinished
+from runcast.errors import BadUserInput, RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
 __all__ = [
@@ -723,19 +723,22 @@ class Executor:
         await _settle(task)
         await written
 
-    async def restart(self, run: RunState) -> None:
-        """Start the run again from its first node; results and events are discarded."""
+    async def restart(self, run: RunState, from_step: str | None = None) -> None:
+        """Start the run again from its first node, or from node ``from_step``.
+
+        The results of the nodes before ``from_step`` stay (they do not run again);
+        later results and every pending event are discarded.
+
+        Raises:
+            BadUserInput: no node is called ``from_step``, or the run has not
+                completed every node before it.
+        """
+        keep = 0 if from_step is None else restart_index(run, from_step)
         task = self._take_over(run)
-        run.reset()
+        run.reset(keep)
         run.status = RunStatus.QUEUED
         run.queue_seq = self.next_queue_seq()  # at the back, whenever it was created
-        seq = run.seq
-
-        def forget(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM steps WHERE run_seq = ?", (seq,))
-            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-
-        written = self._write(run, extra=forget)
+        written = self._write(run, extra=_store.forget_from(run.seq, keep))
         self.active[run.key] = run
         self._start_task(run)
         await _settle(task)
@@ -750,6 +753,28 @@ class Executor:
         self._withdraw(run)
         self._release_slot(run)
         return task
+
+
+def restart_index(run: RunState, from_step: str) -> int:
+    """The index of node ``from_step`` of the run's version, where a restart may begin.
+
+    Raises:
+        BadUserInput: no such node, or a node before it has no result.
+    """
+    names = [node.name for node in run.definition.nodes]
+    if from_step not in names:
+        raise BadUserInput(
+            f"workflow {run.workflow_id!r} (version {run.version}) has no step {from_step!r};"
+            f" its steps are: {', '.join(names)}"
+        )
+    index = names.index(from_step)
+    done = [step for step in run.steps[:index] if step.status == STEP_COMPLETE]
+    if len(done) < index:
+        raise BadUserInput(
+            f"run {run.instance_id!r} cannot restart from {from_step!r}: it has not"
+            f" completed {names[len(done)]!r} before it"
+        )
+    return index
 
 
 def _refuse_finished(run: RunState) -> None:

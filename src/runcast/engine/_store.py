@@ -565,3 +565,13 @@ def select_version(workflow_id: str, version: str) -> Callable[[sqlite3.Connecti
         return None if row is None else str(row[0])
 
     return op
+
+
+def forget_from(seq: int, keep: int) -> Callable[[sqlite3.Connection], None]:
+    """An operation deleting run ``seq``'s node results from index ``keep`` on, and its events."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM steps WHERE run_seq = ? AND idx >= ?", (seq, keep))
+        conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+
+    return op

@@ -340,7 +340,7 @@ class Engine:
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
         if found is None:
             raise RunNotFound(workflow_id, instance_id)
-        return run_from_rows(workflow_id, *found)
+        return run_from_rows(workflow_id, *found, self._definitions.get(workflow_id))
 
     async def list_runs(
         self,
@@ -441,10 +441,18 @@ class Engine:
         await self._executor.resume(run)
         return run.to_model()
 
-    async def restart(self, workflow_id: str, instance_id: str) -> Run:
-        """Run it again from the first node, same instance id and version, whatever its status.
+    async def restart(
+        self, workflow_id: str, instance_id: str, *, from_step: str | None = None
+    ) -> Run:
+        """Run it again, same instance id and version, whatever its status.
 
-        Earlier node results and pending events are discarded.
+        From the first node, or from node ``from_step``: the results of the nodes
+        before it stay and they do not run again. Later results and pending events
+        are discarded.
+
+        Raises:
+            BadUserInput: the run's version has no node ``from_step`` (the message
+                names the nodes it has), or the run did not complete the nodes before it.
         """
         self._check_started()
         self._check_workflow(workflow_id)
@@ -464,8 +472,8 @@ class Engine:
                 )
             run = self._executor.active.get(key)  # restarted by someone else meanwhile?
             if run is None:
-                run = RunState.from_rows(definition, found[0], [])
-        await self._executor.restart(run)
+                run = RunState.from_rows(definition, *found)
+        await self._executor.restart(run, from_step)
         return run.to_model()
 
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:

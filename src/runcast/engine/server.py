@@ -11,15 +11,16 @@ Routes (all JSON; errors are ``{"error": {"code", "message", ...}}``)::
     POST   /api/v1/workflows/{id}/runs/{instanceId}/events    {eventType, payload} -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/pause     -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/resume    -> run
-    POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   {fromStep?} -> run
 
 A run is ``{instanceId, workflowId, status, input, output, error, createdAt,
-startedAt, endedAt, wakeAt, workflowVersion, steps}``; the trigger answer carries at least
-``{instanceId, status}``. Statuses: 400 bad input (and ``NOT_TRIGGERABLE`` for a
-script, naming its URL), 401 missing or wrong API key, 404 unknown workflow, run
-or route, 405 wrong method, 409 duplicate instance id (``ALREADY_EXISTS``) or
-finished run (``RUN_FINISHED``), 413 body or payload over the limit, 500
-anything else (the detail goes to the log, never to the client).
+startedAt, endedAt, wakeAt, workflowVersion, wait, steps}`` (``wait`` is
+``{reason: sleep|event|retry|requestedPause, eventType, until}`` or null); the
+trigger answer carries at least ``{instanceId, status}``. Statuses: 400 bad input
+(and ``NOT_TRIGGERABLE`` for a script, naming its URL), 401 missing or wrong API
+key, 404 unknown workflow, run or route, 405 wrong method, 409 duplicate instance
+id (``ALREADY_EXISTS``) or finished run (``RUN_FINISHED``), 413 body or payload
+over the limit, 500 anything else (the detail goes to the log, never to the client).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from runcast.errors import (
     Unauthenticated,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Run, RunStatus, Step, Workflow
+from runcast.models import JSON, Run, RunStatus, RunWait, Step, Workflow
 from runcast.settings import MIB, Settings, default_engine_db_path
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,17 @@ def step_json(step: Step) -> dict[str, JSON]:
     }
 
 
+def wait_json(wait: RunWait | None) -> dict[str, JSON] | None:
+    """The wire form of what a suspended run waits for: ``{reason, eventType, until}``."""
+    if wait is None:
+        return None
+    return {
+        "reason": wait.reason.value,
+        "eventType": wait.event_type,
+        "until": _timestamp(wait.until),
+    }
+
+
 def run_json(run: Run) -> dict[str, JSON]:
     """The wire form of a run; ``steps`` is null where they were not loaded."""
     return {
@@ -121,6 +133,7 @@ def run_json(run: Run) -> dict[str, JSON]:
         "endedAt": _timestamp(run.ended_at),
         "wakeAt": _timestamp(run.wake_at),
         "workflowVersion": run.workflow_version,
+        "wait": wait_json(run.wait),
         "steps": None if run.steps is None else [step_json(step) for step in run.steps],
     }
 
@@ -268,7 +281,7 @@ class _EngineAPI:
             Route(f"{run}/events", self._guard(self.send_event), methods=["POST"]),
             Route(f"{run}/pause", self._on_run(engine.pause), methods=["POST"]),
             Route(f"{run}/resume", self._on_run(engine.resume), methods=["POST"]),
-            Route(f"{run}/restart", self._on_run(engine.restart), methods=["POST"]),
+            Route(f"{run}/restart", self._guard(self.restart), methods=["POST"]),
         ]
 
     async def _read_object(self, request: Request, *, required: bool) -> dict[str, Any]:
@@ -334,6 +347,15 @@ class _EngineAPI:
         return JSONResponse(
             {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
         )
+
+    async def restart(self, request: Request) -> Response:
+        body = await self._read_object(request, required=False)
+        run = await self.engine.restart(
+            request.path_params["workflow_id"],
+            request.path_params["instance_id"],
+            from_step=_optional_string(body, "fromStep"),
+        )
+        return JSONResponse(run_json(run))
 
     async def send_event(self, request: Request) -> Response:
         body = await self._read_object(request, required=True)

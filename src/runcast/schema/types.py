@@ -50,6 +50,34 @@ class WorkflowKind(enum.Enum):
     SCRIPT = "script"
 
 
+@strawberry.enum(description="Why a suspended run is not executing.")
+class RunWaitReason(enum.Enum):
+    SLEEP = "sleep"
+    EVENT = "event"
+    RETRY = "retry"
+    REQUESTED_PAUSE = "requestedPause"
+
+
+@strawberry.type(description="What a suspended run waits for.")
+class RunWait:
+    reason: RunWaitReason
+    event_type: str | None = strawberry.field(
+        description="For EVENT: the event type the run waits for."
+    )
+    until: datetime | None = strawberry.field(
+        description="When the run resumes by itself (a sleep's end, a retry, a wait's timeout)."
+    )
+
+    @classmethod
+    def from_model(cls, wait: models.RunWait | None) -> RunWait | None:
+        """Render a model wait."""
+        if wait is None:
+            return None
+        return cls(
+            reason=RunWaitReason[wait.reason.name], event_type=wait.event_type, until=wait.until
+        )
+
+
 @strawberry.type(description="One node of a run as executed so far.")
 class Step:
     name: str
@@ -109,6 +137,11 @@ class Run:
         description="The version of the workflow definition this run executes"
         " (it keeps it when the definition changes); null where the upstream does not tell.",
     )
+    wait: RunWait | None = strawberry.field(
+        default=None,
+        description="What a suspended (PAUSED or WAITING) run waits for; null otherwise"
+        " and where the upstream does not tell.",
+    )
 
     @classmethod
     def from_model(cls, run: models.Run) -> Run:
@@ -127,6 +160,7 @@ class Run:
             ended_at=run.ended_at,
             steps=None if run.steps is None else [Step.from_model(s) for s in run.steps],
             workflow_version=run.workflow_version,
+            wait=RunWait.from_model(run.wait),
         )
 
 

@@ -31,7 +31,18 @@ from runcast.errors import (
     UpstreamProtocolError,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Step, Workflow, WorkflowKind
+from runcast.models import (
+    JSON,
+    Credentials,
+    Run,
+    RunPage,
+    RunStatus,
+    RunWait,
+    RunWaitReason,
+    Step,
+    Workflow,
+    WorkflowKind,
+)
 from runcast.settings import Settings
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 
@@ -148,7 +159,35 @@ def parse_run(body: object, *, workflow_id: str, fallback: Mapping[str, JSON] | 
         steps=steps,
         wake_at=_parse_time(merged.get("wakeAt")),
         workflow_version=_optional_string(merged.get("workflowVersion")),
+        wait=_parse_wait(merged.get("wait"), raw_status, steps, merged.get("wakeAt")),
     )
+
+
+_WAIT_REASONS = {reason.value: reason for reason in RunWaitReason}
+
+
+def _parse_wait(
+    body: object, raw_status: str, steps: tuple[Step, ...] | None, wake_at: object
+) -> RunWait | None:
+    """The run's ``wait`` as sent; else what its status, last step and ``wakeAt`` tell."""
+    if isinstance(body, dict) and body.get("reason") in _WAIT_REASONS:
+        event_type = body.get("eventType")
+        return RunWait(
+            _WAIT_REASONS[body["reason"]],
+            event_type=event_type if isinstance(event_type, str) else None,
+            until=_parse_time(body.get("until")),
+        )
+    until = _parse_time(wake_at)
+    if raw_status == "waiting":
+        return RunWait(RunWaitReason.RETRY, until=until)
+    current = steps[-1] if steps and steps[-1].status != "complete" else None
+    if raw_status != "paused" or current is None:
+        return None
+    if current.type in ("sleep", "sleep_until"):
+        return RunWait(RunWaitReason.SLEEP, until=until)
+    if current.type == "wait_for_event":
+        return RunWait(RunWaitReason.EVENT, until=until)
+    return None
 
 
 def parse_workflow(body: object) -> Workflow:
@@ -423,7 +462,12 @@ class AwaitStepUpstream:
         )
 
     async def _control(
-        self, action: str, workflow_id: str, instance_id: str, credentials: Credentials
+        self,
+        action: str,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+        body: JSON = None,
     ) -> Run:
         return await self._run_call(
             "POST",
@@ -432,6 +476,7 @@ class AwaitStepUpstream:
             instance_id,
             operation="control",
             credentials=credentials,
+            json=body,
         )
 
     async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
@@ -442,9 +487,17 @@ class AwaitStepUpstream:
         """Resume a paused run."""
         return await self._control("resume", workflow_id, instance_id, credentials)
 
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Run again from the beginning under the same instance id."""
-        return await self._control("restart", workflow_id, instance_id, credentials)
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """``POST .../restart`` (with ``{"fromStep": name}`` to keep the earlier results)."""
+        body = None if from_step is None else {"fromStep": from_step}
+        return await self._control("restart", workflow_id, instance_id, credentials, body)
 
     async def ping(self) -> None:
         """Return if the server answers at all (a 401, 403 or 429 still means it is up)."""

@@ -123,10 +123,17 @@ class LocalUpstream:
         self._check(credentials)
         return await self.engine.resume(workflow_id, instance_id)
 
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Run again from the beginning under the same instance id."""
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """Run again under the same instance id, from the beginning or from ``from_step``."""
         self._check(credentials)
-        return await self.engine.restart(workflow_id, instance_id)
+        return await self.engine.restart(workflow_id, instance_id, from_step=from_step)
 
     async def ping(self) -> None:
         """The engine is in this process: reachable unless this adapter was closed."""
