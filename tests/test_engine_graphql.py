@@ -54,3 +54,21 @@ async def test_run_wait_tells_an_event_wait_from_a_requested_pause(gql: GraphQLC
     assert paused["wait"] == {"reason": "REQUESTED_PAUSE", "eventType": None, "until": None}
     await gql.data('mutation { terminateRun(workflowId: "approval", instanceId: "g") { status } }')
     assert (await gql.data(query, {"id": "g"}))["run"]["wait"] is None
+
+
+async def test_delete_run_deletes_finished_runs_and_refuses_others(gql: GraphQLClient) -> None:
+    """deleteRun is true for a finished run (then it is null) and BAD_USER_INPUT for a live one."""
+    done = await gql.trigger("three-steps", {"orderId": "D"}, instance_id="del")
+    await gql.wait_for_status("three-steps", done["instanceId"], {"COMPLETE"})
+    await gql.trigger("approval", {"orderId": 4}, instance_id="live")
+    deleted = await gql.data('mutation { deleteRun(workflowId: "three-steps", instanceId: "del") }')
+    assert deleted == {"deleteRun": True}
+    gone = await gql.data('{ run(workflowId: "three-steps", instanceId: "del") { status } }')
+    assert gone == {"run": None}
+    refused = await gql.http.post(
+        "/graphql",
+        json={"query": 'mutation { deleteRun(workflowId: "approval", instanceId: "live") }'},
+    )
+    error = refused.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "only a finished run can be deleted" in error["message"]

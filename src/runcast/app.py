@@ -280,6 +280,7 @@ async def open_upstream(
 async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
     from runcast.engine.loader import load_workflows
+    from runcast.engine.server import settings_retention
     from runcast.upstream.local import LocalUpstream
 
     loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
@@ -298,6 +299,8 @@ async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        retention=settings_retention(settings),
+        retention_interval=settings.retention_interval,
     )
     async with engine:
         local = LocalUpstream(engine, api_keys=settings.engine_api_keys)

@@ -49,6 +49,12 @@ class Settings:
     port: int = 8000
     engine_api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_running: int = 1000
+    # How long the embedded engine keeps finished runs, by status (durations such as 7d,
+    # 12h); a workflow's own ``retention:`` overrides them. Swept every interval seconds.
+    retention_complete: str = "7d"
+    retention_errored: str = "30d"
+    retention_terminated: str = "30d"
+    retention_interval: float = 60.0
 
     # GraphQL guards
     max_body_bytes: int = 2 * MIB

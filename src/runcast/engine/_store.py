@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, seq);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE INDEX IF NOT EXISTS runs_by_workflow_status ON runs (workflow_id, status, seq);
+CREATE INDEX IF NOT EXISTS runs_by_end ON runs (workflow_id, status, ended_at);
 CREATE TABLE IF NOT EXISTS workflow_versions (
     workflow_id TEXT NOT NULL,
     version TEXT NOT NULL,
@@ -432,17 +434,23 @@ def select_page(
     """An operation reading one page of a workflow's runs, newest first."""
 
     def op(conn: sqlite3.Connection) -> list[tuple[RunRow, list[StepRow]]]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
-        params: list[Any] = [workflow_id]
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            params.append(before_seq)
-        if statuses is not None:
-            sql += f" AND status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        runs = [row_to_run(row) for row in conn.execute(sql, params)]
+        # One index range per status (runs_by_workflow_status), merged here: the cost is
+        # the page size times the statuses asked for, however many runs the file holds.
+        ranges = [None] if statuses is None else statuses
+        found: list[RunRow] = []
+        for status in ranges:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+            params: list[Any] = [workflow_id]
+            if status is not None:
+                sql += " AND status = ?"
+                params.append(status)
+            if before_seq is not None:
+                sql += " AND seq < ?"
+                params.append(before_seq)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            params.append(limit)
+            found.extend(row_to_run(row) for row in conn.execute(sql, params))
+        runs = sorted(found, key=lambda run: run.seq, reverse=True)[:limit]
         steps = select_steps(conn, [run.seq for run in runs])
         return [(run, steps[run.seq]) for run in runs]
 
@@ -575,3 +583,65 @@ def forget_from(seq: int, keep: int) -> Callable[[sqlite3.Connection], None]:
         conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
 
     return op
+
+
+# -- deleting finished runs ------------------------------------------------------------
+
+
+def _delete_runs(conn: sqlite3.Connection, seqs: list[int]) -> None:
+    marks = ",".join("?" * len(seqs))
+    conn.execute(f"DELETE FROM steps WHERE run_seq IN ({marks})", seqs)
+    conn.execute(f"DELETE FROM events WHERE run_seq IN ({marks})", seqs)
+    conn.execute(f"DELETE FROM runs WHERE seq IN ({marks})", seqs)
+
+
+def delete_finished(
+    workflow_id: str, instance_id: str, terminal: list[str]
+) -> Callable[[sqlite3.Connection], str | None]:
+    """An operation deleting one run if its status is ``terminal``; returns its status.
+
+    ``None`` when there is no such run; the run is deleted only if the status returned
+    is one of ``terminal``.
+    """
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute(
+            "SELECT seq, status FROM runs WHERE workflow_id = ? AND instance_id = ?",
+            (workflow_id, instance_id),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1] in terminal:
+            _delete_runs(conn, [int(row[0])])
+        return str(row[1])
+
+    return op
+
+
+def delete_expired(
+    workflow_id: str, status: str, ended_before: float, limit: int
+) -> Callable[[sqlite3.Connection], int]:
+    """An operation deleting at most ``limit`` runs in ``status`` that ended before a time.
+
+    Returns how many it deleted (fewer than ``limit``: none are left).
+    """
+
+    def op(conn: sqlite3.Connection) -> int:
+        seqs = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT seq FROM runs WHERE workflow_id = ? AND status = ? AND ended_at < ?"
+                " ORDER BY ended_at LIMIT ?",
+                (workflow_id, status, ended_before, limit),
+            )
+        ]
+        if seqs:
+            _delete_runs(conn, seqs)
+        return len(seqs)
+
+    return op
+
+
+def select_workflow_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every workflow the file has recorded a version of."""
+    return [str(row[0]) for row in conn.execute("SELECT workflow_id FROM workflow_current")]

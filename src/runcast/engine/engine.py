@@ -34,10 +34,11 @@ from ulid import ULID
 from runcast.engine import _store
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
+from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
 from runcast.engine._state import RunState, encode, run_from_rows
 from runcast.engine._store import Store
 from runcast.engine._versions import VersionBook
-from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -45,6 +46,7 @@ from runcast.errors import (
     PayloadTooLarge,
     RuncastError,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
     WorkflowNotFound,
 )
@@ -113,6 +115,9 @@ class Engine:
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
+        retention: how long finished runs are kept, by status (a workflow's own
+            ``retention:`` overrides it); expired runs are deleted in the background.
+        retention_interval: seconds between two sweeps for expired runs.
     """
 
     def __init__(
@@ -123,6 +128,8 @@ class Engine:
         max_running: int = 1000,
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
+        retention: Retention = DEFAULT_RETENTION,
+        retention_interval: float = 60.0,
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
@@ -136,6 +143,9 @@ class Engine:
         """Workflows the file has runs or versions of that are not loaded any more."""
         self._executor = Executor(
             self._store, self._versions, max_running=max_running, http_client=http_client
+        )
+        self._sweeper = RetentionSweeper(
+            self._store, self._definitions, default=retention, interval=retention_interval
         )
         self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
@@ -158,10 +168,12 @@ class Engine:
                 await self._store.open()
                 await self._register_versions()
                 await self._executor.recover()
+                self._sweeper.start()
             except (sqlite3.Error, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise DatabaseUnusable(self._db_path, reason) from exc
         except BaseException:
+            await self._sweeper.close()
             await self._executor.close()
             await self._store.close()
             self._release_lock()
@@ -202,6 +214,7 @@ class Engine:
         if self._state == "closed":
             return
         self._state = "closed"
+        await self._sweeper.close()
         await self._executor.close()
         await self._store.close()
         self._release_lock()
@@ -475,6 +488,31 @@ class Engine:
                 run = RunState.from_rows(definition, *found)
         await self._executor.restart(run, from_step)
         return run.to_model()
+
+    async def delete_run(self, workflow_id: str, instance_id: str) -> bool:
+        """Delete a finished run with its steps and events; returns ``True``.
+
+        Raises:
+            RunNotFound: no such run.
+            RunNotFinished: the run has not finished (terminate it first).
+        """
+        self._check_started()
+        self._check_workflow(workflow_id)
+        active = self._executor.active.get((workflow_id, instance_id))
+        if active is not None:
+            raise RunNotFinished(workflow_id, instance_id, active.status.value)
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        status = await self._store.run(_store.delete_finished(workflow_id, instance_id, terminal))
+        if status is None:
+            raise RunNotFound(workflow_id, instance_id)
+        if status not in terminal:
+            raise RunNotFinished(workflow_id, instance_id, status)
+        return True
+
+    async def sweep_expired(self) -> int:
+        """Delete every finished run past its retention now; returns how many."""
+        self._check_started()
+        return await self._sweeper.sweep()
 
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
         """Call ``listener(run)`` on the loop after every status, output or error change.

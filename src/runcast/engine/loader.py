@@ -33,6 +33,7 @@ from runcast.engine.definitions import (
     HttpAction,
     Node,
     PythonAction,
+    Retention,
     RetryPolicy,
     ReturnAction,
     SleepNode,
@@ -69,7 +70,8 @@ _NODE_KEYS: dict[str, frozenset[str]] = {
     "sleep_until": frozenset({"until"}),
     "wait_for_event": frozenset({"event_type", "timeout"}),
 }
-_DEFINITION_KEYS = frozenset({"id", "name", "kind", "nodes", "url"})
+_DEFINITION_KEYS = frozenset({"id", "name", "kind", "nodes", "url", "retention"})
+_RETENTION_KEYS = frozenset({"complete", "errored", "terminated"})
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
@@ -229,6 +231,7 @@ class _Parser:
         else:
             url = None
             nodes = self.nodes(document.get("nodes"))
+        retention = self.retention(document.get("retention"))
         if self.problems:
             return None
         return WorkflowDefinition(
@@ -238,7 +241,22 @@ class _Parser:
             url=url,
             nodes=nodes,
             source=self.path,
+            retention=retention,
         )
+
+    def retention(self, raw: object) -> Retention | None:
+        """``retention: {complete: 1d, errored: 30d, terminated: 30d}`` (each optional)."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.report(None, "'retention' must be a mapping such as {complete: 7d, errored: 30d}")
+            return None
+        self.unknown_keys(None, raw, _RETENTION_KEYS, "'retention'")
+        periods = {
+            key: self.duration("retention", key, raw.get(key), positive=True)
+            for key in sorted(_RETENTION_KEYS)
+        }
+        return Retention(**periods)
 
     def unknown_keys(
         self, node: str | None, mapping: Mapping[Any, Any], allowed: frozenset[str], what: str

@@ -12,6 +12,7 @@ Routes (all JSON; errors are ``{"error": {"code", "message", ...}}``)::
     POST   /api/v1/workflows/{id}/runs/{instanceId}/pause     -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/resume    -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   {fromStep?} -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/delete    finished runs -> {deleted: true}
 
 A run is ``{instanceId, workflowId, status, input, output, error, createdAt,
 startedAt, endedAt, wakeAt, workflowVersion, wait, steps}`` (``wait`` is
@@ -46,8 +47,9 @@ from starlette.routing import Route
 from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
-from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.engine import format_size
+from runcast.engine.loader import parse_duration
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -55,6 +57,7 @@ from runcast.errors import (
     PayloadTooLarge,
     RuncastError,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
     Unauthenticated,
     WorkflowNotFound,
@@ -74,6 +77,22 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 class EngineConfigurationError(RuncastError):
     """``runcast engine`` cannot start with these settings (bad folder, port in use, ...)."""
+
+
+def settings_retention(settings: Settings) -> Retention:
+    """The engine-wide retention the settings give (``RUNCAST_RETENTION_*``).
+
+    Raises:
+        EngineConfigurationError: a period is not a duration.
+    """
+    periods = {}
+    for status in ("complete", "errored", "terminated"):
+        raw = getattr(settings, f"retention_{status}")
+        try:
+            periods[status] = parse_duration(raw)
+        except ValueError as exc:
+            raise EngineConfigurationError(f"RUNCAST_RETENTION_{status.upper()}: {exc}") from exc
+    return Retention(**periods)
 
 
 # -- wire shapes ---------------------------------------------------------------------------
@@ -151,6 +170,8 @@ def error_response(status_code: int, code: str, message: str, **extra: JSON) -> 
 def _runcast_error_response(exc: RuncastError) -> JSONResponse:
     if isinstance(exc, PayloadTooLarge):
         return error_response(413, "PAYLOAD_TOO_LARGE", exc.message, limit=exc.limit)
+    if isinstance(exc, RunNotFinished):
+        return error_response(400, "RUN_NOT_FINISHED", exc.message, status=exc.status)
     if isinstance(exc, NotTriggerable):
         return error_response(400, exc.code, exc.message, url=exc.url)
     if isinstance(exc, BadUserInput):
@@ -282,6 +303,7 @@ class _EngineAPI:
             Route(f"{run}/pause", self._on_run(engine.pause), methods=["POST"]),
             Route(f"{run}/resume", self._on_run(engine.resume), methods=["POST"]),
             Route(f"{run}/restart", self._guard(self.restart), methods=["POST"]),
+            Route(f"{run}/delete", self._guard(self.delete_run), methods=["POST"]),
         ]
 
     async def _read_object(self, request: Request, *, required: bool) -> dict[str, Any]:
@@ -347,6 +369,11 @@ class _EngineAPI:
         return JSONResponse(
             {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
         )
+
+    async def delete_run(self, request: Request) -> Response:
+        params = request.path_params
+        deleted = await self.engine.delete_run(params["workflow_id"], params["instance_id"])
+        return JSONResponse({"deleted": deleted})
 
     async def restart(self, request: Request) -> Response:
         body = await self._read_object(request, required=False)
@@ -510,6 +537,8 @@ async def _serve_engine(
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        retention=settings_retention(settings),
+        retention_interval=settings.retention_interval,
     )
     async with engine:
         app = create_engine_app(

@@ -114,6 +114,14 @@ async def send_event(
     )
 
 
+async def delete_run(context: GraphQLContext, workflow_id: str, instance_id: str) -> bool:
+    """Delete a finished run for good."""
+    _check_run_ids(workflow_id, instance_id)
+    return await context.upstream.delete_run(
+        workflow_id, instance_id, credentials=context.credentials
+    )
+
+
 async def terminate_run(context: GraphQLContext, workflow_id: str, instance_id: str) -> models.Run:
     """Stop a run for good."""
     _check_run_ids(workflow_id, instance_id)

@@ -72,6 +72,15 @@ class Mutation:
         run = await resolvers.pause_run(info.context, str(workflow_id), str(instance_id))
         return Run.from_model(run)
 
+    @strawberry.mutation(
+        description="Delete a finished run (COMPLETE, ERRORED or TERMINATED) for good;"
+        " a run that has not finished is refused with BAD_USER_INPUT. True once deleted."
+    )
+    async def delete_run(
+        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
+    ) -> bool:
+        return await resolvers.delete_run(info.context, str(workflow_id), str(instance_id))
+
     @strawberry.mutation(description="Resume a paused run.")
     async def resume_run(
         self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID

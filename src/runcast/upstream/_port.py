@@ -98,6 +98,12 @@ class RunAPI(Protocol):
         """
         ...
 
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Delete a finished run for good; ``RunNotFinished`` for a run that has not finished."""
+        ...
+
     async def ping(self) -> None:
         """Return if the upstream is reachable, else raise ``UpstreamError``."""
         ...

@@ -26,6 +26,7 @@ from runcast.errors import (
     PayloadTooLarge,
     RateLimited,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
     Unauthenticated,
     UpstreamProtocolError,
@@ -293,6 +294,13 @@ class AwaitStepUpstream:
         if status == 400 and code == "NOT_TRIGGERABLE":
             url = error.get("url")
             raise NotTriggerable(workflow_id, url if isinstance(url, str) else None)
+        if status == 400 and code == "RUN_NOT_FINISHED":
+            unfinished = error.get("status")
+            raise RunNotFinished(
+                workflow_id,
+                instance_id or "",
+                unfinished if isinstance(unfinished, str) else "not finished",
+            )
         if status in {400, 422}:
             raise BadUserInput(message or f"upstream awaitstep refused the request ({status})")
         raise UpstreamProtocolError(
@@ -498,6 +506,21 @@ class AwaitStepUpstream:
         """``POST .../restart`` (with ``{"fromStep": name}`` to keep the earlier results)."""
         body = None if from_step is None else {"fromStep": from_step}
         return await self._control("restart", workflow_id, instance_id, credentials, body)
+
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """``POST .../runs/{instanceId}/delete`` (runcast's engine; finished runs only)."""
+        response = await self.http.request(
+            "POST",
+            f"{self._run_path(workflow_id, instance_id)}/delete",
+            headers=credentials.authorization_header(),
+        )
+        self._raise_for_error(
+            response, operation="control", workflow_id=workflow_id, instance_id=instance_id
+        )
+        body = self._json(response)
+        return bool(body.get("deleted", True)) if isinstance(body, dict) else True
 
     async def ping(self) -> None:
         """Return if the server answers at all (a 401, 403 or 429 still means it is up)."""

@@ -532,6 +532,15 @@ class CloudflareUpstream:
             ) from None
         return await self._instance(workflow_id, instance_id, credentials)
 
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Refused: Cloudflare's Workflows API has no call that deletes an instance."""
+        raise BadUserInput(
+            "Cloudflare's Workflows API cannot delete an instance; Cloudflare deletes"
+            " finished instances itself after its retention period"
+        )
+
     async def terminate(
         self, workflow_id: str, instance_id: str, *, credentials: Credentials
     ) -> Run:

@@ -135,6 +135,13 @@ class LocalUpstream:
         self._check(credentials)
         return await self.engine.restart(workflow_id, instance_id, from_step=from_step)
 
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Delete a finished run for good."""
+        self._check(credentials)
+        return await self.engine.delete_run(workflow_id, instance_id)
+
     async def ping(self) -> None:
         """The engine is in this process: reachable unless this adapter was closed."""
         if self._closed:
