@@ -55,6 +55,7 @@ from runcast.engine.definitions import (
     WaitForEventNode,
     WorkflowDefinition,
 )
+from runcast.engine.observer import EngineEvents
 from runcast.errors import BadUserInput, RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
@@ -115,7 +116,9 @@ class Executor:
         *,
         max_running: int,
         http_client: httpx.AsyncClient | None,
+        events: EngineEvents | None = None,
     ) -> None:
+        self.events = events or EngineEvents()
         self._store = store
         self._versions = versions
         self._max_running = max_running
@@ -131,6 +134,16 @@ class Executor:
         self._next_event_id = 0
         self._last_queue_seq = 0
         self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a slot."""
+        return self._queued
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs."""
+        return self._running
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -446,7 +459,12 @@ class Executor:
             if step.started_at is None:
                 step.started_at = now
             await self._start_attempt(run, node, step)
+            self.events.step_started(run, node.name, attempt)
             message = await self._attempt(run, node, step, attempt)
+            retry_in = _retry_in(node, attempt, message)
+            self.events.step_finished(
+                run, node.name, attempt, time.time() - now, error=message, retry_in=retry_in
+            )
             if message is None:
                 return
             now = time.time()
@@ -641,6 +659,7 @@ class Executor:
         self._release_slot(run)
         if self.active.get(run.key) is run:
             del self.active[run.key]
+        self.events.run_finished(run, status, run.ended_at - (run.started_at or run.created_at))
 
     # -- commands ----------------------------------------------------------------------
 
@@ -658,6 +677,7 @@ class Executor:
                 listener(snapshot)
             except Exception:
                 log.exception("a run listener raised; it stays subscribed")
+        self.events.run_started(run)
         self._start_task(run)
 
     async def send_event(self, run: RunState, event_type: str, text: str) -> None:
@@ -740,6 +760,7 @@ class Executor:
         run.queue_seq = self.next_queue_seq()  # at the back, whenever it was created
         written = self._write(run, extra=_store.forget_from(run.seq, keep))
         self.active[run.key] = run
+        self.events.run_started(run)
         self._start_task(run)
         await _settle(task)
         await written
@@ -775,6 +796,13 @@ def restart_index(run: RunState, from_step: str) -> int:
             f" completed {names[len(done)]!r} before it"
         )
     return index
+
+
+def _retry_in(node: StepNode, attempt: int, error: str | None) -> float | None:
+    """Seconds before the next attempt of a failed one; ``None`` on success or no retry left."""
+    if error is None or attempt > node.retries.limit:
+        return None
+    return node.retries.delay_before(attempt).total_seconds()
 
 
 def _refuse_finished(run: RunState) -> None:

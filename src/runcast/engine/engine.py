@@ -24,7 +24,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -36,9 +36,10 @@ from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
 from runcast.engine._state import RunState, encode, run_from_rows
-from runcast.engine._store import Store
+from runcast.engine._store import Store, StoreClosed
 from runcast.engine._versions import VersionBook
 from runcast.engine.definitions import Retention, WorkflowDefinition
+from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -118,6 +119,7 @@ class Engine:
         retention: how long finished runs are kept, by status (a workflow's own
             ``retention:`` overrides it); expired runs are deleted in the background.
         retention_interval: seconds between two sweeps for expired runs.
+        observers: told every run, step and commit event (metrics, traces).
     """
 
     def __init__(
@@ -130,19 +132,25 @@ class Engine:
         http_client: httpx.AsyncClient | None = None,
         retention: Retention = DEFAULT_RETENTION,
         retention_interval: float = 60.0,
+        observers: Sequence[EngineObserver] = (),
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self._definitions = dict(definitions)
         self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
-        self._store = Store(db_path)
+        events = EngineEvents(observers)
+        self._store = Store(db_path, on_commit=events.committed if observers else None)
         self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
         self._versions = VersionBook(self._definitions)
         self._retired: frozenset[str] = frozenset()
         """Workflows the file has runs or versions of that are not loaded any more."""
         self._executor = Executor(
-            self._store, self._versions, max_running=max_running, http_client=http_client
+            self._store,
+            self._versions,
+            max_running=max_running,
+            http_client=http_client,
+            events=events,
         )
         self._sweeper = RetentionSweeper(
             self._store, self._definitions, default=retention, interval=retention_interval
@@ -230,6 +238,32 @@ class Engine:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a free slot."""
+        return self._executor.queue_depth
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs (at most ``max_running``)."""
+        return self._executor.running_slots
+
+    async def check_store(self, *, within: float = 2.0) -> str | None:
+        """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
+        if self._state != "started":
+            return f"the engine is {self._state}"
+        problem = self._store.health()
+        if problem is not None:
+            return problem
+        try:
+            async with asyncio.timeout(within):
+                await self._store.run(_select_one)
+        except TimeoutError:
+            return f"the store did not answer within {within:g}s"
+        except (sqlite3.Error, StoreClosed) as exc:
+            return str(exc)
+        return None
 
     def _check_started(self) -> None:
         if self._state != "started":
@@ -553,6 +587,10 @@ class Engine:
                 limit=limit,
             )
         return text
+
+
+def _select_one(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:
