@@ -9,7 +9,6 @@ growing once the oldest runs start to expire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -82,8 +81,8 @@ class RetentionSweeper:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # wait() neither raises the task's CancelledError nor swallows our own.
+            await asyncio.wait([task])
 
     async def sweep(self) -> int:
         """Delete every expired run now, batch by batch; returns how many were deleted."""
