@@ -27,6 +27,7 @@ from runcast.errors import (
     RuncastError,
     RunFinished,
     RunNotFound,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
@@ -128,6 +129,8 @@ def error_response(exc: RuncastError) -> JSONResponse:
         return failure(413, CODE_TOO_LARGE, exc.message)
     if isinstance(exc, BadUserInput):
         return failure(400, CODE_VALIDATION, exc.message)
+    if isinstance(exc, UpstreamUnavailable):
+        return failure(503, CODE_INTERNAL, exc.message)
     logger.error("cloudflare api: unexpected engine error %s", type(exc).__name__)
     return failure(500, CODE_INTERNAL, "workflows.api.error.internal_server")
 

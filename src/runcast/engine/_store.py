@@ -196,6 +196,11 @@ class Store:
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._last_error: str | None = None
+        self.failure: str | None = None
+        """Why commits fail right now (a full disk, an I/O error); ``None`` when they work.
+
+        Set and cleared by the writer thread, which retries the failing commit meanwhile."""
+        self._failing_since = 0.0
         self.commits = 0
         """How many transactions were committed (for measurements)."""
         self.operations = 0
@@ -300,35 +305,95 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Operation[Any]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
-        try:
-            began = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                try:
-                    outcomes.append((op.future, op.function(conn), None))
-                except Exception as exc:
-                    if op.future is None:
-                        log.error("engine store: a write failed: %s", exc)
-                    outcomes.append((op.future, None, exc))
-            conn.execute("COMMIT")
-            self.commits += 1
-            self.operations += len(batch)
-            self._last_error = None
-            if self._on_commit is not None:
-                self._on_commit(time.perf_counter() - began, len(batch))
-        except sqlite3.Error as exc:
-            log.error("engine store: a commit failed: %s", exc)
-            self._last_error = str(exc)
-            if conn.in_transaction:
-                conn.rollback()
-            outcomes = [(op.future, None, exc) for op in batch]
+        """Commit ``batch``; while the file cannot be written, keep trying (nothing is lost)."""
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                outcomes = self._commit(conn, batch)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                if not is_storage_fault(exc) or self._closed:
+                    log.error("engine store: a commit failed: %s", exc)
+                    self._last_error = str(exc)
+                    outcomes = [(op.future, None, exc) for op in batch]
+                    break
+                self._enter_failing(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            self._leave_failing(len(batch))
+            break
         loop = self._loop
         assert loop is not None
         if any(future is not None for future, _, _ in outcomes):
             # A closed loop means nobody waits any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, outcomes)
+
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[_Operation[Any]]
+    ) -> list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]:
+        """Run ``batch`` in one transaction; a storage fault in any operation aborts it all."""
+        outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
+        began = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            try:
+                outcomes.append((op.future, op.function(conn), None))
+            except sqlite3.Error as exc:
+                if is_storage_fault(exc):
+                    raise
+                outcomes.append((op.future, None, exc))
+            except Exception as exc:
+                if op.future is None:
+                    log.error("engine store: a write failed: %s", exc)
+                outcomes.append((op.future, None, exc))
+        conn.execute("COMMIT")
+        self.commits += 1
+        self.operations += len(batch)
+        self._last_error = None
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - began, len(batch))
+        return outcomes
+
+    def _enter_failing(self, exc: sqlite3.Error) -> None:
+        if self.failure is None:
+            self._failing_since = time.monotonic()
+            log.error(
+                "engine store: commits fail (%s); new calls are refused and the commit is"
+                " retried until it succeeds",
+                exc,
+            )
+        self.failure = str(exc)
+        self._last_error = str(exc)
+
+    def _leave_failing(self, operations: int) -> None:
+        if self.failure is None:
+            return
+        self.failure = None
+        log.warning(
+            "engine store: commits succeed again after %.1fs; %d waiting operations committed",
+            time.monotonic() - self._failing_since,
+            operations,
+        )
+
+
+_FAULT_CODES = frozenset({5, 6, 8, 10, 13, 14})
+"""SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN:
+the file cannot be written now, but may be soon (space freed, disk back)."""
+
+RETRY_FIRST_DELAY = 0.05
+RETRY_MAX_DELAY = 1.0
+"""Seconds between two tries of a commit that failed for a storage fault (doubling)."""
+
+
+def is_storage_fault(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file cannot be written now (full disk, I/O error, ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _FAULT_CODES
+    return isinstance(exc, sqlite3.OperationalError) and "disk" in str(exc).lower()
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

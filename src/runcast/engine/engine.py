@@ -49,6 +49,7 @@ from runcast.errors import (
     RunFinished,
     RunNotFinished,
     RunNotFound,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
 from runcast.models import (
@@ -61,7 +62,14 @@ from runcast.models import (
     WorkflowKind,
 )
 
-__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
+__all__ = [
+    "INSTANCE_ID_PATTERN",
+    "MAX_PAGE_SIZE",
+    "DatabaseInUse",
+    "DatabaseUnusable",
+    "Engine",
+    "StorageUnavailable",
+]
 
 log = logging.getLogger("runcast.engine")
 
@@ -100,6 +108,22 @@ class DatabaseInUse(DatabaseUnusable):
             " or give this one its own file with --db",
         )
         self.pid = pid
+
+
+class StorageUnavailable(UpstreamUnavailable):
+    """The engine's database cannot be written right now (a full disk, an I/O error).
+
+    New calls are refused while it lasts; calls already accepted wait, and the engine
+    retries their commit until it succeeds, then continues every run by itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the engine cannot write its database right now ({reason}); it retries by"
+            " itself, try again in a few seconds",
+            status_code=503,
+        )
+        self.reason = reason
 
 
 class Engine:
@@ -266,8 +290,17 @@ class Engine:
         return None
 
     def _check_started(self) -> None:
+        """Raise unless started; ``StorageUnavailable`` while commits fail."""
         if self._state != "started":
             raise RuntimeError(f"the engine is not started (it is {self._state})")
+        failure = self._store.failure
+        if failure is not None:
+            raise StorageUnavailable(failure)
+
+    @property
+    def storage_failure(self) -> str | None:
+        """Why the database cannot be written right now; ``None`` when it can."""
+        return self._store.failure
 
     # -- workflows ---------------------------------------------------------------------
 

@@ -21,7 +21,8 @@ trigger answer carries at least ``{instanceId, status}``. Statuses: 400 bad inpu
 (and ``NOT_TRIGGERABLE`` for a script, naming its URL), 401 missing or wrong API
 key, 404 unknown workflow, run or route, 405 wrong method, 409 duplicate instance
 id (``ALREADY_EXISTS``) or finished run (``RUN_FINISHED``), 413 body or payload
-over the limit, 500 anything else (the detail goes to the log, never to the client).
+over the limit, 503 ``STORAGE_UNAVAILABLE`` while the database cannot be written
+(with ``Retry-After``), 500 anything else (the detail goes to the log, never to the client).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from runcast.errors import (
     RunNotFinished,
     RunNotFound,
     Unauthenticated,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
 from runcast.models import JSON, Run, RunStatus, RunWait, Step, Workflow
@@ -170,6 +172,10 @@ def error_response(status_code: int, code: str, message: str, **extra: JSON) -> 
 def _runcast_error_response(exc: RuncastError) -> JSONResponse:
     if isinstance(exc, PayloadTooLarge):
         return error_response(413, "PAYLOAD_TOO_LARGE", exc.message, limit=exc.limit)
+    if isinstance(exc, UpstreamUnavailable):
+        response = error_response(503, "STORAGE_UNAVAILABLE", exc.message)
+        response.headers["Retry-After"] = "2"
+        return response
     if isinstance(exc, RunNotFinished):
         return error_response(400, "RUN_NOT_FINISHED", exc.message, status=exc.status)
     if isinstance(exc, NotTriggerable):
