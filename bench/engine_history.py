@@ -117,7 +117,9 @@ async def listings(size: int, folder: Path) -> dict[str, float]:
     async with Engine({"history": definition}, db_path=db) as engine:
         version = engine.get_workflow("history").version or ""
     bulk_insert(db, "history", version, size)
-    async with Engine({"history": definition}, db_path=db) as engine:
+    # The generated history spans `size` seconds: keep it all, so no sweep runs meanwhile.
+    forever = Retention(timedelta(days=3650), timedelta(days=3650), timedelta(days=3650))
+    async with Engine({"history": definition}, db_path=db, retention=forever) as engine:
         # A cursor in the middle of the history: runs are numbered by ``seq``.
         deep_cursor = _encode_cursor(size // 2)
         return {

@@ -235,6 +235,7 @@ def _seconds(high: float) -> SettingRange:
 SETTING_RANGES: dict[str, SettingRange] = {
     "port": SettingRange(0, 65535),
     "max_running": SettingRange(1, 1_000_000),
+    "retention_interval": _seconds(86_400),
     "max_body_bytes": SettingRange(1024, 1024 * MIB, unit="bytes"),
     "max_event_payload_bytes": SettingRange(1, 1024 * MIB, unit="bytes"),
     "max_query_fields": SettingRange(1, 1_000_000),
