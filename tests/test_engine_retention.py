@@ -59,7 +59,7 @@ def test_the_loader_reads_a_workflows_retention(tmp_path: Path) -> None:
         complete=timedelta(milliseconds=200)
     )
     assert [problem.message for problem in result.problems] == [
-        "unknown key 'done' for 'retention' (expected: complete, errored, terminated)"
+        "unknown key 'done' (expected: complete, errored, terminated)"
     ]
 
 

@@ -69,6 +69,12 @@ class Workflow:
     url: str | None = None
     version: str | None = None
     """The current version of the definition, where the upstream tells."""
+    input_schema: JSON = None
+    """The JSON Schema a run's input must match, where the upstream has one."""
+    schedule: str | None = None
+    """The cron expression that triggers runs, where the upstream has one."""
+    next_scheduled_at: datetime | None = None
+    """When the schedule triggers the next run."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -609,9 +609,13 @@ class VersionChange:
     """Unfinished runs that stay on ``old``."""
 
 
+Registered = tuple[list[VersionChange], list[str]]
+"""What ``register_versions`` found: the changed workflows, the ids no longer loaded."""
+
+
 def register_versions(
     loaded: list[tuple[str, str, str]], terminal: list[str], now: float
-) -> Callable[[sqlite3.Connection], tuple[list[VersionChange], list[str]]]:
+) -> Callable[[sqlite3.Connection], Registered]:
     """An operation recording the loaded ``(workflow_id, version, definition_json)`` as current.
 
     Each new version's definition is kept; runs of older engines get the current

@@ -105,6 +105,12 @@ class VersionBook:
         self._current: dict[str, str] = {}
         self._texts: dict[str, str] = {}
         self._known: dict[tuple[str, str], WorkflowDefinition] = {}
+        self.load(definitions)
+
+    def load(self, definitions: Mapping[str, WorkflowDefinition]) -> None:
+        """Make ``definitions`` the current versions (a reload); known versions stay known."""
+        self._current = {}
+        self._texts = {}
         for workflow_id, definition in definitions.items():
             text = definition_to_json(definition)
             version = version_of(text)

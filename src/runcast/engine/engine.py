@@ -32,6 +32,7 @@ import httpx
 from ulid import ULID
 
 from runcast.engine import _store
+from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
@@ -213,11 +214,21 @@ class Engine:
             raise
         self._state = "started"
 
-    async def _register_versions(self) -> None:
+    def _register_op(self) -> Callable[[sqlite3.Connection], _store.Registered]:
         terminal = [status.value for status in TERMINAL_STATUSES]
-        changes, retired = await self._store.run(
-            _store.register_versions(self._versions.loaded(), terminal, time.time())
-        )
+        return _store.register_versions(self._versions.loaded(), terminal, time.time())
+
+    async def _register_versions(self) -> None:
+        self._log_versions(await self._store.run(self._register_op()))
+
+    def _versions_registered(self, future: asyncio.Future[_store.Registered]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("engine: the new workflow versions could not be recorded")
+            return
+        self._log_versions(future.result())
+
+    def _log_versions(self, registered: _store.Registered) -> None:
+        changes, retired = registered
         for change in changes:
             log.info(
                 "workflow %r changed: version %s -> %s; %d unfinished runs stay on %s",
@@ -314,6 +325,17 @@ class Engine:
         """The loaded workflow definitions, by id (read-only)."""
         return MappingProxyType(self._definitions)
 
+    def replace_definitions(self, definitions: Mapping[str, WorkflowDefinition]) -> None:
+        """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on.
+
+        New versions are recorded in the database (and logged) in the background.
+        """
+        self._definitions.clear()
+        self._definitions.update(definitions)
+        self._versions.load(self._definitions)
+        if self._state == "started":
+            self._store.submit(self._register_op()).add_done_callback(self._versions_registered)
+
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
         return [self.get_workflow(key) for key in sorted(self._definitions)]
@@ -344,7 +366,8 @@ class Engine:
         Raises:
             WorkflowNotFound: no such workflow.
             NotTriggerable: the workflow is a script (the message names its URL).
-            BadUserInput: ``instance_id`` is malformed or ``input`` is not JSON.
+            BadUserInput: ``instance_id`` is malformed, ``input`` is not JSON or does not
+                match the workflow's ``input_schema`` (the message names the JSON path).
             PayloadTooLarge: ``input`` is over ``max_event_payload_bytes``.
             AlreadyExists: the workflow already has a run called ``instance_id``.
         """
@@ -360,6 +383,12 @@ class Engine:
                 " '_' or '-', not starting with '-'"
             )
         input_json = None if input is None else self._encode_limited(input, "run input")
+        if definition.input_schema is not None:
+            problem = input_problem(definition.input_schema, input)
+            if problem is not None:
+                raise BadUserInput(
+                    f"input does not match the input_schema of {workflow_id!r}: {problem}"
+                )
         key = (workflow_id, instance_id)
         if key in self._executor.active or key in self._reserved:
             raise AlreadyExists(workflow_id, instance_id)
@@ -475,7 +504,8 @@ class Engine:
         """Give the run an event; its first wait for ``event_type`` gets it (FIFO per type).
 
         Raises:
-            BadUserInput: ``event_type`` is empty or ``payload`` is not JSON.
+            BadUserInput: ``event_type`` is empty or no wait of the run's workflow waits
+                for it (the message lists those that do), or ``payload`` is not JSON.
             PayloadTooLarge: the JSON-encoded payload is over ``max_event_payload_bytes``.
             RunFinished: the run has finished.
         """
@@ -486,6 +516,13 @@ class Engine:
             raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
         text = self._encode_limited(payload, "event payload")
         run = await self._active_run(workflow_id, instance_id)
+        accepted = run.definition.event_types
+        if event_type not in accepted:
+            listed = ", ".join(repr(name) for name in accepted) or "none (it waits for no event)"
+            raise BadUserInput(
+                f"run {instance_id!r} of {workflow_id!r} waits for no event {event_type!r};"
+                f" event types it accepts: {listed}"
+            )
         await self._executor.send_event(run, event_type, text)
         return run.to_model()
 

@@ -205,6 +205,17 @@ class Workflow(Node):
         description="The current version of the definition (new runs start on it);"
         " null where the upstream does not tell.",
     )
+    input_schema: JSON | None = strawberry.field(
+        default=None,
+        description="The JSON Schema a run's input must match (build a form from it); "
+        "null when the workflow declares none.",
+    )
+    schedule: str | None = strawberry.field(
+        default=None, description="The cron expression (UTC) that triggers runs, if any."
+    )
+    next_scheduled_at: datetime | None = strawberry.field(
+        default=None, description="When the schedule triggers its next run."
+    )
 
     @strawberry.field(description="Runs of this workflow, newest first (at most 100 per page).")
     async def runs(
@@ -248,6 +259,9 @@ class Workflow(Node):
             kind=WorkflowKind[workflow.kind.name],
             url=workflow.url,
             version=workflow.version,
+            input_schema=workflow.input_schema,
+            schedule=workflow.schedule,
+            next_scheduled_at=workflow.next_scheduled_at,
         )
 
 
