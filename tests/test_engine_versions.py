@@ -159,3 +159,46 @@ async def test_restart_from_a_step_runs_only_that_step_and_later_ones(tmp_path: 
         await wait_for_status(engine, "edited", "f", RunStatus.COMPLETE)
     assert done.output == "c"
     assert log.read_text().splitlines() == ["f a", "f c", "f c", "f c"]
+
+
+async def test_a_reload_keeps_sleeping_runs_on_their_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """replace_definitions (a reload) logs the change; a sleeping run ends on its old nodes."""
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", "300ms"))
+    log = tmp_path / "steps.log"
+    log.touch()
+    async with Engine(load_workflows(folder).definitions, db_path=tmp_path / "r.db") as engine:
+        old = await engine.trigger("edited", instance_id="o", input={"id": "o", "log": str(log)})
+        (folder / "edited.yaml").write_text(EDITED)
+        with caplog.at_level(logging.INFO, logger="runcast.engine"):
+            engine.replace_definitions(load_workflows(folder).definitions)
+            done = await wait_for_status(engine, "edited", "o", RunStatus.COMPLETE)
+        new_version = engine.get_workflow("edited").version
+    assert [step.name for step in done.steps or ()] == ["a", "nap", "c"]
+    assert done.workflow_version == old.workflow_version != new_version
+    assert any(
+        f"version {old.workflow_version} -> {new_version}; 1 unfinished runs" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_every_shipped_and_test_definition_reads_back_as_it_was_stored(
+    workflows_dir: Path,
+) -> None:
+    """A stored version's JSON reads back equal to the definition (the file path aside)."""
+    from dataclasses import replace
+
+    from runcast.engine import demo_workflows_dir
+    from runcast.engine._versions import definition_from_json, definition_to_json
+
+    loaded = {
+        **load_workflows(demo_workflows_dir()).definitions,
+        **load_workflows(workflows_dir).definitions,
+    }
+    assert len(loaded) > 10
+    for definition in loaded.values():
+        again = definition_from_json(definition_to_json(definition))
+        assert again == replace(definition, source=None), definition.id

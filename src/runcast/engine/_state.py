@@ -215,6 +215,19 @@ class RunState:
             return steps[-1]
         return None
 
+    def insert_params(self) -> tuple[Any, ...]:
+        """The parameters of ``_store.insert_run`` for this new run."""
+        return (
+            self.definition.id,
+            self.instance_id,
+            self.status.value,
+            self.input_json,
+            self.created_at,
+            self.started_at,
+            self.queue_seq,
+            self.version,
+        )
+
     def row_params(self) -> tuple[Any, ...]:
         """The parameters of ``RUN_UPDATE`` for this run."""
         return (

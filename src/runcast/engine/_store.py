@@ -237,12 +237,6 @@ class Store:
         self._queue.put(_Operation(function, future))
         return future
 
-    def submit_nowait(self, function: Callable[[sqlite3.Connection], object]) -> None:
-        """Queue a write nobody waits for; it commits no later than any write queued after it."""
-        if self._closed or self._loop is None:
-            raise StoreClosed("the engine's store is closed")
-        self._queue.put(_Operation(function, None))
-
     def health(self) -> str | None:
         """Why writes cannot go through now (closed, writer stopped, last commit failed)."""
         if self._closed:
@@ -430,25 +424,19 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException
 # -- statements (each runs in the writer thread) ---------------------------------------
 
 
-def insert_run(
-    workflow_id: str,
-    instance_id: str,
-    status: str,
-    input_json: str | None,
-    created_at: float,
-    started_at: float | None,
-    queue_seq: int | None,
-    version: str,
-) -> Callable[[sqlite3.Connection], int | None]:
-    """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken."""
-    params = (workflow_id, instance_id, status, input_json, created_at, started_at, queue_seq)
+def insert_run(params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int | None]:
+    """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken.
+
+    ``params``: workflow id, instance id, status, input JSON, created at, started at,
+    queue seq and version (``RunState.insert_params``).
+    """
 
     def op(conn: sqlite3.Connection) -> int | None:
         cursor = conn.execute(
             "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at,"
             " queue_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (workflow_id, instance_id) DO NOTHING",
-            (*params, version),
+            params,
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
@@ -738,3 +726,69 @@ def delete_expired(
 def select_workflow_ids(conn: sqlite3.Connection) -> list[str]:
     """Every workflow the file has recorded a version of."""
     return [str(row[0]) for row in conn.execute("SELECT workflow_id FROM workflow_current")]
+
+
+# -- recording runs, steps and events (the executor's writes) ----------------------------
+
+
+def record_run(
+    seq: int,
+    run_params: tuple[Any, ...] | None,
+    step_params: list[tuple[Any, ...]],
+    *,
+    drop_events: bool,
+    extra: Callable[[sqlite3.Connection], object] | None = None,
+) -> Callable[[sqlite3.Connection], None]:
+    """An operation writing run ``seq``'s row (``RUN_UPDATE``) and step rows (``STEP_UPSERT``).
+
+    ``drop_events`` deletes its undelivered events (a finished run never takes them);
+    ``extra`` runs first, in the same transaction.
+    """
+
+    def op(conn: sqlite3.Connection) -> None:
+        if extra is not None:
+            extra(conn)
+        if run_params is not None:
+            conn.execute(RUN_UPDATE, run_params)
+        if drop_events:
+            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+        if len(step_params) == 1:
+            conn.execute(STEP_UPSERT, step_params[0])
+        elif step_params:
+            conn.executemany(STEP_UPSERT, step_params)
+
+    return op
+
+
+def insert_event(
+    event_id: int, seq: int, event_type: str, payload: str
+) -> Callable[[sqlite3.Connection], None]:
+    """An operation keeping an event for run ``seq`` until one of its waits takes it."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO events (id, run_seq, event_type, payload) VALUES (?, ?, ?, ?)",
+            (event_id, seq, event_type, payload),
+        )
+
+    return op
+
+
+def delete_event(event_id: int) -> Callable[[sqlite3.Connection], None]:
+    """An operation deleting an event a wait has taken."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+    return op
+
+
+def max_event_id(conn: sqlite3.Connection) -> int:
+    """The highest event id ever given in the file (0 if none): the counter resumes above."""
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+    return int(row[0])
+
+
+def round_trip(conn: sqlite3.Connection) -> None:
+    """An operation that only reads: proves the writer thread and the file answer."""
+    conn.execute("SELECT 1").fetchone()

@@ -6,8 +6,8 @@ JSON when it first sees it, so a run keeps executing the definition it was
 triggered on after its file is edited or removed.
 
 The JSON form is generic over the frozen dataclasses of ``definitions``: a
-dataclass is ``{"$dc": class name, "f": fields}``, and tuples, durations, enums
-and mappings are tagged too, so a value reads back exactly as it was written.
+dataclass is ``{"$dc": class name, "f": fields}``, and tuples, frozensets,
+durations, enums and mappings are tagged too, so a value reads back exactly as it was written.
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def _dump(value: Any) -> Any:
         return {"$td": value.total_seconds()}
     if isinstance(value, tuple):
         return {"$t": [_dump(item) for item in value]}
+    if isinstance(value, frozenset):
+        items = [_dump(item) for item in value]
+        return {"$fs": sorted(items, key=lambda item: json.dumps(item, sort_keys=True))}
     if isinstance(value, list):
         return [_dump(item) for item in value]
     if isinstance(value, dict):
@@ -90,6 +93,8 @@ def _load(value: Any) -> Any:
         return timedelta(seconds=value["$td"])
     if "$t" in value:
         return tuple(_load(item) for item in value["$t"])
+    if "$fs" in value:
+        return frozenset(_load(item) for item in value["$fs"])
     return {key: _load(item) for key, item in value["$d"].items()}
 
 

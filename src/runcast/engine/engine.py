@@ -42,7 +42,6 @@ from runcast.engine._versions import VersionBook
 from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
-    AlreadyExists,
     BadUserInput,
     NotTriggerable,
     PayloadTooLarge,
@@ -180,7 +179,6 @@ class Engine:
         self._sweeper = RetentionSweeper(
             self._store, self._definitions, default=retention, interval=retention_interval
         )
-        self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
 
     # -- lifetime ----------------------------------------------------------------------
@@ -293,7 +291,7 @@ class Engine:
             return problem
         try:
             async with asyncio.timeout(within):
-                await self._store.run(_select_one)
+                await self._store.run(_store.round_trip)
         except TimeoutError:
             return f"the store did not answer within {within:g}s"
         except (sqlite3.Error, StoreClosed) as exc:
@@ -389,61 +387,13 @@ class Engine:
                 raise BadUserInput(
                     f"input does not match the input_schema of {workflow_id!r}: {problem}"
                 )
-        key = (workflow_id, instance_id)
-        if key in self._executor.active or key in self._reserved:
-            raise AlreadyExists(workflow_id, instance_id)
-        self._reserved.add(key)
-        executor = self._executor
-        slot = executor.take_slot_now()
-        now = time.time()
-        run = RunState(
-            definition=definition,
-            seq=0,  # known once the row is written
-            instance_id=instance_id,
-            status=RunStatus.RUNNING if slot else RunStatus.QUEUED,
-            input=input,
-            input_json=input_json,
-            created_at=now,
-            started_at=now if slot else None,
-            holds_slot=slot,
-            version=self._versions.current(workflow_id) or "",
-        )
-        if not slot:
-            # Its place is taken now: a slot freed while the row is written waits for it.
-            executor.queue_new(run)
-        try:
-            seq = await self._store.submit(
-                _store.insert_run(
-                    workflow_id,
-                    instance_id,
-                    run.status.value,
-                    input_json,
-                    now,
-                    run.started_at,
-                    run.queue_seq,
-                    run.version,
-                )
-            )
-        except BaseException:
-            executor.abandon(run, reserved_slot=slot)
-            raise
-        finally:
-            self._reserved.discard(key)
-        if seq is None:
-            executor.abandon(run, reserved_slot=slot)
-            raise AlreadyExists(workflow_id, instance_id)
-        run.seq = seq
-        run.context = {"input": input}
-        run.written_row = run.row_params()
-        snapshot = run.to_model()
-        executor.admit(run, snapshot, reserved_slot=slot)
-        return snapshot
+        return await self._executor.trigger(definition, instance_id, input, input_json)
 
     async def get_run(self, workflow_id: str, instance_id: str) -> Run:
         """The run with its steps; raises ``WorkflowNotFound`` or ``RunNotFound``."""
         self._check_started()
         self._check_workflow(workflow_id)
-        active = self._executor.active.get((workflow_id, instance_id))
+        active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             return active.to_model()
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
@@ -488,7 +438,7 @@ class Engine:
         rows = rows[:limit]
         runs: list[Run] = []
         for row, steps in rows:
-            active = self._executor.active.get((workflow_id, row.instance_id))
+            active = self._executor.find(workflow_id, row.instance_id)
             if active is not None:
                 if wanted is not None and active.status not in wanted:
                     continue  # changed since the read
@@ -573,8 +523,7 @@ class Engine:
         """
         self._check_started()
         self._check_workflow(workflow_id)
-        key = (workflow_id, instance_id)
-        run = self._executor.active.get(key)
+        run = self._executor.find(workflow_id, instance_id)
         if run is None:
             found = await self._store.run(_store.select_run(workflow_id, instance_id))
             if found is None:
@@ -587,7 +536,8 @@ class Engine:
                     f"run {instance_id!r} of workflow {workflow_id!r} cannot restart:"
                     f" its version {found[0].version} is not in the database",
                 )
-            run = self._executor.active.get(key)  # restarted by someone else meanwhile?
+            # Restarted by someone else meanwhile?
+            run = self._executor.find(workflow_id, instance_id)
             if run is None:
                 run = RunState.from_rows(definition, *found)
         await self._executor.restart(run, from_step)
@@ -602,7 +552,7 @@ class Engine:
         """
         self._check_started()
         self._check_workflow(workflow_id)
-        active = self._executor.active.get((workflow_id, instance_id))
+        active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             raise RunNotFinished(workflow_id, instance_id, active.status.value)
         terminal = [status.value for status in TERMINAL_STATUSES]
@@ -630,14 +580,14 @@ class Engine:
 
     async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
         self._check_workflow(workflow_id)
-        run = self._executor.active.get((workflow_id, instance_id))
+        run = self._executor.find(workflow_id, instance_id)
         if run is not None:
             return run
         definition = self._definitions.get(workflow_id)
         if definition is not None and definition.kind is WorkflowKind.SCRIPT:
             raise RunNotFound(workflow_id, instance_id)
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
-        run = self._executor.active.get((workflow_id, instance_id))
+        run = self._executor.find(workflow_id, instance_id)
         if run is not None:
             return run
         if found is None:
@@ -657,10 +607,6 @@ class Engine:
                 limit=limit,
             )
         return text
-
-
-def _select_one(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:
