@@ -21,7 +21,6 @@ import base64
 import binascii
 import dataclasses
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -52,6 +51,7 @@ from runcast.errors import (
     UpstreamUnavailable,
     WorkflowNotFound,
 )
+from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
 from runcast.models import (
     JSON,
     TERMINAL_STATUSES,
@@ -76,9 +76,8 @@ log = logging.getLogger("runcast.engine")
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
 """The largest ``limit`` of ``list_runs``."""
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+INSTANCE_ID_PATTERN = ID_PATTERN
 """What a caller-given instance id must look like (otherwise a ULID is made)."""
-MAX_EVENT_TYPE_LENGTH = 256
 
 RunListener = Callable[[Run], None]
 
