@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket
 
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
+from runcast.documents import OperationDocuments, PersistedQueryStore
 from runcast.errors import RuncastError, UpstreamError
 from runcast.live import LiveHub
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -326,7 +327,11 @@ class _Resources:
 
 
 def create_app(
-    settings: Settings, *, upstream: RunAPI | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    upstream: RunAPI | None = None,
+    metrics: Metrics | None = None,
+    persisted_queries: PersistedQueryStore | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -335,12 +340,15 @@ def create_app(
         upstream: an already open run API to use instead of the one ``settings``
             names; its lifetime stays with the caller.
         metrics: the registry ``/metrics`` serves; a new one when ``None``.
+        persisted_queries: the APQ store (one shared by replicas, say) instead of the
+            in-process LRU ``settings`` sizes; its lifetime stays with the caller.
 
     Returns:
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
-    schema = build_schema(settings)
+    documents = OperationDocuments.from_settings(settings, store=persisted_queries)
+    schema = build_schema(settings, documents=documents)
     resources = _Resources()
     metrics = metrics or Metrics()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
@@ -348,6 +356,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            await _load_trusted_documents(documents, settings)
             opened = upstream
             if opened is None:
                 opened = await stack.enter_async_context(open_upstream(settings, metrics=metrics))
@@ -403,6 +412,13 @@ def create_app(
     return app
 
 
+async def _load_trusted_documents(documents: OperationDocuments, settings: Settings) -> None:
+    try:
+        await documents.load_trusted(settings.trusted_documents)
+    except RuncastError as exc:
+        raise ConfigurationError(exc.message) from exc
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port``, ready for uvicorn to listen on.
 
@@ -434,6 +450,13 @@ def serve(settings: Settings) -> int:
             folder, unusable database path, port in use).
     """
     check_settings(settings)
+    if settings.trusted_documents is not None:
+        from runcast.trusted_documents import load_trusted_documents
+
+        try:
+            load_trusted_documents(settings.trusted_documents)
+        except RuncastError as exc:
+            raise ConfigurationError(exc.message) from exc
     sock = bind_socket(settings.host, settings.port)
     try:
         return asyncio.run(_serve(settings, sock))

@@ -62,6 +62,12 @@ class Settings:
     # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
 
+    # persisted queries (Apollo's automatic persisted queries) and trusted documents
+    # (only the operations of this manifest run); a cache size of 0 turns APQ off.
+    persisted_queries_cache_size: int = 1000
+    persisted_queries_cache_bytes: int = 8 * MIB
+    trusted_documents: Path | None = None
+
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
