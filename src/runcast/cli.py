@@ -1,4 +1,5 @@
-"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL."""
+"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL,
+``documents check`` a trusted-documents manifest."""
 
 from __future__ import annotations
 
@@ -34,7 +35,34 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+
+    documents = commands.add_parser(
+        "documents", help="trusted documents (RUNCAST_TRUSTED_DOCUMENTS manifests)"
+    )
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    check = documents_commands.add_parser(
+        "check",
+        help="check that every document of a manifest (Apollo's persisted query manifest, "
+        "or GraphQL Codegen's persisted-documents.json) is valid against the schema",
+    )
+    check.add_argument("file", type=Path, help="the manifest")
     return parser
+
+
+def _check_documents(file: Path) -> int:
+    from runcast.schema import schema
+    from runcast.trusted_documents import check_documents, load_trusted_documents
+
+    documents = load_trusted_documents(file)
+    problems = check_documents(documents, schema._schema)
+    for problem in problems:
+        sys.stdout.write(f"{problem}\n")
+    count = len(documents.entries)
+    if problems:
+        sys.stdout.write(f"{file}: {len(problems)} problem(s) in {count} documents\n")
+        return 1
+    sys.stdout.write(f"{file}: {count} documents, all valid against the schema\n")
+    return 0
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(print_schema() + "\n")
             return 0
+        if args.command == "documents":
+            return _check_documents(args.file)
         if args.command == "engine":
             from runcast.engine.server import serve_engine
 
