@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -143,13 +143,18 @@ async def _single(result: PreExecutionError) -> AsyncGenerator[ExecutionResult, 
 
 
 def build_schema(
-    settings: Settings | None = None, *, documents: OperationDocuments | None = None
+    settings: Settings | None = None,
+    *,
+    observers: Sequence[ExtensionFactory] = (),
+    documents: OperationDocuments | None = None,
 ) -> RuncastSchema:
     """The schema with the guards of ``settings`` (defaults when ``None``).
 
     Args:
         settings: limits for query depth, tokens and aliases, and whether
             introspection is allowed.
+        observers: extensions that run outermost, around every other one (the app's
+            operation metrics and traces), so they see results with their error codes.
         documents: persisted queries and trusted documents; from ``settings`` when ``None``.
     """
     settings = settings or Settings()
@@ -162,6 +167,7 @@ def build_schema(
     if not settings.introspection:
         guard_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[ExtensionFactory] = [
+        *observers,
         ErrorCodes,
         FreshLoaders,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
