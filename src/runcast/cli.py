@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runcast.errors import RuncastError
-from runcast.settings import Settings
+from runcast.settings import Settings, settings_reference, unknown_variables
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "or GraphQL Codegen's persisted-documents.json) is valid against the schema",
     )
     check.add_argument("file", type=Path, help="the manifest")
+    commands.add_parser("settings", help="print every setting with its default and range")
     return parser
 
 
@@ -73,6 +74,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    for warning in unknown_variables():
+        sys.stderr.write(f"runcast: warning: {warning}\n")
     settings = Settings.from_env()
     changes: dict[str, object] = {}
     for arg, name in [
@@ -87,7 +90,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             changes[name] = value
     if getattr(args, "api_keys", None):
         changes["engine_api_keys"] = tuple(args.api_keys)
-    return settings.replace(**changes)
+    return settings.replace(**changes).check()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
+        if args.command == "settings":
+            sys.stdout.write(settings_reference() + "\n")
+            return 0
         if args.command == "schema":
             from runcast.schema import print_schema
 
