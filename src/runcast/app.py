@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from runcast._connection_guard import ConnectionLimits, guarded_protocol
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.documents import OperationDocuments, PersistedQueryStore
@@ -287,13 +289,16 @@ async def _embedded_upstream(
     settings: Settings, *, metrics: Metrics | None
 ) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
-    loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
-    for problem in loaded.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        logger.warning("skipped workflow %s: %s", where, problem.message)
+    def warn(line: str) -> None:
+        logger.warning("%s", line)
+
+    folder = settings.workflows_dir
+    loaded = await asyncio.to_thread(
+        load_folder, folder, strict=settings.workflows_strict, warn=warn
+    )
     db_path = settings.db_path or default_db_path()
     try:
         await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
@@ -309,7 +314,7 @@ async def _embedded_upstream(
         max_event_payload_bytes=settings.max_event_payload_bytes,
         observers=[engine_metrics] if engine_metrics is not None else [],
     )
-    async with engine:
+    async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
         if engine_metrics is not None:
             engine_metrics.watch(engine)
         local = LocalUpstream(
@@ -451,6 +456,26 @@ def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
         readiness.add(BudgetCheck(live.budget))
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments holding connections to the settings' limits.
+
+    The HTTP protocol refuses oversized heads (431), closes connections slow to send
+    one, and refuses connections over the cap (503); see ``runcast._connection_guard``.
+    """
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+    return {
+        "http": guarded_protocol(settings.http_parser, limits),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.idle_timeout,
+        # SIGTERM stops the server within this even with WebSockets open.
+        "timeout_graceful_shutdown": 10,
+    }
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port``, ready for uvicorn to listen on.
 
@@ -516,6 +541,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             ws_max_size=settings.max_body_bytes,
             # Off by default: zlib state per connection is most of a subscriber's memory.
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            **connection_options(settings),
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -1,5 +1,6 @@
 """The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL,
-``documents check`` a trusted-documents manifest."""
+check workflow files and print their JSON Schema, ``documents check`` a trusted-documents
+manifest."""
 
 from __future__ import annotations
 
@@ -40,13 +41,21 @@ def _parser() -> argparse.ArgumentParser:
         "documents", help="trusted documents (RUNCAST_TRUSTED_DOCUMENTS manifests)"
     )
     documents_commands = documents.add_subparsers(dest="documents_command", required=True)
-    check = documents_commands.add_parser(
+    documents_check = documents_commands.add_parser(
         "check",
         help="check that every document of a manifest (Apollo's persisted query manifest, "
         "or GraphQL Codegen's persisted-documents.json) is valid against the schema",
     )
-    check.add_argument("file", type=Path, help="the manifest")
+    documents_check.add_argument("file", type=Path, help="the manifest")
     commands.add_parser("settings", help="print every setting with its default and range")
+
+    workflows = commands.add_parser("workflows", help="check workflow files, print their schema")
+    actions = workflows.add_subparsers(dest="workflows_command", required=True)
+    check = actions.add_parser(
+        "check", help="validate every workflow file of a folder; exit 1 on any problem"
+    )
+    check.add_argument("folder", type=Path, help="the folder of workflow files")
+    actions.add_parser("schema", help="print the JSON Schema of a workflow file (for editors)")
     return parser
 
 
@@ -71,6 +80,12 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, help="the engine's SQLite file")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--strict",
+        action="store_const",
+        const=True,
+        help="refuse to start if a workflow file has a problem or the folder has none",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -84,6 +99,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("db", "db_path"),
         ("host", "host"),
         ("port", "port"),
+        ("strict", "workflows_strict"),
     ]:
         value = getattr(args, arg, None)
         if value is not None:
@@ -108,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "documents":
             return _check_documents(args.file)
+        if args.command == "workflows":
+            return _workflows(args)
         if args.command == "engine":
             from runcast.engine.server import serve_engine
 
@@ -120,6 +138,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    if args.workflows_command == "schema":
+        from runcast.engine.format import shipped_json_schema
+
+        sys.stdout.write(shipped_json_schema())
+        return 0
+    from runcast.engine.workflow_folder import check_folder
+
+    folder: Path = args.folder
+    if not folder.is_dir():
+        sys.stderr.write(f"{folder}: is not a folder\n")
+        return 1
+    result, lines = check_folder(folder)
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
+    if lines:
+        return 1
+    sys.stdout.write(f"{folder}: {len(result.definitions)} workflows, no problems\n")
+    return 0
 
 
 if __name__ == "__main__":
