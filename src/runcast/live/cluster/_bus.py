@@ -22,7 +22,7 @@ from runcast.live.cluster._codec import (
     run_to_wire,
 )
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
 from runcast.models import Run
 
 logger = logging.getLogger(__name__)
@@ -129,6 +129,7 @@ class RedisChangeBus:
         self.link = link
         self._publish = link.client.register_script(_PUBLISH)
         self._followed: dict[WatchName, _Followed] = {}
+        self._catch_ups: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._state: Literal["new", "open", "closed"] = "new"
@@ -153,12 +154,11 @@ class RedisChangeBus:
         if self._state == "closed":
             return
         self._state = "closed"
-        tasks = [f.catching_up for f in self._followed.values() if f.catching_up is not None]
+        tasks = list(self._catch_ups)
         if self._task is not None:
             tasks.append(self._task)
         for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_task(task)
         self._followed.clear()
 
     async def listening(self) -> None:
@@ -296,12 +296,14 @@ class RedisChangeBus:
     def _catch_up(self, watch: WatchName, followed: _Followed) -> None:
         if followed.catching_up is None and self._state == "open":
             task = asyncio.create_task(self._read_back(watch, followed))
+            self._catch_ups.add(task)
+            task.add_done_callback(self._catch_ups.discard)
             followed.catching_up = task
 
     async def _read_back(self, watch: WatchName, followed: _Followed) -> None:
         """Deliver the changes of ``watch`` after ``last_seq`` from its stream, in order."""
         try:
-            while True:
+            while self._state == "open":
                 epoch = await self.link.call(
                     "catch_up", partial(self.link.client.get, self.link.keys.epoch)
                 )
@@ -333,7 +335,7 @@ class RedisChangeBus:
             followed.catching_up = None
 
     async def _listen(self) -> None:
-        while True:
+        while self._state == "open":
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await self.link.call("subscribe", partial(pubsub.subscribe, self.link.keys.channel))
@@ -348,7 +350,7 @@ class RedisChangeBus:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _receive(self, pubsub: PubSub) -> None:
-        while True:
+        while self._state == "open":
             message = await self.link.call(
                 "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT)
             )

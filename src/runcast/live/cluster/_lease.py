@@ -14,7 +14,7 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ class LeaseKeeper:
             return
         self._state = "closed"
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_task(self._task)
         await self._hand_back(list(self._held))
         self._wanted.clear()
 
@@ -156,7 +155,7 @@ class LeaseKeeper:
             await self._hand_back([watch])
 
     async def _keep(self) -> None:
-        while True:
+        while self._state == "open":
             try:
                 async with asyncio.timeout(self.ttl / 3):
                     await self._wake.wait()

@@ -42,6 +42,19 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it, cancelling again while it runs on.
+
+    redis-py can take a cancellation for a failed command and carry on, so the loops
+    of this package also check their own state, and this asks until they notice.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
+
+
 class ClusterUnavailable(RuncastError):
     """Redis did not answer (or failed) a command; callers fall back to working alone."""
 
@@ -123,14 +136,17 @@ class RedisLink:
             return
         self._state = "closed"
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_task(self._task)
         if self.up:
             with contextlib.suppress(ClusterUnavailable):
                 await self.call(
                     "leave", lambda: self.client.zrem(self.keys.replicas, self.replica_id)
                 )
-        await self.client.aclose()
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                await self.client.aclose()
+        except TimeoutError:
+            logger.debug("cluster: Redis connections closed by timeout")
 
     @property
     def up(self) -> bool:
@@ -153,6 +169,10 @@ class RedisLink:
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
                 result = await command()
         except (RedisError, OSError, TimeoutError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py may report a cancellation as a connection error: keep it one.
+                raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
             self._set_up(False)
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
@@ -160,7 +180,7 @@ class RedisLink:
         return result
 
     async def _keep_beating(self) -> None:
-        while True:
+        while self._state == "open":
             await asyncio.sleep(self.heartbeat)
             if self._health is False:
                 # Connections opened before Redis went are dead; start the return on new ones.

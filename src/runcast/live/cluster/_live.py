@@ -18,7 +18,7 @@ from runcast.live.cluster._budget import ClusterBudget
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
 from runcast.live.cluster._metrics import ClusterMetrics
 from runcast.models import Credentials, Run
 from runcast.readiness import CheckResult
@@ -83,9 +83,11 @@ class ClusterChangeBus:
         self._following: dict[Topic, _Following] = {}
         self._queue: asyncio.Queue[_Publication | _Withdrawal] = asyncio.Queue(PUBLISH_QUEUE)
         self._task: asyncio.Task[None] | None = None
+        self._sending = False
 
     def start(self) -> None:
         """Start the task that sends publications to Redis in order."""
+        self._sending = True
         self._task = asyncio.create_task(self._send(), name="cluster-publisher")
 
     async def aclose(self) -> None:
@@ -98,8 +100,8 @@ class ClusterChangeBus:
                     await self._queue.join()
             except TimeoutError:
                 logger.warning("cluster: %d publications not sent", self._queue.qsize())
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        self._sending = False
+        await stop_task(self._task)
         self._task = None
 
     def watch_name(self, topic: Topic) -> WatchName:
@@ -195,7 +197,7 @@ class ClusterChangeBus:
         self._queue.put_nowait(item)
 
     async def _send(self) -> None:
-        while True:
+        while self._sending:
             item = await self._queue.get()
             try:
                 if isinstance(item, _Withdrawal):
