@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import re
 import sqlite3
 import time
@@ -37,6 +38,7 @@ from runcast.engine._state import RunState, encode, run_from_rows
 from runcast.engine._store import Store, StoreClosed
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.observer import EngineEvents, EngineObserver
+from runcast.engine.schedule import Clock, Scheduler, SystemClock
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -103,6 +105,7 @@ class Engine:
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
         observers: told every run, step and commit event (metrics, traces).
+        clock: the time schedules (``schedule:``) run by; the real one by default.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class Engine:
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
         observers: Sequence[EngineObserver] = (),
+        clock: Clock | None = None,
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
@@ -131,6 +135,7 @@ class Engine:
             events=events,
         )
         self._reserved: set[tuple[str, str]] = set()
+        self._scheduler = Scheduler(self, lambda: self._definitions, clock=clock or SystemClock())
         self._state = "new"
 
     # -- lifetime ----------------------------------------------------------------------
@@ -160,6 +165,7 @@ class Engine:
             self._state = "closed"
             raise
         self._state = "started"
+        self._scheduler.start()
 
     async def _take_lock(self) -> None:
         if self._lock is None:
@@ -178,6 +184,7 @@ class Engine:
         if self._state == "closed":
             return
         self._state = "closed"
+        await self._scheduler.close()
         await self._executor.close()
         await self._store.close()
         self._release_lock()
@@ -240,14 +247,24 @@ class Engine:
         """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on."""
         self._definitions.clear()
         self._definitions.update(definitions)
+        if self._state == "started":
+            self._scheduler.start()  # the new schedules, from now
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
-        return [self._definitions[key].describe() for key in sorted(self._definitions)]
+        return [self._describe(self._definitions[key]) for key in sorted(self._definitions)]
 
     def get_workflow(self, workflow_id: str) -> Workflow:
         """The workflow called ``workflow_id``; raises ``WorkflowNotFound``."""
-        return self._definition(workflow_id).describe()
+        return self._describe(self._definition(workflow_id))
+
+    def _describe(self, definition: WorkflowDefinition) -> Workflow:
+        described = definition.describe()
+        if definition.schedule is None:
+            return described
+        return dataclasses.replace(
+            described, next_scheduled_at=self._scheduler.next_run_at(definition)
+        )
 
     def _definition(self, workflow_id: str) -> WorkflowDefinition:
         definition = self._definitions.get(workflow_id)
