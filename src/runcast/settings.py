@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from runcast.errors import BadUserInput
+from runcast.logs import LOG_FORMATS, LOG_LEVELS
 
 MIB = 1024 * 1024
 ENV_PREFIX = "RUNCAST_"
@@ -78,6 +79,12 @@ class Settings:
     # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
 
+    # persisted queries (Apollo's automatic persisted queries) and trusted documents
+    # (only the operations of this manifest run); a cache size of 0 turns APQ off.
+    persisted_queries_cache_size: int = 1000
+    persisted_queries_cache_bytes: int = 8 * MIB
+    trusted_documents: Path | None = None
+
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
@@ -99,6 +106,10 @@ class Settings:
     log_format: str = "text"  # text | json (one object per line)
     log_level: str = "info"
     access_log: bool = True
+    # per-operation and engine metrics (false: only the live layer's and upstream's series)
+    metrics: bool = True
+    # OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_* configure the exporter)
+    otel: bool = False
 
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
@@ -267,6 +278,8 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "ws_connection_init_timeout": _seconds(600),
     "ws_max_operations": SettingRange(1, 100_000),
     "ws_keepalive_interval": _seconds(3600),
+    "persisted_queries_cache_size": SettingRange(0, 10_000_000),
+    "persisted_queries_cache_bytes": SettingRange(0, 64 * 1024 * MIB, unit="bytes"),
 }
 """The range of each numeric setting; :meth:`Settings.check` enforces them at start-up."""
 
@@ -274,6 +287,8 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     # h11 is the parser whose request heads are bounded by uvicorn too (and it stops reading
     # pipelined requests); httptools is faster (bench/http.py measures both).
     "http_parser": ("h11", "httptools"),
+    "log_format": LOG_FORMATS,
+    "log_level": LOG_LEVELS,
 }
 """The values a setting that names one of a few choices may take."""
 
