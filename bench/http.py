@@ -19,9 +19,14 @@ The table goes to stdout and to ``bench/results/http.md`` (gitignored), the
 profile's collapsed stacks to ``bench/results/http.gateway-read.folded`` (input
 for flamegraph.pl or speedscope). Never run by the test suite. Needs wrk
 (``apt-get install -y wrk``) and, for the profile, py-spy (``pip install py-spy``).
+With ``--observability`` it measures instead what metrics and tracing cost the gateway:
+the same two operations through gateways that differ only in ``RUNCAST_METRICS`` and
+``RUNCAST_OTEL`` (spans exported over OTLP/HTTP to a sink in this process), and through
+one that traces with Strawberry's ``OpenTelemetryExtension`` instead of runcast's spans.
 Usage::
 
     python bench/http.py [--duration S] [--connections N] [--rounds R] [--no-profile]
+    python bench/http.py --observability [--duration S] [--connections N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -130,9 +136,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(name: str, argv: Sequence[str], log: Path, base_url: str) -> Server:
-    """Start ``argv`` in its own session with output to ``log``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start_server(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    base_url: str,
+    env_extra: Mapping[str, str] | None = None,
+) -> Server:
+    """Start ``argv`` in its own session with output to ``log`` (and ``env_extra`` set)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     with log.open("wb") as out:
         process = subprocess.Popen(
             list(argv),
@@ -622,12 +634,31 @@ def render_report(
 # --- main -------------------------------------------------------------------------------------
 
 
+def gateway_argv(args: argparse.Namespace, engine_url: str, port: int) -> list[str]:
+    """The command starting the gateway in front of ``engine_url`` on ``port``."""
+    launcher = [str(args.gateway_launcher)] if args.gateway_launcher else ["-m", "runcast.cli"]
+    return [
+        sys.executable,
+        *launcher,
+        "serve",
+        "--upstream",
+        engine_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 @contextlib.contextmanager
 def servers_running(
-    workdir: Path, workflows: Path, args: argparse.Namespace
-) -> Iterator[tuple[Server, Server]]:
-    """Start the engine and the gateway in front of it; stop both on exit."""
-    engine_port, gateway_port = free_port(), free_port()
+    workdir: Path, workflows: Path, args: argparse.Namespace, parsers: Sequence[str] = ("",)
+) -> Iterator[tuple[Server, list[Server]]]:
+    """Start the engine and one gateway per HTTP parser in front of it; stop all on exit.
+
+    ``""`` starts the gateway with its default parser (``--http-parser`` when given).
+    """
+    engine_port = free_port()
     python = sys.executable
     engine_url = f"http://127.0.0.1:{engine_port}"
     started: list[Server] = []
@@ -652,25 +683,20 @@ def servers_running(
             engine_url,
         )
         started.append(engine)
-        launcher = [str(args.gateway_launcher)] if args.gateway_launcher else ["-m", "runcast.cli"]
-        gateway = start_server(
-            "gateway",
-            [
-                python,
-                *launcher,
-                "serve",
-                "--upstream",
-                engine_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-            ],
-            workdir / "gateway.log",
-            f"http://127.0.0.1:{gateway_port}",
-        )
-        started.append(gateway)
-        yield engine, gateway
+        gateways = []
+        for parser in parsers:
+            port = free_port()
+            chosen = parser or args.http_parser
+            gateway = start_server(
+                f"gateway-{parser}" if parser else "gateway",
+                gateway_argv(args, engine_url, port),
+                workdir / f"gateway-{parser or 'default'}.log",
+                f"http://127.0.0.1:{port}",
+                {"RUNCAST_HTTP_PARSER": chosen} if chosen else None,
+            )
+            started.append(gateway)
+            gateways.append(gateway)
+        yield engine, gateways
     finally:
         for server in reversed(started):
             stop_server(server)
@@ -692,10 +718,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "arguments; for A/B runs of a patched gateway)",
     )
     parser.add_argument(
+        "--http-parser",
+        choices=["h11", "httptools"],
+        help="the gateway's HTTP parser (RUNCAST_HTTP_PARSER; default: the gateway's own)",
+    )
+    parser.add_argument(
+        "--compare-parsers",
+        action="store_true",
+        help="instead: the GraphQL read through two gateways, h11 and httptools, in one run",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS_DIR / "http.md",
         help="where to write the markdown report (default bench/results/http.md)",
+    )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure the cost of metrics and of tracing instead of the gateway vs REST",
     )
     args = parser.parse_args(argv)
 
@@ -719,8 +760,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.gateway_launcher:
         command += " " + shlex.join(["--gateway-launcher", str(args.gateway_launcher)])
+    if args.observability:
+        command += " --observability"
+    if args.http_parser:
+        command += f" --http-parser {args.http_parser}"
+    if args.compare_parsers:
+        command += " --compare-parsers"
     workdir = Path(tempfile.mkdtemp(prefix="runcast-bench-"))
     try:
+        if args.observability:
+            return _run_observability(args, workdir, command)
         return _run(args, workdir, command)
     except BenchError as exc:
         print(f"bench/http.py: {exc}", file=sys.stderr)
@@ -736,8 +785,10 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     load_before = os.getloadavg()[0]
     workflows, workflows_note = TEST_WORKFLOWS, "tests/workflows"
 
+    if args.compare_parsers:
+        return compare_parsers(args, workdir, command)
     with (
-        servers_running(workdir, workflows, args) as (engine, gateway),
+        servers_running(workdir, workflows, args) as (engine, [gateway]),
         httpx.Client(timeout=10.0) as client,
     ):
         wait_ready(engine, client, ["/api/v1/workflows"])
@@ -842,6 +893,306 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     if any(m.errors for _, rest, gw in pairs for m in (rest, gw)):
         print("warning: some requests failed (see the errors column)", file=sys.stderr)
     return 0
+
+
+# --- observability: what metrics and tracing cost the gateway ------------------------------
+
+STRAWBERRY_OTEL_LAUNCHER = ROOT / "bench" / "_strawberry_otel_gateway.py"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One gateway configuration: its label, extra environment and launcher."""
+
+    label: str
+    env: Mapping[str, str]
+    launcher: Path | None = None
+
+
+OBSERVABILITY_VARIANTS = (
+    Variant("metrics off, tracing off", {"RUNCAST_METRICS": "false"}),
+    Variant("metrics on, tracing off (the default)", {}),
+    Variant("metrics on, tracing on (runcast's spans)", {"RUNCAST_OTEL": "1"}),
+    Variant(
+        "metrics on, tracing on (Strawberry's OpenTelemetryExtension)",
+        {"RUNCAST_OTEL": "1"},
+        STRAWBERRY_OTEL_LAUNCHER,
+    ),
+)
+BASELINE_VARIANT = 1
+"""The variant the others are compared with: the default configuration."""
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP exports in a thread of this process and counts them."""
+
+    def __init__(self) -> None:
+        import http.server  # here: this file's folder is off sys.path by now (see above)
+
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                sink.exports += 1
+                sink.bytes += length
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpSink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def engine_argv(workdir: Path, workflows: Path, port: int) -> list[str]:
+    """``runcast engine`` on a temporary database."""
+    return [
+        sys.executable,
+        *("-m", "runcast.cli", "engine", "--db", str(workdir / "engine.db")),
+        *("--workflows", str(workflows), "--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def variant_gateway_argv(engine_url: str, port: int, launcher: Path | None) -> list[str]:
+    """``runcast serve`` in front of the engine (or the same through ``launcher``)."""
+    start = [str(launcher)] if launcher else ["-m", "runcast.cli"]
+    return [
+        sys.executable,
+        *start,
+        *("serve", "--upstream", engine_url, "--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def operation_targets(graphql_url: str, instance_id: str) -> list[tuple[str, Target]]:
+    """The read and the trigger, as GraphQL requests to the gateway."""
+    variables = {"workflowId": WORKFLOW_ID, "instanceId": instance_id}
+    trigger = {"workflowId": WORKFLOW_ID, "input": TRIGGER_INPUT}
+    return [
+        (
+            "read a run",
+            Target(
+                "run", graphql_url, "POST", json.dumps({"query": RUN_QUERY, "variables": variables})
+            ),
+        ),
+        (
+            "trigger a run",
+            Target(
+                "triggerRun",
+                graphql_url,
+                "POST",
+                json.dumps({"query": TRIGGER_MUTATION, "variables": trigger}),
+            ),
+        ),
+    ]
+
+
+def measure_variant(
+    variant: Variant,
+    engine: Server,
+    workdir: Path,
+    client: httpx.Client,
+    sink: OtlpSink,
+    args: argparse.Namespace,
+) -> dict[str, Measurement]:
+    """Start a gateway configured as ``variant``, load each operation, stop it."""
+    port = free_port()
+    env = {**variant.env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "RUNCAST_ACCESS_LOG": "false"}
+    gateway = start_server(
+        "gateway",
+        variant_gateway_argv(engine.base_url, port, variant.launcher),
+        workdir / f"gateway-{port}.log",
+        f"http://127.0.0.1:{port}",
+        env,
+    )
+    found: dict[str, Measurement] = {}
+    try:
+        wait_ready(gateway, client, ["/healthz", "/readyz"])
+        graphql_url = gateway.base_url + "/graphql"
+        instance_id = create_completed_run(client, graphql_url)
+        for name, target in operation_targets(graphql_url, instance_id):
+            check_target(client, target)
+            wait_idle([engine, gateway])
+            if args.warmup > 0:
+                run_wrk(target, duration=args.warmup, connections=args.connections)
+                wait_idle([engine, gateway])
+            m = measure(
+                target, [engine, gateway], duration=args.duration, connections=args.connections
+            )
+            print(
+                f"  {variant.label} / {name}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, "
+                f"gateway CPU {m.cpu_ms_per_request.get('gateway', 0.0):.3f} ms/req",
+                flush=True,
+            )
+            found[name] = m
+    finally:
+        stop_server(gateway)
+    return found
+
+
+def render_observability_report(
+    results: Mapping[tuple[int, str], Measurement],
+    *,
+    command: str,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    exports: int,
+) -> str:
+    """The markdown table of every variant and operation, with ratios to the default."""
+    lines = [
+        "## The cost of metrics and tracing (`bench/http.py --observability`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores; gateway over `runcast engine` (AwaitStep adapter), access "
+        f"log off, wrk 1 thread {args.connections} connections, {args.duration:g} s per "
+        f"measurement after {args.warmup:g} s warm-up, median of {args.rounds} round(s), the "
+        f"variants alternating order. Load average {load[0]:.1f} before, {load[1]:.1f} after. "
+        f"Spans went over OTLP/HTTP to a sink in the benchmark ({exports} exports).",
+        "",
+        "| gateway | operation | req/s | p50 ms | p99 ms | gateway CPU ms/req "
+        "| CPU x default | req/s x default |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("read a run", "trigger a run"):
+        base = results[(BASELINE_VARIANT, name)]
+        base_cpu = base.cpu_ms_per_request.get("gateway", 0.0)
+        for index, variant in enumerate(OBSERVABILITY_VARIANTS):
+            m = results[(index, name)]
+            cpu = m.cpu_ms_per_request.get("gateway", 0.0)
+            lines.append(
+                f"| {variant.label} | {name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+                f"| {cpu:.3f} | {ratio(cpu, base_cpu)} | {ratio(m.rps, base.rps)} |"
+            )
+    lines += ["", "Reproduce:", "", "```sh", command, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _run_observability(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    load_before = os.getloadavg()[0]
+    samples: dict[tuple[int, str], list[Measurement]] = collections.defaultdict(list)
+    engine_port = free_port()
+    with OtlpSink() as sink, httpx.Client(timeout=10.0) as client:
+        engine = start_server(
+            "engine",
+            engine_argv(workdir, TEST_WORKFLOWS, engine_port),
+            workdir / "engine.log",
+            f"http://127.0.0.1:{engine_port}",
+        )
+        try:
+            wait_ready(engine, client, ["/api/v1/workflows"])
+            for round_index in range(args.rounds):
+                order = list(enumerate(OBSERVABILITY_VARIANTS))
+                if round_index % 2:
+                    order.reverse()
+                for index, variant in order:
+                    for name, m in measure_variant(
+                        variant, engine, workdir, client, sink, args
+                    ).items():
+                        samples[(index, name)].append(m)
+        finally:
+            stop_server(engine)
+        exports = sink.exports
+    results = {key: median_measurement(ms) for key, ms in samples.items()}
+    report = render_observability_report(
+        results,
+        command=command,
+        args=args,
+        load=(load_before, os.getloadavg()[0]),
+        exports=exports,
+    )
+    print()
+    print(report)
+    output: Path = args.output.with_name("http-observability.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report)
+    print(f"written to {output}")
+    return 0
+
+
+PARSERS = ("h11", "httptools")
+
+
+def compare_parsers(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    """The GraphQL read through a gateway on each HTTP parser, rounds alternating; a table."""
+    load_before = os.getloadavg()[0]
+    with (
+        servers_running(workdir, TEST_WORKFLOWS, args, PARSERS) as (engine, gateways),
+        httpx.Client(timeout=10.0) as client,
+    ):
+        wait_ready(engine, client, ["/api/v1/workflows"])
+        for gateway in gateways:
+            wait_ready(gateway, client, ["/healthz", "/readyz"])
+        instance_id = create_completed_run(client, gateways[0].base_url + "/graphql")
+        body = json.dumps(
+            {
+                "query": RUN_QUERY,
+                "variables": {"workflowId": WORKFLOW_ID, "instanceId": instance_id},
+            }
+        )
+        targets = [
+            Target(f"GraphQL read via gateway ({p})", g.base_url + "/graphql", "POST", body)
+            for p, g in zip(PARSERS, gateways, strict=True)
+        ]
+        samples: dict[str, list[Measurement]] = {p: [] for p in PARSERS}
+        servers = (engine, *gateways)
+        for round_index in range(max(args.rounds, 1)):
+            order = list(zip(PARSERS, targets, strict=True))
+            if round_index % 2:
+                order.reverse()
+            for parser, target in order:
+                check_target(client, target)
+                wait_idle(servers)
+                if args.warmup > 0:
+                    run_wrk(target, duration=args.warmup, connections=args.connections)
+                    wait_idle(servers)
+                m = measure(target, servers, duration=args.duration, connections=args.connections)
+                print(f"  {parser}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms", flush=True)
+                samples[parser].append(m)
+    medians = {p: median_measurement(samples[p]) for p in PARSERS}
+    report = render_parser_report(medians, command, (load_before, os.getloadavg()[0]))
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".parsers.md").write_text(report)
+    return 0
+
+
+def render_parser_report(
+    medians: Mapping[str, Measurement], command: str, load: tuple[float, float]
+) -> str:
+    """The markdown table of :func:`compare_parsers`, httptools as the baseline."""
+    base = medians["httptools"]
+    lines = [
+        "## HTTP parser: h11 (bounded request heads) vs httptools (`bench/http.py`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after.",
+        "",
+        "| parser | req/s | p50 ms | p99 ms | gateway CPU ms/req | vs httptools (CPU) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for parser, m in medians.items():
+        cpu = m.cpu_ms_per_request.get(f"gateway-{parser}", 0.0)
+        base_cpu = base.cpu_ms_per_request.get("gateway-httptools", 0.0)
+        lines.append(
+            f"| {parser} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {cpu:.3f} "
+            f"| {ratio(cpu, base_cpu)} |"
+        )
+    return "\n".join([*lines, "", "Reproduce:", "", "```sh", command, "```", ""])
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -27,15 +28,25 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from runcast._connection_guard import ConnectionLimits, guarded_protocol
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.errors import RuncastError, UpstreamError
 from runcast.live import LiveHub
+from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
-from runcast.schema import build_schema
+from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, UpstreamCheck
+from runcast.schema import ExtensionFactory, build_schema
+from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
 from runcast.upstream import RunAPI
+
+if TYPE_CHECKING:
+    import httpx
+
+    from runcast.engine.observer import EngineObserver
+    from runcast.tracing import Tracing
 
 logger = logging.getLogger("runcast.app")
 
@@ -211,6 +222,8 @@ def check_settings(settings: Settings) -> None:
             an unreadable workflows folder, or an allowed host that is not a name.
     """
     HostPolicy(settings.allowed_hosts, bind_host=settings.host)
+    parse_log_format(settings.log_format)
+    parse_log_level(settings.log_level)
     upstream = settings.upstream
     if upstream == "embedded":
         folder = settings.workflows_dir
@@ -236,13 +249,14 @@ def check_settings(settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_upstream(
-    settings: Settings, *, metrics: Metrics | None = None
+    settings: Settings, *, metrics: Metrics | None = None, tracing: Tracing | None = None
 ) -> AsyncIterator[RunAPI]:
     """Open the upstream ``settings`` name, and close it (and its engine or client) on exit.
 
     Args:
         settings: which upstream, and its timeouts and limits.
         metrics: counts every HTTP attempt to an HTTP upstream, when given.
+        tracing: makes spans of upstream HTTP calls (or of the embedded engine's runs).
 
     Raises:
         ConfigurationError: see :func:`check_settings`.
@@ -250,9 +264,14 @@ async def open_upstream(
     check_settings(settings)
     upstream = settings.upstream
     if upstream == "embedded":
-        async with _embedded_upstream(settings) as local:
+        engine_metrics = metrics if settings.metrics else None
+        async with _embedded_upstream(settings, metrics=engine_metrics, tracing=tracing) as local:
             yield local
         return
+    import httpx
+
+    from runcast.upstream._http import UPSTREAM_LIMITS, pooled_transport
+
     parts = urlsplit(upstream)
     on_request = metrics.observe_upstream_request if metrics is not None else None
     adapter: RunAPI
@@ -265,27 +284,62 @@ async def open_upstream(
             token=settings.cloudflare_token,
             settings=settings,
             on_request=on_request,
+            transport=_traced(
+                tracing, "cloudflare", lambda: httpx.AsyncHTTPTransport(limits=UPSTREAM_LIMITS)
+            ),
         )
     else:
         from runcast.upstream.awaitstep import AwaitStepUpstream
 
-        adapter = AwaitStepUpstream(upstream, settings=settings, on_request=on_request)
+        adapter = AwaitStepUpstream(
+            upstream,
+            settings=settings,
+            on_request=on_request,
+            transport=_traced(tracing, "awaitstep", pooled_transport),
+        )
     try:
         yield adapter
     finally:
         await adapter.aclose()
 
 
+def _traced(
+    tracing: Tracing | None, peer: str, inner: Callable[[], httpx.AsyncBaseTransport]
+) -> httpx.AsyncBaseTransport | None:
+    """``inner()`` with a span per HTTP attempt while tracing; ``None`` (the default) if not."""
+    if tracing is None:
+        return None
+    from runcast.tracing import TracingTransport
+
+    return TracingTransport(inner(), tracer=tracing.tracer("runcast.upstream"), peer=peer)
+
+
+def _engine_observers(metrics: Metrics | None, tracing: Tracing | None) -> list[EngineObserver]:
+    observers: list[EngineObserver] = []
+    if metrics is not None:
+        observers.append(metrics.engine_metrics())
+    if tracing is not None:
+        from runcast.engine.tracing import EngineTracing
+
+        observers.append(EngineTracing(tracing.tracer("runcast.engine")))
+    return observers
+
+
 @asynccontextmanager
-async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
+async def _embedded_upstream(
+    settings: Settings, *, metrics: Metrics | None, tracing: Tracing | None
+) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
-    loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
-    for problem in loaded.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        logger.warning("skipped workflow %s: %s", where, problem.message)
+    def warn(line: str) -> None:
+        logger.warning("%s", line)
+
+    folder = settings.workflows_dir
+    loaded = await asyncio.to_thread(
+        load_folder, folder, strict=settings.workflows_strict, warn=warn
+    )
     db_path = settings.db_path or default_db_path()
     try:
         await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
@@ -298,9 +352,16 @@ async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        observers=_engine_observers(metrics, tracing),
     )
-    async with engine:
-        local = LocalUpstream(engine, api_keys=settings.engine_api_keys)
+    async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
+        if metrics is not None:
+            metrics.engine_metrics().watch(engine)
+        local = LocalUpstream(
+            engine,
+            api_keys=settings.engine_api_keys,
+            on_request=metrics.observe_upstream_request if metrics is not None else None,
+        )
         try:
             yield local
         finally:
@@ -326,7 +387,11 @@ class _Resources:
 
 
 def create_app(
-    settings: Settings, *, upstream: RunAPI | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    upstream: RunAPI | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -335,42 +400,54 @@ def create_app(
         upstream: an already open run API to use instead of the one ``settings``
             names; its lifetime stays with the caller.
         metrics: the registry ``/metrics`` serves; a new one when ``None``.
+        tracing: where spans go (its lifetime stays with the caller); when ``None`` and
+            ``settings.otel`` is set, the app exports over OTLP and closes it in its lifespan.
 
     Returns:
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
-    schema = build_schema(settings)
     resources = _Resources()
     metrics = metrics or Metrics()
+    owns_tracing = tracing is None and settings.otel
+    if owns_tracing:
+        from runcast.tracing import Tracing
+
+        tracing = Tracing.from_environment()
+    recorder = metrics if settings.metrics else None
+    observers: list[ExtensionFactory] = [lambda: OperationTelemetry(recorder=recorder)]
+    if tracing is not None:
+        observers.append(_operation_tracing(tracing))
+    schema = build_schema(settings, observers=observers)
+    readiness = Readiness()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if owns_tracing and tracing is not None:
+                stack.push_async_callback(tracing.aclose)
             opened = upstream
             if opened is None:
-                opened = await stack.enter_async_context(open_upstream(settings, metrics=metrics))
+                opened = await stack.enter_async_context(
+                    open_upstream(settings, metrics=metrics, tracing=tracing)
+                )
             resources.upstream = opened
             stack.callback(setattr, resources, "upstream", None)
             resources.live = await stack.enter_async_context(
                 LiveHub(opened, settings, metrics=metrics)
             )
             stack.callback(setattr, resources, "live", None)
+            _add_checks(readiness, opened, resources.live)
+            stack.callback(readiness.checks.clear)
             yield
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            await resources.upstream.ping()
-        except RuncastError as exc:
-            return JSONResponse(
-                {"status": "unavailable", "upstream": exc.message, "code": exc.code},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ok", "upstream": resources.upstream.name})
+        body, ready = await readiness.answer(resources.upstream.name)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -397,10 +474,56 @@ def create_app(
                 max_age=600,
             )
         )
+    if tracing is not None:
+        from runcast.tracing import TracingMiddleware
+
+        middleware.append(Middleware(TracingMiddleware, tracer=tracing.tracer("runcast.gateway")))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.readiness = readiness
     return app
+
+
+def _operation_tracing(tracing: Tracing) -> ExtensionFactory:
+    from runcast.schema._telemetry import OperationTracing
+
+    tracer = tracing.tracer("runcast.graphql")
+    return lambda: OperationTracing(tracer=tracer)
+
+
+def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
+    """The ``/readyz`` checks for what the lifespan opened.
+
+    A shared change bus (Redis) adds its check here too, with ``readiness.add``.
+    """
+    readiness.add(UpstreamCheck(upstream))
+    from runcast.upstream.local import LocalUpstream
+
+    if isinstance(upstream, LocalUpstream):
+        readiness.add(EngineStoreCheck(upstream.engine))
+    if not live.pushes:
+        readiness.add(BudgetCheck(live.budget))
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments holding connections to the settings' limits.
+
+    The HTTP protocol refuses oversized heads (431), closes connections slow to send
+    one, and refuses connections over the cap (503); see ``runcast._connection_guard``.
+    """
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+    return {
+        "http": guarded_protocol(settings.http_parser, limits),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.idle_timeout,
+        # SIGTERM stops the server within this even with WebSockets open.
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -434,6 +557,11 @@ def serve(settings: Settings) -> int:
             folder, unusable database path, port in use).
     """
     check_settings(settings)
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     sock = bind_socket(settings.host, settings.port)
     try:
         return asyncio.run(_serve(settings, sock))
@@ -445,16 +573,28 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     import uvicorn
 
     metrics = Metrics()
-    async with open_upstream(settings, metrics=metrics) as upstream:
+    tracing = None
+    if settings.otel:
+        from runcast.tracing import Tracing
+
+        tracing = Tracing.from_environment()
+    async with AsyncExitStack() as stack:
+        if tracing is not None:
+            stack.push_async_callback(tracing.aclose)
+        upstream = await stack.enter_async_context(
+            open_upstream(settings, metrics=metrics, tracing=tracing)
+        )
         config = uvicorn.Config(
-            create_app(settings, upstream=upstream, metrics=metrics),
+            create_app(settings, upstream=upstream, metrics=metrics, tracing=tracing),
             lifespan="on",
-            log_level="info",
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
             ws_ping_interval=20.0,
             # A GraphQL document over WebSocket is held to the same limit as a POST body.
             ws_max_size=settings.max_body_bytes,
             # Off by default: zlib state per connection is most of a subscriber's memory.
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            **connection_options(settings),
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

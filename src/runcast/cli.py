@@ -1,4 +1,5 @@
-"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL."""
+"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL,
+check workflow files and print their JSON Schema."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runcast.errors import RuncastError
-from runcast.settings import Settings
+from runcast.settings import Settings, settings_reference, unknown_variables
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    commands.add_parser("settings", help="print every setting with its default and range")
+
+    workflows = commands.add_parser("workflows", help="check workflow files, print their schema")
+    actions = workflows.add_subparsers(dest="workflows_command", required=True)
+    check = actions.add_parser(
+        "check", help="validate every workflow file of a folder; exit 1 on any problem"
+    )
+    check.add_argument("folder", type=Path, help="the folder of workflow files")
+    actions.add_parser("schema", help="print the JSON Schema of a workflow file (for editors)")
     return parser
 
 
@@ -42,9 +52,17 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, help="the engine's SQLite file")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--strict",
+        action="store_const",
+        const=True,
+        help="refuse to start if a workflow file has a problem or the folder has none",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    for warning in unknown_variables():
+        sys.stderr.write(f"runcast: warning: {warning}\n")
     settings = Settings.from_env()
     changes: dict[str, object] = {}
     for arg, name in [
@@ -53,13 +71,14 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("db", "db_path"),
         ("host", "host"),
         ("port", "port"),
+        ("strict", "workflows_strict"),
     ]:
         value = getattr(args, arg, None)
         if value is not None:
             changes[name] = value
     if getattr(args, "api_keys", None):
         changes["engine_api_keys"] = tuple(args.api_keys)
-    return settings.replace(**changes)
+    return settings.replace(**changes).check()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,11 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
+        if args.command == "settings":
+            sys.stdout.write(settings_reference() + "\n")
+            return 0
         if args.command == "schema":
             from runcast.schema import print_schema
 
             sys.stdout.write(print_schema() + "\n")
             return 0
+        if args.command == "workflows":
+            return _workflows(args)
         if args.command == "engine":
             from runcast.engine.server import serve_engine
 
@@ -84,6 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    if args.workflows_command == "schema":
+        from runcast.engine.format import shipped_json_schema
+
+        sys.stdout.write(shipped_json_schema())
+        return 0
+    from runcast.engine.workflow_folder import check_folder
+
+    folder: Path = args.folder
+    if not folder.is_dir():
+        sys.stderr.write(f"{folder}: is not a folder\n")
+        return 1
+    result, lines = check_folder(folder)
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
+    if lines:
+        return 1
+    sys.stdout.write(f"{folder}: {len(result.definitions)} workflows, no problems\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -30,11 +29,13 @@ import httpx
 from ulid import ULID
 
 from runcast.engine import _store
+from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
-from runcast.engine._store import Store
+from runcast.engine._store import Store, StoreClosed
 from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -45,6 +46,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 __all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
@@ -52,9 +54,8 @@ __all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnu
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
 """The largest ``limit`` of ``list_runs``."""
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+INSTANCE_ID_PATTERN = ID_PATTERN
 """What a caller-given instance id must look like (otherwise a ULID is made)."""
-MAX_EVENT_TYPE_LENGTH = 256
 
 RunListener = Callable[[Run], None]
 
@@ -100,6 +101,7 @@ class Engine:
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
+        observers: told every run, step and commit event (metrics, traces).
     """
 
     def __init__(
@@ -110,16 +112,22 @@ class Engine:
         max_running: int = 1000,
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
+        observers: Sequence[EngineObserver] = (),
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self._definitions = dict(definitions)
         self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
-        self._store = Store(db_path)
+        events = EngineEvents(observers)
+        self._store = Store(db_path, on_commit=events.committed if observers else None)
         self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
         self._executor = Executor(
-            self._store, self._definitions, max_running=max_running, http_client=http_client
+            self._store,
+            self._definitions,
+            max_running=max_running,
+            http_client=http_client,
+            events=events,
         )
         self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
@@ -185,6 +193,32 @@ class Engine:
     ) -> None:
         await self.aclose()
 
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a free slot."""
+        return self._executor.queue_depth
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs (at most ``max_running``)."""
+        return self._executor.running_slots
+
+    async def check_store(self, *, within: float = 2.0) -> str | None:
+        """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
+        if self._state != "started":
+            return f"the engine is {self._state}"
+        problem = self._store.health()
+        if problem is not None:
+            return problem
+        try:
+            async with asyncio.timeout(within):
+                await self._store.run(_select_one)
+        except TimeoutError:
+            return f"the store did not answer within {within:g}s"
+        except (sqlite3.Error, StoreClosed) as exc:
+            return str(exc)
+        return None
+
     def _check_started(self) -> None:
         if self._state != "started":
             raise RuntimeError(f"the engine is not started (it is {self._state})")
@@ -200,6 +234,11 @@ class Engine:
     def definitions(self) -> Mapping[str, WorkflowDefinition]:
         """The loaded workflow definitions, by id (read-only)."""
         return MappingProxyType(self._definitions)
+
+    def replace_definitions(self, definitions: Mapping[str, WorkflowDefinition]) -> None:
+        """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on."""
+        self._definitions.clear()
+        self._definitions.update(definitions)
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
@@ -225,7 +264,8 @@ class Engine:
         Raises:
             WorkflowNotFound: no such workflow.
             NotTriggerable: the workflow is a script (the message names its URL).
-            BadUserInput: ``instance_id`` is malformed or ``input`` is not JSON.
+            BadUserInput: ``instance_id`` is malformed, ``input`` is not JSON or does not
+                match the workflow's ``input_schema`` (the message names the JSON path).
             PayloadTooLarge: ``input`` is over ``max_event_payload_bytes``.
             AlreadyExists: the workflow already has a run called ``instance_id``.
         """
@@ -241,6 +281,12 @@ class Engine:
                 " '_' or '-', not starting with '-'"
             )
         input_json = None if input is None else self._encode_limited(input, "run input")
+        if definition.input_schema is not None:
+            problem = input_problem(definition.input_schema, input)
+            if problem is not None:
+                raise BadUserInput(
+                    f"input does not match the input_schema of {workflow_id!r}: {problem}"
+                )
         key = (workflow_id, instance_id)
         if key in self._executor.active or key in self._reserved:
             raise AlreadyExists(workflow_id, instance_id)
@@ -354,7 +400,8 @@ class Engine:
         """Give the run an event; its first wait for ``event_type`` gets it (FIFO per type).
 
         Raises:
-            BadUserInput: ``event_type`` is empty or ``payload`` is not JSON.
+            BadUserInput: ``event_type`` is empty or no wait of the run's workflow waits
+                for it (the message lists those that do), or ``payload`` is not JSON.
             PayloadTooLarge: the JSON-encoded payload is over ``max_event_payload_bytes``.
             RunFinished: the run has finished.
         """
@@ -365,6 +412,13 @@ class Engine:
             raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
         text = self._encode_limited(payload, "event payload")
         run = await self._active_run(workflow_id, instance_id)
+        accepted = run.definition.event_types
+        if event_type not in accepted:
+            listed = ", ".join(repr(name) for name in accepted) or "none (it waits for no event)"
+            raise BadUserInput(
+                f"run {instance_id!r} of {workflow_id!r} waits for no event {event_type!r};"
+                f" event types it accepts: {listed}"
+            )
         await self._executor.send_event(run, event_type, text)
         return run.to_model()
 
@@ -457,6 +511,10 @@ class Engine:
                 limit=limit,
             )
         return text
+
+
+def _select_one(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:

@@ -34,19 +34,21 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.engine import format_size
+from runcast.engine.observer import EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -60,6 +62,9 @@ from runcast.errors import (
 )
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
 from runcast.settings import MIB, Settings, default_engine_db_path
+
+if TYPE_CHECKING:
+    from runcast.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -446,15 +451,18 @@ def serve_engine(settings: Settings) -> int:
         EngineConfigurationError: the folder, the database folder or the port is unusable.
         DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
     """
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder
+    from runcast.logs import configure_logging, parse_log_format, parse_log_level
 
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     folder = settings.workflows_dir
     if folder is not None and not folder.is_dir():
         raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
-    result = load_workflows(folder)
-    for problem in result.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        sys.stderr.write(f"runcast engine: skipped {where}: {problem.message}\n")
+    result = load_folder(folder, strict=settings.workflows_strict, warn=_warn)
 
     db_path = settings.db_path or default_engine_db_path()
     try:
@@ -471,6 +479,10 @@ def serve_engine(settings: Settings) -> int:
         sock.close()
 
 
+def _warn(line: str) -> None:
+    sys.stderr.write(f"{line}\n")
+
+
 async def _serve_engine(
     settings: Settings,
     definitions: Mapping[str, WorkflowDefinition],
@@ -480,14 +492,21 @@ async def _serve_engine(
     import uvicorn
 
     from runcast.engine.cloudflare_api import cloudflare_mount
+    from runcast.engine.workflow_folder import reloading
 
-    engine = Engine(
-        definitions,
-        db_path=db_path,
-        max_running=settings.max_running,
-        max_event_payload_bytes=settings.max_event_payload_bytes,
-    )
-    async with engine:
+    async with contextlib.AsyncExitStack() as stack:
+        tracing = await _open_tracing(settings, stack)
+        engine = Engine(
+            definitions,
+            db_path=db_path,
+            max_running=settings.max_running,
+            max_event_payload_bytes=settings.max_event_payload_bytes,
+            observers=_tracing_observers(tracing),
+        )
+        await stack.enter_async_context(engine)
+        await stack.enter_async_context(
+            reloading(engine, settings.workflows_dir, enabled=settings.workflows_reload, warn=_warn)
+        )
         app = create_engine_app(
             engine,
             api_keys=settings.engine_api_keys,
@@ -499,10 +518,20 @@ async def _serve_engine(
                 engine,
                 api_tokens=settings.engine_api_keys,
                 max_event_payload_bytes=settings.max_event_payload_bytes,
-                definitions=definitions,
             ),
         )
-        config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
+        served: ASGIApp = app
+        if tracing is not None:
+            from runcast.tracing import TracingMiddleware
+
+            served = TracingMiddleware(app, tracer=tracing.tracer("runcast.engine.server"))
+        config = uvicorn.Config(
+            served,
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         port = sock.getsockname()[1]
@@ -516,3 +545,22 @@ async def _serve_engine(
         freeze_startup_objects()
         await server.serve(sockets=[sock])
         return 0 if server.started else 1
+
+
+async def _open_tracing(settings: Settings, stack: contextlib.AsyncExitStack) -> Tracing | None:
+    """OTLP export while ``settings.otel``; closed (flushed) by ``stack``."""
+    if not settings.otel:
+        return None
+    from runcast.tracing import Tracing
+
+    tracing = Tracing.from_environment(service_name="runcast-engine")
+    stack.push_async_callback(tracing.aclose)
+    return tracing
+
+
+def _tracing_observers(tracing: Tracing | None) -> list[EngineObserver]:
+    if tracing is None:
+        return []
+    from runcast.engine.tracing import EngineTracing
+
+    return [EngineTracing(tracing.tracer("runcast.engine"))]
