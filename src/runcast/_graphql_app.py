@@ -11,6 +11,7 @@ What this adds to ``strawberry.asgi.GraphQL``:
 - The caller's ``Authorization`` (HTTP header, or the ``connection_init``
   payload on WebSockets) becomes the context's ``Credentials``.
 - A connection-init timeout for the legacy ``graphql-ws`` protocol too.
+- GraphiQL says so when its CDN assets could not load, and links to the dashboard.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from runcast._graphiql import with_offline_notice
 from runcast.live import LiveHub
 from runcast.models import ANONYMOUS, Credentials
 from runcast.resolvers import GraphQLContext
@@ -155,6 +157,14 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         )
         self.settings = settings
         self.resources = resources
+        self._graphiql_page = with_offline_notice(
+            super().graphql_ide_html, dashboard_url="/" if settings.dashboard else None
+        )
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL's page, which says plainly when its CDN assets could not load."""
+        return self._graphiql_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -51,6 +51,8 @@ class Settings:
     # Host names the gateway answers to besides IP addresses, localhost and ``host``
     # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
+    # The browser dashboard at / and /ui/ (static files speaking the public GraphQL API).
+    dashboard: bool = True
 
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
