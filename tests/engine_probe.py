@@ -69,3 +69,13 @@ def stuck(context: Mapping[str, Any]) -> str:
     """Block this thread until ``UNSTICK`` is set: a sync step that hangs."""
     UNSTICK.wait()
     return "unstuck"
+
+
+def die(context: Mapping[str, Any]) -> str:
+    """Record step ``d`` and end this process at once, as the OOM killer would."""
+    import os
+    import signal
+
+    _record(context, "d")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "unreachable"

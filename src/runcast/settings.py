@@ -16,8 +16,17 @@ MIB = 1024 * 1024
 
 
 def default_db_path() -> Path:
-    """Where the embedded engine keeps its SQLite file unless told otherwise."""
+    """Where ``runcast serve``'s embedded engine keeps its SQLite file unless told otherwise."""
     return Path(platformdirs.user_data_dir("runcast")) / "runcast.db"
+
+
+def default_engine_db_path() -> Path:
+    """Where ``runcast engine`` keeps its SQLite file unless told otherwise.
+
+    Not ``default_db_path()``: one database has one owner, so ``runcast serve`` and
+    ``runcast engine`` started side by side with no ``--db`` each get their own file.
+    """
+    return Path(platformdirs.user_data_dir("runcast")) / "engine.db"
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,8 @@ class Settings:
             (``http(s)://host/...``), or ``cloudflare://ACCOUNT_ID``.
         workflows_dir: folder of workflow definitions for the embedded engine;
             ``None`` loads the demo set shipped with the package.
-        db_path: the embedded engine's SQLite file; ``None`` means ``default_db_path()``.
+        db_path: the embedded engine's SQLite file; ``None`` means ``default_db_path()``
+            for ``runcast serve`` and ``default_engine_db_path()`` for ``runcast engine``.
     """
 
     upstream: str = "embedded"

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from runcast.engine.engine import DatabaseUnusable, Engine
+from runcast.engine.engine import DatabaseInUse, DatabaseUnusable, Engine
 from runcast.engine.loader import (
     LoadProblem,
     LoadResult,
@@ -15,6 +15,7 @@ from runcast.engine.loader import (
 )
 
 __all__ = [
+    "DatabaseInUse",
     "DatabaseUnusable",
     "Engine",
     "LoadProblem",

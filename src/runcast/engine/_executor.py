@@ -57,7 +57,14 @@ from runcast.engine.definitions import (
 from runcast.errors import RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
-__all__ = ["DEFAULT_STEP_TIMEOUT", "Executor", "RunListener", "format_duration"]
+__all__ = [
+    "DEFAULT_STEP_TIMEOUT",
+    "Executor",
+    "RunListener",
+    "attempts_allowed",
+    "died_message",
+    "format_duration",
+]
 
 log = logging.getLogger("runcast.engine")
 
@@ -67,6 +74,23 @@ DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
 """Wall time per attempt of a step that sets no ``timeout`` (the AwaitStep limit)."""
 
 _TERMINAL_VALUES = [status.value for status in TERMINAL_STATUSES]
+
+
+def attempts_allowed(node: StepNode) -> int:
+    """How many attempts of ``node`` may start, attempts cut by a crash included.
+
+    ``retries.limit + 1``, but at least 2: one crash of the engine during a step
+    without retries re-runs it once instead of failing the run.
+    """
+    return max(node.retries.limit + 1, 2)
+
+
+def died_message(node: StepNode, attempts: int) -> str:
+    """The error of a run whose step's last attempt ended with the death of the process."""
+    return (
+        f"step {node.name!r} did not finish: the engine's process died during attempt"
+        f" {attempts} of {attempts_allowed(node)}, so it is not run again"
+    )
 
 
 def format_duration(delta: timedelta) -> str:
@@ -388,11 +412,12 @@ class Executor:
         while True:
             if step.status == STEP_RETRYING:
                 await self._suspend(run, step, RunStatus.WAITING, lambda: False)
-                attempt = step.attempts + 1
-            elif step.status == STEP_RUNNING and step.attempts > 0:
-                attempt = step.attempts  # an attempt cut short by a crash runs again
-            else:
-                attempt = step.attempts + 1
+            elif step.status == STEP_RUNNING and step.attempts >= attempts_allowed(node):
+                # The process died during that attempt (its start was committed): it counts.
+                self._error(run, step, died_message(node, step.attempts))
+                await self._write(run, [step])
+                return
+            attempt = step.attempts + 1
             await self._ready_to_work(run)
             now = time.time()
             step.status = STEP_RUNNING
@@ -400,9 +425,7 @@ class Executor:
             step.wake_at = None
             if step.started_at is None:
                 step.started_at = now
-            if not isinstance(node.action, ReturnAction | FailAction):
-                # Slow actions show their attempt in the file; instant ones only their end.
-                self._write(run, [step], run_row=False).add_done_callback(_log_failure)
+            await self._start_attempt(run, node, step)
             message = await self._attempt(run, node, step, attempt)
             if message is None:
                 return
@@ -420,12 +443,26 @@ class Executor:
             await self._write(run, [step])
             return
 
+    async def _start_attempt(self, run: RunState, node: StepNode, step: StepState) -> None:
+        """Mark the run as inside a step; commit the attempt's start if its action has effects.
+
+        An action with effects may kill the process, so its attempt is durable before it
+        runs and a crash counts it. A pure action (``return``, ``fail``) only records its end.
+        """
+        run.in_step = True  # from here a pause request waits for the attempt to end
+        if isinstance(node.action, ReturnAction | FailAction):
+            return
+        try:
+            await self._write(run, [step], run_row=False)
+        except BaseException:
+            run.in_step = False
+            raise
+
     async def _attempt(
         self, run: RunState, node: StepNode, step: StepState, attempt: int
     ) -> str | None:
         """Run one attempt; on success record the result and return ``None``, else the error."""
         context = dict(run.context)
-        run.in_step = True
         try:
             if isinstance(node.action, ReturnAction | FailAction):
                 result = await run_action(node.action, context, attempt=attempt, http_client=None)

@@ -16,6 +16,7 @@ again. Calls raise only ``runcast.errors``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -30,6 +31,7 @@ from ulid import ULID
 
 from runcast.engine import _store
 from runcast.engine._executor import Executor
+from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
 from runcast.engine._store import Store
 from runcast.engine.definitions import WorkflowDefinition
@@ -45,7 +47,7 @@ from runcast.errors import (
 )
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
-__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseUnusable", "Engine"]
+__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
 
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -66,6 +68,22 @@ class DatabaseUnusable(RuncastError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot open the database {path!r}: {reason}")
         self.path = path
+
+
+class DatabaseInUse(DatabaseUnusable):
+    """Another process (``pid``) already runs an engine on this database file.
+
+    Two engines on one file would both execute its runs, so the second refuses to start.
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            path,
+            f"it is in use by {holder} (lock file {path}.lock); stop that process,"
+            " or give this one its own file with --db",
+        )
+        self.pid = pid
 
 
 class Engine:
@@ -99,6 +117,7 @@ class Engine:
         self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
         self._store = Store(db_path)
+        self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
         self._executor = Executor(
             self._store, self._definitions, max_running=max_running, http_client=http_client
         )
@@ -119,6 +138,7 @@ class Engine:
         self._state = "starting"
         try:
             try:
+                await self._take_lock()
                 await self._store.open()
                 await self._executor.recover()
             except (sqlite3.Error, OSError) as exc:
@@ -127,9 +147,22 @@ class Engine:
         except BaseException:
             await self._executor.close()
             await self._store.close()
+            self._release_lock()
             self._state = "closed"
             raise
         self._state = "started"
+
+    async def _take_lock(self) -> None:
+        if self._lock is None:
+            return
+        try:
+            await asyncio.to_thread(self._lock.acquire)
+        except LockHeld as exc:
+            raise DatabaseInUse(self._db_path, exc.pid) from None
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     async def aclose(self) -> None:
         """Stop every run task (their state stays in the file), commit, close the file."""
@@ -138,6 +171,7 @@ class Engine:
         self._state = "closed"
         await self._executor.close()
         await self._store.close()
+        self._release_lock()
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -59,7 +59,7 @@ from runcast.errors import (
     WorkflowNotFound,
 )
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
-from runcast.settings import MIB, Settings, default_db_path
+from runcast.settings import MIB, Settings, default_engine_db_path
 
 logger = logging.getLogger(__name__)
 
@@ -456,7 +456,7 @@ def serve_engine(settings: Settings) -> int:
         where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
         sys.stderr.write(f"runcast engine: skipped {where}: {problem.message}\n")
 
-    db_path = settings.db_path or default_db_path()
+    db_path = settings.db_path or default_engine_db_path()
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

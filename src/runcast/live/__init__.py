@@ -1,15 +1,53 @@
 """The live layer: the shared, budgeted poller behind ``runStatus`` and ``workflowRuns``.
 
-One :class:`LiveHub` per gateway keeps one watch per (credentials, run) or
-(credentials, workflow), polls each within a request budget for the upstream (or
-listens to the upstream's pushes), and fans every observed change out to the
-subscribers' bounded buffers as :class:`RunChange` values.
+One :class:`LiveHub` per gateway wires these parts, each in its own module:
+
+- the watch registry (``_registry.py``): one watch per (credentials, run) or
+  (credentials, workflow), its subscribers, and the indexes over them; watches and
+  subscribers enter and leave only through it;
+- the watches (``_watch.py``): each kind owns its polling behaviour (``poll``) and what
+  its failures and its removal mean; nothing switches on a watch's type;
+- the poll scheduler (``_scheduler.py``): a heap of due times and the request budget,
+  on an injected clock;
+- the list poller (``_lister.py``): what one poll of a workflow's runs reads;
+- the delivery side (``_delivery.py``): a bounded slot per subscription, and the
+  upstream's pushes (the embedded engine) in place of polls;
+- the change bus (``_bus.py``) between them: pollers and pushes write, subscribers read.
+
+Seams for other implementations:
+
+``ChangeBus`` (a :class:`typing.Protocol`): ``subscribe(topic, sink)``,
+``unsubscribe(topic, sink)``, ``publish(topic, run, observed_at)``, ``end(topic,
+error)``. A topic is a tuple of strings, ``("run", fingerprint, workflow, instance)`` or
+``("workflow", fingerprint, workflow)``; a sink is a :class:`ChangeSink` (``offer(run,
+observed_at)``, ``close(error)``), which never blocks. ``publish`` and ``end`` never
+block; a reader gets a topic's states in publish order from when it subscribed.
+:class:`LocalChangeBus` is the in-process one; ``LiveHub(..., bus=...)`` takes another
+(Redis, for several replicas).
+
+``RequestBudget``: ``await acquire(urgent=False)`` waits for a token (urgent callers
+first), ``try_acquire()`` takes one if there is one now, ``refund()`` gives one back,
+``pause(seconds)`` holds everyone (429 Retry-After), ``paused_for`` says for how long,
+``rate`` is its tokens per second (``None``: unlimited). It takes ``clock`` and ``sleep``,
+so tests run it on a fake clock. The live layer takes one token per upstream request it
+makes, before making it.
 """
 
 from __future__ import annotations
 
 from runcast.live._budget import DEFAULT_BUDGETS, RequestBudget, budget_for
+from runcast.live._bus import ChangeBus, ChangeSink, LocalChangeBus, Topic
 from runcast.live._change import RunChange
 from runcast.live._hub import LiveHub
 
-__all__ = ["DEFAULT_BUDGETS", "LiveHub", "RequestBudget", "RunChange", "budget_for"]
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "ChangeBus",
+    "ChangeSink",
+    "LiveHub",
+    "LocalChangeBus",
+    "RequestBudget",
+    "RunChange",
+    "Topic",
+    "budget_for",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from runcast.settings import Settings
 
@@ -42,6 +42,7 @@ class RequestBudget:
         rate: tokens added per second; ``None`` for no limit (only pauses apply).
         burst: the most tokens the bucket holds; defaults to one second's worth.
         clock: a monotonic clock in seconds.
+        sleep: how to wait that many seconds of ``clock`` (tests pass a fake clock's).
     """
 
     def __init__(
@@ -50,10 +51,12 @@ class RequestBudget:
         *,
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
         self._clock = clock
+        self._sleep = sleep
         self._tokens = self.burst
         self._stamp = clock()
         self._paused_until = 0.0
@@ -102,7 +105,7 @@ class RequestBudget:
                             self._tokens -= 1.0
                             return
                         wait = (1.0 - self._tokens) / self.rate
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
         finally:
             if urgent:
                 self._urgent_waiting -= 1

@@ -1,19 +1,46 @@
-"""Watches: what the live layer keeps per (credentials, run) and per (credentials, workflow)."""
+"""Watches: what the live layer keeps per (credentials, run) and per (credentials, workflow).
+
+Each kind of watch owns its polling behaviour (:meth:`Watch.poll`) and what happens
+around it (joining, failures, removal); the scheduler and the hub never ask which
+kind a watch is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
+from runcast.errors import NotFound, RunNotFound
+from runcast.live._bus import Topic
+from runcast.live._context import LiveContext, now
+from runcast.live._registry import WorkflowKey
 from runcast.live._subscriber import Subscriber
 from runcast.models import JSON, Credentials, Run, RunStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 RunKey = tuple[str, str, str]
 """(credentials fingerprint, workflow id, instance id)."""
 
-WorkflowKey = tuple[str, str]
-"""(credentials fingerprint, workflow id)."""
+LIST_SHARING_MIN_RUNS = 2
+"""Watched runs of one workflow (same credentials) from which one list poll carries them all."""
+WAKE_MARGIN = 0.05
+"""Seconds after a paused run's wake time at which it is polled."""
+UNFINISHED_STATUSES = (
+    RunStatus.QUEUED,
+    RunStatus.RUNNING,
+    RunStatus.PAUSED,
+    RunStatus.WAITING,
+    RunStatus.WAITING_FOR_PAUSE,
+)
+"""The statuses a listing of the runs that can still change asks the upstream for."""
+_UNFINISHED = frozenset(UNFINISHED_STATUSES)
+
+Observable = tuple[RunStatus, str, JSON, str | None]
+"""What ``Run.observable()`` returns: the part of a run whose changes are delivered."""
 
 
 @dataclass(eq=False)
@@ -42,13 +69,55 @@ class Watch:
     ended: bool = False
 
     @property
+    def topic(self) -> Topic:
+        """Where this watch's observations are published on the change bus."""
+        raise NotImplementedError
+
+    @property
+    def subject(self) -> tuple[str, ...]:
+        """What is watched, whoever watches it: ``(workflow, instance)`` or ``(workflow,)``."""
+        raise NotImplementedError
+
+    @property
     def label(self) -> str:
         """What is watched, for log lines (never the credentials)."""
         return "watch"
 
+    async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
+        """Ask the upstream, publish what changed, and schedule the next poll."""
+        raise NotImplementedError
 
-Observable = tuple[RunStatus, str, JSON, str | None]
-"""What ``Run.observable()`` returns: the part of a run whose changes are delivered."""
+    def not_found(self, exc: NotFound) -> BaseException:
+        """The error this watch's subscribers end with when the upstream says 404."""
+        return exc
+
+    def refused(self, ctx: LiveContext) -> None:
+        """The upstream refused this watch's poll for good (404, 401, 403)."""
+
+    def failed(self, ctx: LiveContext) -> None:
+        """This watch's poll failed for now (5xx, timeout); it backs off."""
+
+    def removed(self, ctx: LiveContext) -> None:
+        """This watch has just left the registry."""
+
+    def idle(self, ctx: LiveContext) -> bool:
+        """Whether nothing needs this watch any more."""
+        return not self.subscribers
+
+    def mark_observed(self, ctx: LiveContext) -> datetime:
+        """Record a successful poll; returns its wall-clock time."""
+        self.failures = 0
+        self.observed_at = ctx.scheduler.clock()
+        self.observed_wall = now()
+        return self.observed_wall
+
+
+def wake_delay(run: Run, delay: float, minimum: float) -> float:
+    """``delay``, shortened to just after ``run``'s wake time if it is a paused run with one."""
+    if run.status is not RunStatus.PAUSED or run.wake_at is None:
+        return delay
+    until_wake = (run.wake_at - datetime.now(UTC)).total_seconds() + WAKE_MARGIN
+    return max(minimum, min(delay, until_wake))
 
 
 @dataclass(eq=False)
@@ -66,6 +135,16 @@ class RunWatch(Watch):
     summary: Observable | None = None
 
     @property
+    def topic(self) -> Topic:
+        """Where this watch's observations are published on the change bus."""
+        return ("run", *self.key)
+
+    @property
+    def subject(self) -> tuple[str, ...]:
+        """What is watched, whoever watches it: ``(workflow, instance)``."""
+        return self.key[1:]
+
+    @property
     def label(self) -> str:
         """What is watched, for log lines (never the credentials)."""
         return f"run {self.key[2]} of {self.key[1]}"
@@ -79,6 +158,89 @@ class RunWatch(Watch):
     def instance_id(self) -> str:
         """The instance id of the watched run."""
         return self.key[2]
+
+    @property
+    def group(self) -> WorkflowKey:
+        """The workflow list poll (same credentials) that may carry this run."""
+        return (self.key[0], self.key[1])
+
+    def joined_registry(self, ctx: LiveContext) -> None:
+        """Become a rider of the group; start its carrier once enough runs are watched."""
+        riders = ctx.registry.add_rider(self.group, self)
+        if riders >= LIST_SHARING_MIN_RUNS and self.group not in ctx.registry.unshared:
+            carrier, created = ctx.registry.obtain(
+                ("workflow", *self.group),
+                lambda: WorkflowWatch(
+                    credentials=self.credentials, interval=ctx.intervals.minimum, key=self.group
+                ),
+            )
+            if created:
+                ctx.scheduler.schedule(carrier, 0.0)
+
+    async def first_state(self, ctx: LiveContext, subscriber: Subscriber) -> None:
+        """Give ``subscriber`` the run's state: the watch's own if fresh, else a new poll's."""
+        observed = self.observed_at
+        fresh = observed is not None and ctx.scheduler.clock() - observed < ctx.intervals.minimum
+        if self.run is None or not (fresh or ctx.budget.paused_for > 0):
+            await ctx.scheduler.refresh(self)
+        if not subscriber.has_state and self.run is not None and not self.ended:
+            subscriber.offer(self.run, self.observed_wall or now())
+
+    async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
+        """GET the run, publish it if it changed, and schedule the next poll."""
+        run = await ctx.call(
+            "run",
+            ctx.upstream.get_run(self.workflow_id, self.instance_id, credentials=self.credentials),
+        )
+        self.observe(ctx, run, self.mark_observed(ctx))
+
+    def observe(self, ctx: LiveContext, run: Run, observed_at: datetime) -> None:
+        """Take ``run`` as the watched run's state: publish it, end or reschedule."""
+        changed = self.run is None or self.run.observable() != run.observable()
+        self.run = run
+        ctx.bus.publish(self.topic, run, observed_at)
+        if run.is_terminal:
+            ctx.end(self, None)
+            return
+        self.interval = ctx.intervals.next(self.interval, changed=changed)
+        if not self.riding:  # else its workflow's list poll asks again when its summary changes
+            ctx.scheduler.schedule(self, wake_delay(run, self.interval, ctx.intervals.minimum))
+
+    def not_found(self, exc: NotFound) -> BaseException:
+        """A 404 of this run's GET means the run is gone."""
+        return exc if isinstance(exc, RunNotFound) else RunNotFound(*self.subject)
+
+    def removed(self, ctx: LiveContext) -> None:
+        """Leave the group; end its carrier if it carried only riders and none is left."""
+        if ctx.registry.drop_rider(self.group, self):
+            return
+        carrier = ctx.registry.find(("workflow", *self.group))
+        if carrier is not None and carrier.idle(ctx):
+            ctx.end(carrier, None)
+
+    def ride(self, ctx: LiveContext, summary: Run) -> bool:
+        """Take ``summary`` from the carrier's list; returns whether a detail GET was asked for."""
+        observable = summary.observable()
+        stale = (
+            self.run is None
+            or self.run.raw_status != summary.raw_status
+            or (self.summary is not None and self.summary != observable)
+        )
+        self.summary = observable
+        if not self.riding:
+            self.riding = True
+            ctx.scheduler.unschedule(self)
+        if stale and self.inflight is None:
+            ctx.scheduler.schedule(self, 0.0)
+            return True
+        return False
+
+    def dismount(self, ctx: LiveContext, delay: float) -> None:
+        """Stop riding the list poll: poll on its own again, ``delay`` seconds from now."""
+        if self.riding:
+            self.riding = False
+            self.summary = None
+            ctx.scheduler.schedule(self, delay)
 
 
 @dataclass(eq=False)
@@ -103,6 +265,16 @@ class WorkflowWatch(Watch):
     listed_with: tuple[RunStatus, ...] | None = None
 
     @property
+    def topic(self) -> Topic:
+        """Where this watch's observations are published on the change bus."""
+        return ("workflow", *self.key)
+
+    @property
+    def subject(self) -> tuple[str, ...]:
+        """What is watched, whoever watches it: ``(workflow,)``."""
+        return (self.key[1],)
+
+    @property
     def label(self) -> str:
         """What is watched, for log lines (never the credentials)."""
         return f"runs of {self.key[1]}"
@@ -111,3 +283,102 @@ class WorkflowWatch(Watch):
     def workflow_id(self) -> str:
         """The watched workflow."""
         return self.key[1]
+
+    def riders(self, ctx: LiveContext) -> set[RunWatch]:
+        """The run watches this list poll carries (or may)."""
+        return ctx.registry.riders(self.key)
+
+    def idle(self, ctx: LiveContext) -> bool:
+        """Nothing needs it once it has neither subscribers nor runs to carry."""
+        return not self.subscribers and not self.riders(ctx)
+
+    def needs_refresh(self, ctx: LiveContext) -> bool:
+        """Whether a new subscriber must wait for a poll (no baseline, or another filter)."""
+        return not self.baselined or self.list_filter(ctx) != self.listed_with
+
+    def list_filter(self, ctx: LiveContext) -> tuple[RunStatus, ...] | None:
+        """The statuses this watch's polls ask the upstream for (``None``: every run).
+
+        Only when every subscriber wants nothing but unfinished statuses and no
+        ``runStatus`` watch rides the list: the listing of those statuses then holds
+        every run that matters, however old. A run reaching a terminal status, by
+        contrast, sits at its age in a listing of that status, so such filters are
+        applied here, to a listing of every run.
+        """
+        if not self.subscribers or self.riders(ctx):
+            return None
+        wanted: set[RunStatus] = set()
+        for subscriber in self.subscribers:
+            if subscriber.statuses is None or not subscriber.statuses <= _UNFINISHED:
+                return None
+            wanted |= subscriber.statuses
+        return tuple(status for status in UNFINISHED_STATUSES if status in wanted)
+
+    async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
+        """List what may have changed, publish the changes, update the riders, reschedule."""
+        statuses = self.list_filter(ctx)
+        seen, unreached = await ctx.lister.read(ctx, self, statuses, urgent=urgent)
+        observed_at = self.mark_observed(ctx)
+        runs = tuple(seen.values())
+        changed = self._publish(ctx, runs, statuses, observed_at)
+        self.known = {**unreached, **{run.instance_id: run.observable() for run in runs}}
+        self.baselined = True
+        self.listed_with = statuses
+        changed |= self._carry(ctx, runs)
+        self.interval = ctx.intervals.next(self.interval, changed=changed)
+        delay = self.interval
+        riders = {rider.instance_id for rider in self.riders(ctx)}
+        for run in runs:
+            if self.subscribers or run.instance_id in riders:
+                delay = wake_delay(run, delay, ctx.intervals.minimum)
+        ctx.scheduler.schedule(self, delay)
+
+    def _publish(
+        self,
+        ctx: LiveContext,
+        runs: tuple[Run, ...],
+        statuses: tuple[RunStatus, ...] | None,
+        observed_at: datetime,
+    ) -> bool:
+        if not self.baselined:
+            return False  # the first poll only learns what is there
+        changed = False
+        # After a change of listing, runs it shows for the first time are not news.
+        switched = statuses != self.listed_with
+        for run in reversed(runs):  # oldest first, so new runs arrive in creation order
+            known = self.known.get(run.instance_id)
+            if known is None and switched:
+                continue
+            if known != run.observable():
+                changed = True
+                ctx.bus.publish(self.topic, run, observed_at)
+        return changed
+
+    def _carry(self, ctx: LiveContext, runs: Iterable[Run]) -> bool:
+        """Update the riders from the list; returns whether any detail GET was asked for."""
+        summaries = {run.instance_id: run for run in runs}
+        fetching = False
+        for rider in self.riders(ctx):
+            summary = summaries.get(rider.instance_id)
+            if summary is None:  # not in what this poll read: poll it on its own
+                rider.dismount(ctx, rider.interval)
+            else:
+                fetching |= rider.ride(ctx, summary)
+        return fetching
+
+    def refused(self, ctx: LiveContext) -> None:
+        """The list is not this caller's to read: its runs are polled alone from now on."""
+        ctx.registry.unshared.add(self.key)
+
+    def failed(self, ctx: LiveContext) -> None:
+        """While the list poll fails, its riders poll on their own."""
+        self._dismount_all(ctx)
+
+    def removed(self, ctx: LiveContext) -> None:
+        """Its riders poll on their own again (unless the whole layer is closing)."""
+        if ctx.open:
+            self._dismount_all(ctx)
+
+    def _dismount_all(self, ctx: LiveContext) -> None:
+        for rider in self.riders(ctx):
+            rider.dismount(ctx, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from runcast.resolvers._context import GraphQLContext, Loaders
+from runcast.resolvers._node import find_node, find_nodes, run_node_id
 from runcast.resolvers._operations import (
     find_run,
     find_workflow,
@@ -30,6 +31,8 @@ __all__ = [
     "check_event_type",
     "check_id",
     "check_payload_size",
+    "find_node",
+    "find_nodes",
     "find_run",
     "find_workflow",
     "list_runs",
@@ -37,6 +40,7 @@ __all__ = [
     "pause_run",
     "restart_run",
     "resume_run",
+    "run_node_id",
     "send_event",
     "terminate_run",
     "trigger_run",

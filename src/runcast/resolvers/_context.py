@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from strawberry.dataloader import DataLoader
 
 from runcast import models
-from runcast.errors import WorkflowNotFound
+from runcast.errors import RunNotFound, WorkflowNotFound
 from runcast.settings import Settings
 from runcast.upstream import RunAPI
 
@@ -30,6 +31,9 @@ class Loaders:
         self.workflow: DataLoader[str, models.Workflow | None] = DataLoader(
             load_fn=self._load_workflows
         )
+        self.run: DataLoader[tuple[str, str], models.Run | None] = DataLoader(
+            load_fn=self._load_runs
+        )
 
     async def _load_workflows(self, ids: list[str]) -> Sequence[models.Workflow | None]:
         context = self._context
@@ -42,6 +46,18 @@ class Loaders:
         everything = await context.upstream.list_workflows(credentials=context.credentials)
         by_id = {workflow.id: workflow for workflow in everything}
         return [by_id.get(workflow_id) for workflow_id in ids]
+
+    async def _load_runs(self, keys: list[tuple[str, str]]) -> Sequence[models.Run | None]:
+        return await asyncio.gather(*(self._get_run(*key) for key in keys))
+
+    async def _get_run(self, workflow_id: str, instance_id: str) -> models.Run | None:
+        context = self._context
+        try:
+            return await context.upstream.get_run(
+                workflow_id, instance_id, credentials=context.credentials
+            )
+        except (RunNotFound, WorkflowNotFound):
+            return None
 
     def prime_workflows(self, workflows: Sequence[models.Workflow]) -> None:
         """Remember workflows already fetched, so later lookups cost nothing."""

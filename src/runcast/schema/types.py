@@ -18,6 +18,7 @@ from strawberry.scalars import JSON
 
 from runcast import models, resolvers
 from runcast.resolvers import GraphQLContext
+from runcast.schema.node import Node
 
 Info = strawberry.Info[GraphQLContext, None]
 
@@ -82,7 +83,7 @@ async def _run_workflow(root: Run, info: Info) -> Workflow | None:
 
 
 @strawberry.type(description="One execution of a workflow, named by its instanceId.")
-class Run:
+class Run(Node):
     instance_id: strawberry.ID
     workflow_id: strawberry.ID
     workflow: Workflow | None = strawberry.field(
@@ -109,6 +110,7 @@ class Run:
     def from_model(cls, run: models.Run) -> Run:
         """Render a model run."""
         return cls(
+            id=strawberry.ID(resolvers.run_node_id(run.workflow_id, run.instance_id)),
             instance_id=strawberry.ID(run.instance_id),
             workflow_id=strawberry.ID(run.workflow_id),
             status=RunStatus.from_model(run.status),
@@ -151,8 +153,8 @@ class RunConnection:
 
 
 @strawberry.type(description="A deployed workflow, or a script (a Worker called by URL).")
-class Workflow:
-    id: strawberry.ID
+class Workflow(Node):
+    id: strawberry.ID = strawberry.field(description="The workflow's own id (its node id too).")
     name: str
     kind: WorkflowKind
     url: str | None = strawberry.field(
@@ -233,6 +235,7 @@ class RunStatusUpdate:
 __all__ = [
     "JSON",
     "Info",
+    "Node",
     "PageInfo",
     "Run",
     "RunConnection",

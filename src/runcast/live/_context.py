@@ -1,0 +1,121 @@
+"""What a watch's poll works with: the upstream, budget, bus, registry and scheduler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from runcast.errors import Forbidden, NotFound, RateLimited, Unauthenticated, UpstreamError
+from runcast.live._budget import RequestBudget
+from runcast.live._bus import ChangeBus
+from runcast.live._registry import WatchRegistry
+from runcast.live._subscriber import Subscriber
+from runcast.metrics import Metrics
+from runcast.upstream import RunAPI
+
+if TYPE_CHECKING:
+    from runcast.live._lister import ListPoller
+    from runcast.live._scheduler import PollScheduler
+    from runcast.live._watch import Watch
+
+logger = logging.getLogger("runcast.live")
+
+T = TypeVar("T")
+
+Outcome = Literal[
+    "ok", "not_found", "unauthenticated", "forbidden", "rate_limited", "unavailable", "error"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Intervals:
+    """How often a watch is polled: ``minimum`` while it changes, up to ``maximum`` when quiet."""
+
+    minimum: float
+    maximum: float
+
+    def next(self, current: float, *, changed: bool) -> float:
+        """The interval after a poll: back to the minimum on a change, else doubled."""
+        return self.minimum if changed else min(self.maximum, current * 2)
+
+    def after_failures(self, failures: int) -> float:
+        """The delay after ``failures`` transient failures in a row."""
+        return min(self.maximum, self.minimum * 2.0 ** min(failures, 64))
+
+
+@dataclass(eq=False)
+class LiveContext:
+    """The live layer's parts, as every watch's poll and every subscription sees them.
+
+    Attributes:
+        upstream: the run API polled.
+        metrics: where requests and latencies are counted.
+        budget: the upstream's request budget (shared by every poll).
+        bus: where observed states are published.
+        registry: every watch and its subscribers.
+        intervals: the poll intervals.
+        page_size: runs asked for per list request.
+    """
+
+    upstream: RunAPI
+    metrics: Metrics
+    budget: RequestBudget
+    bus: ChangeBus
+    registry: WatchRegistry
+    intervals: Intervals
+    page_size: int
+    scheduler: PollScheduler[Watch]
+    lister: ListPoller
+    open: bool = False
+
+    async def call(self, kind: str, call: Awaitable[T]) -> T:
+        """Await an upstream call, counting it by ``kind`` and outcome."""
+        try:
+            result = await call
+        except Exception as exc:
+            self._count(kind, outcome(exc))
+            raise
+        self._count(kind, "ok")
+        return result
+
+    def end(self, watch: Watch, error: BaseException | None) -> None:
+        """Remove ``watch`` and close its subscribers (after what they have queued)."""
+        if not self.registry.remove(watch):
+            return
+        watch.removed(self)
+        self.bus.end(watch.topic, error)
+        for subscriber in watch.subscribers:
+            subscriber.close(error)
+
+    def leave(self, watch: Watch, subscriber: Subscriber, *, counted: bool) -> None:
+        """``subscriber`` is done; end ``watch`` if nothing needs it any more."""
+        self.registry.leave(watch, subscriber, counted=counted)
+        if watch.idle(self):
+            self.end(watch, None)
+
+    def _count(self, kind: str, result: Outcome) -> None:
+        name = self.upstream.name
+        self.metrics.live_polls.labels(upstream=name, kind=kind, outcome=result).inc()
+
+
+def now() -> datetime:
+    """The current wall-clock time, in UTC."""
+    return datetime.now(UTC)
+
+
+def outcome(exc: BaseException) -> Outcome:
+    """The metrics label of a failed upstream call."""
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, Unauthenticated):
+        return "unauthenticated"
+    if isinstance(exc, Forbidden):
+        return "forbidden"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, UpstreamError):
+        return "unavailable"
+    return "error"
