@@ -31,7 +31,14 @@ async def test_embedded_gateway_serves_graphql_health_and_metrics(
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ok", "upstream": "embedded"}
+        assert ready.json() == {
+            "status": "ok",
+            "upstream": "embedded",
+            "checks": {
+                "upstream": {"ok": True, "detail": "embedded"},
+                "engine_store": {"ok": True},
+            },
+        }
         answer = await http.post(
             "/graphql",
             json={"query": 'mutation { triggerRun(workflowId: "three-steps") { workflowId } }'},

@@ -31,9 +31,12 @@ from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.errors import RuncastError, UpstreamError
 from runcast.live import LiveHub
+from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
+from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, UpstreamCheck
 from runcast.schema import build_schema
+from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
 from runcast.upstream import RunAPI
 
@@ -211,6 +214,8 @@ def check_settings(settings: Settings) -> None:
             an unreadable workflows folder, or an allowed host that is not a name.
     """
     HostPolicy(settings.allowed_hosts, bind_host=settings.host)
+    parse_log_format(settings.log_format)
+    parse_log_level(settings.log_level)
     upstream = settings.upstream
     if upstream == "embedded":
         folder = settings.workflows_dir
@@ -250,7 +255,7 @@ async def open_upstream(
     check_settings(settings)
     upstream = settings.upstream
     if upstream == "embedded":
-        async with _embedded_upstream(settings) as local:
+        async with _embedded_upstream(settings, metrics=metrics) as local:
             yield local
         return
     parts = urlsplit(upstream)
@@ -277,7 +282,9 @@ async def open_upstream(
 
 
 @asynccontextmanager
-async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
+async def _embedded_upstream(
+    settings: Settings, *, metrics: Metrics | None
+) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
     from runcast.engine.loader import load_workflows
     from runcast.upstream.local import LocalUpstream
@@ -293,14 +300,22 @@ async def _embedded_upstream(settings: Settings) -> AsyncIterator[RunAPI]:
         raise ConfigurationError(
             f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
         ) from exc
+    engine_metrics = metrics.engine_metrics() if metrics is not None else None
     engine = Engine(
         loaded.definitions,
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        observers=[engine_metrics] if engine_metrics is not None else [],
     )
     async with engine:
-        local = LocalUpstream(engine, api_keys=settings.engine_api_keys)
+        if engine_metrics is not None:
+            engine_metrics.watch(engine)
+        local = LocalUpstream(
+            engine,
+            api_keys=settings.engine_api_keys,
+            on_request=metrics.observe_upstream_request if metrics is not None else None,
+        )
         try:
             yield local
         finally:
@@ -340,9 +355,11 @@ def create_app(
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
-    schema = build_schema(settings)
     resources = _Resources()
     metrics = metrics or Metrics()
+    recorder = metrics
+    schema = build_schema(settings, observers=[lambda: OperationTelemetry(recorder=recorder)])
+    readiness = Readiness()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
 
     @asynccontextmanager
@@ -357,20 +374,16 @@ def create_app(
                 LiveHub(opened, settings, metrics=metrics)
             )
             stack.callback(setattr, resources, "live", None)
+            _add_checks(readiness, opened, resources.live)
+            stack.callback(readiness.checks.clear)
             yield
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        try:
-            await resources.upstream.ping()
-        except RuncastError as exc:
-            return JSONResponse(
-                {"status": "unavailable", "upstream": exc.message, "code": exc.code},
-                status_code=503,
-            )
-        return JSONResponse({"status": "ok", "upstream": resources.upstream.name})
+        body, ready = await readiness.answer(resources.upstream.name)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -404,7 +417,22 @@ def create_app(
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.readiness = readiness
     return app
+
+
+def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
+    """The ``/readyz`` checks for what the lifespan opened.
+
+    A shared change bus (Redis) adds its check here too, with ``readiness.add``.
+    """
+    readiness.add(UpstreamCheck(upstream))
+    from runcast.upstream.local import LocalUpstream
+
+    if isinstance(upstream, LocalUpstream):
+        readiness.add(EngineStoreCheck(upstream.engine))
+    if not live.pushes:
+        readiness.add(BudgetCheck(live.budget))
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -438,6 +466,11 @@ def serve(settings: Settings) -> int:
             folder, unusable database path, port in use).
     """
     check_settings(settings)
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     sock = bind_socket(settings.host, settings.port)
     try:
         return asyncio.run(_serve(settings, sock))
@@ -453,7 +486,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
         config = uvicorn.Config(
             create_app(settings, upstream=upstream, metrics=metrics),
             lifespan="on",
-            log_level="info",
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
             ws_ping_interval=20.0,
             # A GraphQL document over WebSocket is held to the same limit as a POST body.
             ws_max_size=settings.max_body_bytes,

@@ -81,6 +81,11 @@ class Settings:
     # 40 KiB each connection measured); our messages are small JSON, so it is off.
     ws_per_message_deflate: bool = False
 
+    # observability
+    log_format: str = "text"  # text | json (one object per line)
+    log_level: str = "info"
+    access_log: bool = True
+
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
     cloudflare_base_url: str = "https://api.cloudflare.com/client/v4"

@@ -54,6 +54,7 @@ from runcast.engine.definitions import (
     WaitForEventNode,
     WorkflowDefinition,
 )
+from runcast.engine.observer import EngineEvents
 from runcast.errors import RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
@@ -114,7 +115,9 @@ class Executor:
         *,
         max_running: int,
         http_client: httpx.AsyncClient | None,
+        events: EngineEvents | None = None,
     ) -> None:
+        self.events = events or EngineEvents()
         self._store = store
         self._definitions = definitions
         self._max_running = max_running
@@ -130,6 +133,16 @@ class Executor:
         self._next_event_id = 0
         self._last_queue_seq = 0
         self._closing = False
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a slot."""
+        return self._queued
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs."""
+        return self._running
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -426,7 +439,12 @@ class Executor:
             if step.started_at is None:
                 step.started_at = now
             await self._start_attempt(run, node, step)
+            self.events.step_started(run, node.name, attempt)
             message = await self._attempt(run, node, step, attempt)
+            retry_in = _retry_in(node, attempt, message)
+            self.events.step_finished(
+                run, node.name, attempt, time.time() - now, error=message, retry_in=retry_in
+            )
             if message is None:
                 return
             now = time.time()
@@ -621,6 +639,7 @@ class Executor:
         self._release_slot(run)
         if self.active.get(run.key) is run:
             del self.active[run.key]
+        self.events.run_finished(run, status, run.ended_at - (run.started_at or run.created_at))
 
     # -- commands ----------------------------------------------------------------------
 
@@ -638,6 +657,7 @@ class Executor:
                 listener(snapshot)
             except Exception:
                 log.exception("a run listener raised; it stays subscribed")
+        self.events.run_started(run)
         self._start_task(run)
 
     async def send_event(self, run: RunState, event_type: str, text: str) -> None:
@@ -717,6 +737,7 @@ class Executor:
 
         written = self._write(run, extra=forget)
         self.active[run.key] = run
+        self.events.run_started(run)
         self._start_task(run)
         await _settle(task)
         await written
@@ -730,6 +751,13 @@ class Executor:
         self._withdraw(run)
         self._release_slot(run)
         return task
+
+
+def _retry_in(node: StepNode, attempt: int, error: str | None) -> float | None:
+    """Seconds before the next attempt of a failed one; ``None`` on success or no retry left."""
+    if error is None or attempt > node.retries.limit:
+        return None
+    return node.retries.delay_before(attempt).total_seconds()
 
 
 def _refuse_finished(run: RunState) -> None:

@@ -24,6 +24,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +163,15 @@ class Store:
             survive a power cut, ``NORMAL`` only a process crash.
     """
 
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        on_commit: Callable[[float, int], None] | None = None,
+    ) -> None:
         self._path = Path(path)
+        self._on_commit = on_commit
         self._synchronous = synchronous
         self._queue: queue.SimpleQueue[_Operation[Any] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -171,6 +179,7 @@ class Store:
         self._closed = False
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
+        self._last_error: str | None = None
         self.commits = 0
         """How many transactions were committed (for measurements)."""
         self.operations = 0
@@ -212,6 +221,16 @@ class Store:
         if self._closed or self._loop is None:
             raise StoreClosed("the engine's store is closed")
         self._queue.put(_Operation(function, None))
+
+    def health(self) -> str | None:
+        """Why writes cannot go through now (closed, writer stopped, last commit failed)."""
+        if self._closed:
+            return "the store is closed"
+        if self._thread is None or not self._thread.is_alive():
+            return "the store's writer thread is not running"
+        if self._last_error is not None:
+            return f"the last commit failed: {self._last_error}"
+        return None
 
     async def run(self, function: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``function`` in the writer thread (after everything queued before) and return."""
@@ -267,6 +286,7 @@ class Store:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Operation[Any]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
         try:
+            began = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
             for op in batch:
                 try:
@@ -278,8 +298,12 @@ class Store:
             conn.execute("COMMIT")
             self.commits += 1
             self.operations += len(batch)
+            self._last_error = None
+            if self._on_commit is not None:
+                self._on_commit(time.perf_counter() - began, len(batch))
         except sqlite3.Error as exc:
             log.error("engine store: a commit failed: %s", exc)
+            self._last_error = str(exc)
             if conn.in_transaction:
                 conn.rollback()
             outcomes = [(op.future, None, exc) for op in batch]

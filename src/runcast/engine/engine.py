@@ -22,7 +22,7 @@ import binascii
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -33,8 +33,9 @@ from runcast.engine import _store
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
-from runcast.engine._store import Store
+from runcast.engine._store import Store, StoreClosed
 from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -100,6 +101,7 @@ class Engine:
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
+        observers: told every run, step and commit event (metrics, traces).
     """
 
     def __init__(
@@ -110,16 +112,22 @@ class Engine:
         max_running: int = 1000,
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
+        observers: Sequence[EngineObserver] = (),
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
         self._definitions = dict(definitions)
         self._db_path = str(db_path)
         self._max_event_payload_bytes = max_event_payload_bytes
-        self._store = Store(db_path)
+        events = EngineEvents(observers)
+        self._store = Store(db_path, on_commit=events.committed if observers else None)
         self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
         self._executor = Executor(
-            self._store, self._definitions, max_running=max_running, http_client=http_client
+            self._store,
+            self._definitions,
+            max_running=max_running,
+            http_client=http_client,
+            events=events,
         )
         self._reserved: set[tuple[str, str]] = set()
         self._state = "new"
@@ -184,6 +192,32 @@ class Engine:
         traceback: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    @property
+    def queue_depth(self) -> int:
+        """Runs waiting for a free slot."""
+        return self._executor.queue_depth
+
+    @property
+    def running_slots(self) -> int:
+        """Slots taken by executing runs (at most ``max_running``)."""
+        return self._executor.running_slots
+
+    async def check_store(self, *, within: float = 2.0) -> str | None:
+        """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
+        if self._state != "started":
+            return f"the engine is {self._state}"
+        problem = self._store.health()
+        if problem is not None:
+            return problem
+        try:
+            async with asyncio.timeout(within):
+                await self._store.run(_select_one)
+        except TimeoutError:
+            return f"the store did not answer within {within:g}s"
+        except (sqlite3.Error, StoreClosed) as exc:
+            return str(exc)
+        return None
 
     def _check_started(self) -> None:
         if self._state != "started":
@@ -457,6 +491,10 @@ class Engine:
                 limit=limit,
             )
         return text
+
+
+def _select_one(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:

@@ -447,7 +447,13 @@ def serve_engine(settings: Settings) -> int:
         DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
     """
     from runcast.engine.loader import load_workflows
+    from runcast.logs import configure_logging, parse_log_format, parse_log_level
 
+    configure_logging(
+        format=parse_log_format(settings.log_format),
+        level=parse_log_level(settings.log_level),
+        access_log=settings.access_log,
+    )
     folder = settings.workflows_dir
     if folder is not None and not folder.is_dir():
         raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
@@ -502,7 +508,13 @@ async def _serve_engine(
                 definitions=definitions,
             ),
         )
-        config = uvicorn.Config(app, log_level="info", lifespan="on", timeout_graceful_shutdown=10)
+        config = uvicorn.Config(
+            app,
+            log_config=None,  # configure_logging set up uvicorn's loggers
+            access_log=settings.access_log,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         port = sock.getsockname()[1]

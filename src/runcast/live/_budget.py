@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from runcast.settings import Settings
+
+logger = logging.getLogger("runcast.live")
 
 DEFAULT_BUDGETS: dict[str, float | None] = {
     # Cloudflare allows 1,200 requests per 5 minutes per token (4/s); keep headroom for
@@ -61,6 +64,7 @@ class RequestBudget:
         self._stamp = clock()
         self._paused_until = 0.0
         self._urgent_waiting = 0
+        self._exhausted = False
 
     @property
     def paused_for(self) -> float:
@@ -91,6 +95,7 @@ class RequestBudget:
         """Wait for a token (and for any pause to end), then take it."""
         if urgent:
             self._urgent_waiting += 1
+        waited = False
         try:
             while True:
                 wait = self.paused_for
@@ -103,12 +108,28 @@ class RequestBudget:
                         self._refill()
                         if self._tokens >= 1.0:
                             self._tokens -= 1.0
+                            if not waited:  # tokens were to spare: the pressure is over
+                                self._note_exhausted(False)
                             return
+                        self._note_exhausted(True)
                         wait = (1.0 - self._tokens) / self.rate
+                waited = True
                 await self._sleep(wait)
         finally:
             if urgent:
                 self._urgent_waiting -= 1
+
+    def _note_exhausted(self, exhausted: bool) -> None:
+        """Log once when the budget runs out and once when requests flow again."""
+        if exhausted == self._exhausted:
+            return
+        self._exhausted = exhausted
+        if exhausted:
+            logger.info(
+                "request budget exhausted (%g requests/s): polls wait their turn", self.rate
+            )
+        else:
+            logger.debug("request budget available again")
 
     def _refill(self) -> None:
         now = self._clock()

@@ -6,6 +6,7 @@ the schema layer renders them and maps ``runcast.errors`` to GraphQL codes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from runcast import models
@@ -19,6 +20,8 @@ from runcast.resolvers._validation import (
     check_page_size,
     check_payload_size,
 )
+
+logger = logging.getLogger("runcast.graphql")
 
 
 async def list_workflows(context: GraphQLContext) -> list[models.Workflow]:
@@ -87,9 +90,17 @@ async def trigger_run(
     check_id(workflow_id, argument="workflowId")
     if instance_id is not None:
         check_id(instance_id, argument="instanceId")
-    return await context.upstream.trigger(
+    run = await context.upstream.trigger(
         workflow_id, input=input, instance_id=instance_id, credentials=context.credentials
     )
+    logger.info(
+        "run %s of workflow %s triggered (%s)",
+        run.instance_id,
+        run.workflow_id,
+        run.raw_status,
+        extra={"run_id": run.instance_id, "workflow_id": run.workflow_id},
+    )
+    return run
 
 
 async def send_event(

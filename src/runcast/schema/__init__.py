@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -76,12 +76,16 @@ class RuncastSchema(strawberry.Schema):
         log_errors(errors, execution_context)
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+def build_schema(
+    settings: Settings | None = None, *, observers: Sequence[ExtensionFactory] = ()
+) -> strawberry.Schema:
     """The schema with the guards of ``settings`` (defaults when ``None``).
 
     Args:
         settings: limits for query depth, tokens and aliases, and whether
             introspection is allowed.
+        observers: extensions that run outermost, around every other one (the app's
+            operation metrics and traces), so they see results with their error codes.
     """
     settings = settings or Settings()
     # The guard rules are built once per schema, so that validation results stay
@@ -93,6 +97,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not settings.introspection:
         guard_rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[ExtensionFactory] = [
+        *observers,
         ErrorCodes,
         FreshLoaders,
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),

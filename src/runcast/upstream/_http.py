@@ -414,6 +414,14 @@ class UpstreamHttpClient:
             if status == 429:
                 self._observe("rate_limited")
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                logger.info(
+                    "upstream %s answered 429 to %s %s; retry after %ss",
+                    self.name,
+                    method,
+                    path,
+                    "?" if retry_after is None else f"{retry_after:g}",
+                    extra={"retry_after_s": retry_after},
+                )
                 raise RateLimited(
                     self._describe(response, f"upstream {self.name} is rate limiting requests"),
                     retry_after=retry_after,

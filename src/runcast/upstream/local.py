@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import functools
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys
-from runcast.errors import BadUserInput, Unauthenticated, UpstreamUnavailable
+from runcast.errors import BadUserInput, RuncastError, Unauthenticated, UpstreamUnavailable
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
+from runcast.upstream._http import RequestObserver, RequestOutcome
 from runcast.upstream._port import RunListener
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SERVER_CODES = frozenset({"UPSTREAM_UNAVAILABLE", "INTERNAL_SERVER_ERROR"})
+
+
+def outcome_of(exc: BaseException | None) -> RequestOutcome:
+    """The outcome an HTTP upstream would report for a call that raised ``exc`` (or not)."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, RuncastError):
+        if exc.code == "RATE_LIMITED":
+            return "rate_limited"
+        return "server_error" if exc.code in _SERVER_CODES else "client_error"
+    return "server_error"
+
+
+def _counted(
+    method: Callable[Concatenate[LocalUpstream, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[LocalUpstream, P], Coroutine[Any, Any, T]]:
+    """Tell the adapter's ``on_request`` observer how each call ended, like an HTTP attempt."""
+
+    async def counted(self: LocalUpstream, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.on_request is None:
+            return await method(self, *args, **kwargs)
+        try:
+            result = await method(self, *args, **kwargs)
+        except BaseException as exc:
+            self.on_request(self.name, outcome_of(exc))
+            raise
+        self.on_request(self.name, "ok")
+        return result
+
+    functools.update_wrapper(counted, method)
+    return counted
 
 
 class LocalUpstream:
@@ -23,12 +62,20 @@ class LocalUpstream:
     Args:
         engine: a started engine.
         api_keys: bearer tokens accepted; empty means no authentication.
+        on_request: told the outcome of every call (the app's request metrics).
     """
 
     name = "embedded"
 
-    def __init__(self, engine: Engine, *, api_keys: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        api_keys: Collection[str] = (),
+        on_request: RequestObserver | None = None,
+    ) -> None:
         self.engine = engine
+        self.on_request = on_request
         self._api_keys = ApiKeys(api_keys)
         self._closed = False
 
@@ -42,16 +89,19 @@ class LocalUpstream:
         if not self._api_keys.accepts(credentials.token):
             raise Unauthenticated("the API key is not valid")
 
+    @_counted
     async def list_workflows(self, *, credentials: Credentials) -> list[Workflow]:
         """Every workflow and script the engine has loaded."""
         self._check(credentials)
         return list(self.engine.list_workflows())
 
+    @_counted
     async def get_workflow(self, workflow_id: str, *, credentials: Credentials) -> Workflow:
         """One workflow; raises ``WorkflowNotFound``."""
         self._check(credentials)
         return self.engine.get_workflow(workflow_id)
 
+    @_counted
     async def trigger(
         self,
         workflow_id: str,
@@ -64,11 +114,13 @@ class LocalUpstream:
         self._check(credentials)
         return await self.engine.trigger(workflow_id, input=input, instance_id=instance_id)
 
+    @_counted
     async def get_run(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
         """One run with its steps; raises ``RunNotFound``."""
         self._check(credentials)
         return await self.engine.get_run(workflow_id, instance_id)
 
+    @_counted
     async def list_runs(
         self,
         workflow_id: str,
@@ -89,6 +141,7 @@ class LocalUpstream:
             limit=limit,
         )
 
+    @_counted
     async def send_event(
         self,
         workflow_id: str,
@@ -106,6 +159,7 @@ class LocalUpstream:
             workflow_id, instance_id, event_type=event_type, payload=payload
         )
 
+    @_counted
     async def terminate(
         self, workflow_id: str, instance_id: str, *, credentials: Credentials
     ) -> Run:
@@ -113,16 +167,19 @@ class LocalUpstream:
         self._check(credentials)
         return await self.engine.terminate(workflow_id, instance_id)
 
+    @_counted
     async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
         """Pause a run at its next node boundary."""
         self._check(credentials)
         return await self.engine.pause(workflow_id, instance_id)
 
+    @_counted
     async def resume(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
         """Resume a paused run."""
         self._check(credentials)
         return await self.engine.resume(workflow_id, instance_id)
 
+    @_counted
     async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
         """Run again from the beginning under the same instance id."""
         self._check(credentials)

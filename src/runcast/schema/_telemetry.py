@@ -1,0 +1,121 @@
+"""Counts, times and logs every GraphQL operation; logs queries the guards refuse.
+
+:class:`OperationTelemetry` is the outermost schema extension, so it sees each result
+after ``ErrorCodes`` gave its errors their ``extensions.code``. While an operation runs,
+log records carry its name (``operation``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from runcast.logs import bound_fields
+
+logger = logging.getLogger("runcast.graphql")
+
+GUARD_RULES = (
+    ("max_depth", "exceeds maximum operation depth"),
+    ("max_aliases", "aliases found. Allowed:"),
+    ("max_tokens", "Document contains more than"),
+    ("introspection", "introspection has been disabled"),
+)
+"""Each guard's rule name and a phrase of the error message it reports."""
+
+
+class OperationRecorder(Protocol):
+    """Where operation counts go (``runcast.metrics.Metrics`` is one)."""
+
+    def observe_operation(
+        self, type: str, name: str | None, code: object, seconds: float | None
+    ) -> None:
+        """Count one operation with its outcome code and duration."""
+        ...
+
+
+def guard_rule(error: GraphQLError) -> str | None:
+    """The name of the guard that reported ``error``, or ``None`` if no guard did."""
+    for rule, phrase in GUARD_RULES:
+        if phrase in error.message:
+            return rule
+    return None
+
+
+def _operation_type(context: ExecutionContext) -> str:
+    if context.graphql_document is None:
+        return "unknown"
+    try:
+        return context.operation_type.value
+    except Exception:  # no operation by that name, or several without a name
+        return "unknown"
+
+
+def _first_code(result: Any) -> object:
+    errors: list[GraphQLError] | None = getattr(result, "errors", None)
+    if not errors:
+        return None
+    return (errors[0].extensions or {}).get("code", "INTERNAL_SERVER_ERROR")
+
+
+class OperationTelemetry(SchemaExtension):
+    """Metrics and log lines for each operation.
+
+    Args:
+        recorder: counts operations by type, name and outcome code.
+    """
+
+    def __init__(self, *, recorder: OperationRecorder) -> None:
+        self._recorder = recorder
+        self._stream_code: object = None
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        started = time.perf_counter()
+        self._stream_code = None
+        yield
+        seconds = time.perf_counter() - started
+        kind = _operation_type(context)
+        name = context.operation_name
+        code = _first_code(context.result) or self._stream_code
+        self._recorder.observe_operation(
+            kind, name, code, None if kind == "subscription" else seconds
+        )
+        self._log(context, kind, name, code, seconds)
+
+    def on_execute(self) -> Iterator[None]:
+        # Bound here, once the document is parsed: requests need not send operationName.
+        with bound_fields(operation=self.execution_context.operation_name):
+            yield
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        yield None
+        if self._stream_code is None:
+            self._stream_code = _first_code(result)
+
+    def _log(
+        self, context: ExecutionContext, kind: str, name: str | None, code: object, seconds: float
+    ) -> None:
+        for error in context.pre_execution_errors or ():
+            rule = guard_rule(error)
+            if rule is not None:
+                logger.info(
+                    "query refused by guard %s: %s",
+                    rule,
+                    error.message,
+                    extra={"operation": name, "guard": rule},
+                )
+                return
+        logger.debug(
+            "%s %s: %s in %.1f ms",
+            kind,
+            name or "<anonymous>",
+            code or "ok",
+            seconds * 1000,
+            extra={"operation": name, "code": code or "ok"},
+        )

@@ -1,0 +1,127 @@
+"""/metrics after an operator's scenario: GraphQL operations, engine runs and steps, upstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from observability_support import Serve, observed_gateway, play, scenario_settings
+from runcast.metrics import ANONYMOUS_OPERATION, OTHER_OPERATION, OperationNames, code_label
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text page, by name and label set."""
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when the series has no such sample."""
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(found: Samples, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in found.items() if n == name and wanted <= ls)
+
+
+async def test_metrics_count_what_the_scenario_did(
+    serve: Serve, workflows_dir: Path, tmp_path: Path
+) -> None:
+    """Operation, run, step, attempt and upstream series hold the scenario's exact numbers."""
+    async with observed_gateway(serve, scenario_settings(workflows_dir, tmp_path)) as scenario:
+        await play(scenario)
+        found = samples(await scenario.scrape())
+    for (kind, name, code), count in scenario.operations.items():
+        operation = name or ANONYMOUS_OPERATION
+        labels = {"type": kind, "operation": operation, "code": code}
+        assert value(found, "runcast_graphql_operations_total", **labels) == count, labels
+    sent = sum(scenario.operations.values())
+    assert total(found, "runcast_graphql_operations_total") == sent
+    assert (
+        value(
+            found,
+            "runcast_graphql_operations_total",
+            type="query",
+            operation="Deep",
+            code="GRAPHQL_VALIDATION_FAILED",
+        )
+        == 1
+    )
+    assert total(found, "runcast_graphql_operation_duration_seconds_count") == sent
+
+    engine = "runcast_engine_"
+    for workflow, status in [
+        ("three-steps", "complete"),
+        ("flaky", "complete"),
+        ("always-fails", "errored"),
+        ("approval", "complete"),
+    ]:
+        assert value(found, engine + "runs_started_total", workflow=workflow) == 1
+        assert value(found, engine + "runs_finished_total", workflow=workflow, status=status) == 1
+    attempts = engine + "step_attempts_total"
+    assert value(found, attempts, workflow="flaky", outcome="retry") == 2
+    assert value(found, attempts, workflow="flaky", outcome="ok") == 1
+    assert value(found, attempts, workflow="always-fails", outcome="retry") == 1
+    assert value(found, attempts, workflow="always-fails", outcome="failed") == 1
+    assert value(found, attempts, workflow="three-steps", outcome="ok") == 3
+    assert value(found, engine + "step_duration_seconds_count", workflow="three-steps") == 3
+    assert value(found, engine + "step_duration_seconds_count", workflow="approval") == 2
+    assert value(found, engine + "commit_seconds_count") >= 10
+    assert value(found, engine + "queue_depth") == 0
+    assert value(found, engine + "running_slots") == 0
+
+    upstream = "runcast_upstream_requests_total"
+    refusals = 3  # the script's trigger, the unknown run's terminate, the wrong key
+    assert value(found, upstream, upstream="embedded", outcome="client_error") == refusals
+    # Every other operation made one upstream call, but Deep: a guard refused it first.
+    assert value(found, upstream, upstream="embedded", outcome="ok") == sent - refusals - 1
+
+
+def test_operation_names_are_bounded() -> None:
+    """Past the limit, and for names that are not GraphQL names, operations share one label."""
+    names = OperationNames(limit=2, known=("Trusted",))
+    assert [names.label(n) for n in ["A", "B", "C", "A", "Trusted", None, "x-y"]] == [
+        "A",
+        "B",
+        OTHER_OPERATION,
+        "A",
+        "Trusted",
+        ANONYMOUS_OPERATION,
+        OTHER_OPERATION,
+    ]
+
+
+def test_error_codes_are_bounded() -> None:
+    """Codes that are not upper-case words collapse into OTHER; no error is ok."""
+    assert [code_label(c) for c in [None, "NOT_FOUND", "weird code", 42]] == [
+        "ok",
+        "NOT_FOUND",
+        "OTHER",
+        "OTHER",
+    ]
+
+
+async def test_every_series_is_documented_in_the_readme(
+    serve: Serve, workflows_dir: Path, tmp_path: Path
+) -> None:
+    """Each runcast_* family that /metrics serves has a row in README's metrics table."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    async with observed_gateway(serve, scenario_settings(workflows_dir, tmp_path)) as scenario:
+        text = await scenario.scrape()
+    # prometheus_client also writes each counter's and histogram's creation time as a family.
+    families = {
+        f.name for f in text_string_to_metric_families(text) if not f.name.endswith("_created")
+    }
+    assert "runcast_engine_runs_started" in families
+    for family in sorted(families):
+        kind = next(f.type for f in text_string_to_metric_families(text) if f.name == family)
+        shown = f"{family}_total" if kind == "counter" else family
+        assert f"| `{shown}` |" in readme, shown
