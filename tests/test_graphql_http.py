@@ -138,7 +138,12 @@ async def test_get_with_variables_that_are_not_json_names_the_parameter(
     )
     assert response.status_code == 400
     assert response.json() == {
-        "errors": [{"message": "The `variables` query parameter is not valid JSON"}]
+        "errors": [
+            {
+                "message": "The `variables` query parameter is not valid JSON",
+                "extensions": {"code": "BAD_REQUEST"},
+            }
+        ]
     }
 
 

@@ -12,25 +12,33 @@ What this adds to ``strawberry.asgi.GraphQL``:
   payload on WebSockets) becomes the context's ``Credentials``.
 - A connection-init timeout for the legacy ``graphql-ws`` protocol too.
 - GraphiQL says so when its CDN assets could not load, and links to the dashboard.
+- Hostile bytes are answered, never crashed on: a body or WebSocket message that
+  is not UTF-8, not JSON, nested deeper than ``MAX_JSON_NESTING`` or not shaped
+  like a request is a coded 400 (HTTP) or a close with 4400 (WebSockets); every
+  transport error carries ``extensions.code``.
+- A time limit per operation (``operation_timeout``): an HTTP operation still
+  running after it is cancelled and answered with ``OPERATION_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Mapping
+import logging
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any, Protocol
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import (
@@ -44,14 +52,26 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from runcast._graphiql import with_offline_notice
+from runcast._wire_guards import (
+    INVALID_MESSAGE_CLOSE_CODE,
+    UnreadableJSON,
+    decode_json_strictly,
+    transport_error,
+    ws_message_problem,
+)
 from runcast.live import LiveHub
 from runcast.models import ANONYMOUS, Credentials
 from runcast.resolvers import GraphQLContext
 from runcast.settings import Settings
 from runcast.upstream import RunAPI
 
+logger = logging.getLogger("runcast.graphql")
+
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
+
+OPERATION_TIMEOUT_CODE = "OPERATION_TIMEOUT"
+"""The ``extensions.code`` of an operation cancelled at the time limit."""
 
 
 class GatewayResources(Protocol):
@@ -110,6 +130,24 @@ def is_request_error(result: ExecutionResult) -> bool:
     )
 
 
+def timed_out(limit: float) -> ExecutionResult:
+    """The result of an operation cancelled after ``limit`` seconds."""
+    error = GraphQLError(
+        f"The operation did not finish within the limit of {limit:g} s "
+        "(RUNCAST_OPERATION_TIMEOUT) and was cancelled",
+        extensions={"code": OPERATION_TIMEOUT_CODE},
+    )
+    return ExecutionResult(data=None, errors=[error])
+
+
+def is_timeout(result: ExecutionResult) -> bool:
+    """Whether ``result`` is :func:`timed_out`'s: the operation started, so no request error."""
+    return any(
+        (error.extensions or {}).get("code") == OPERATION_TIMEOUT_CODE
+        for error in result.errors or ()
+    )
+
+
 class _LegacyWSHandler(BaseGraphQLWSHandler[GraphQLContext, None]):
     """The legacy ``graphql-ws`` protocol, closing connections never initialised in time."""
 
@@ -131,6 +169,34 @@ class _LegacyWSHandler(BaseGraphQLWSHandler[GraphQLContext, None]):
                 await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
 
+class _CheckedWebSocketAdapter(ASGIWebSocketAdapter):
+    """Yields only messages of a usable shape; closes with 4400 at the first other one."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        messages = super().iter_json(ignore_parsing_errors=False)
+        try:
+            async for message in messages:
+                problem = ws_message_problem(message)
+                if problem is not None:
+                    await self._refuse(problem)
+                    return
+                yield message
+        except NonJsonMessageReceived as exc:
+            cause = exc.__cause__
+            reason = cause.reason if isinstance(cause, UnreadableJSON) else "Not valid JSON"
+            await self._refuse(reason.replace("The body", "The message"))
+        except NonTextMessageReceived:
+            await self._refuse("A message must be text")
+        finally:
+            await messages.aclose()
+
+    async def _refuse(self, reason: str) -> None:
+        with suppress(Exception):
+            await self.close(INVALID_MESSAGE_CLOSE_CODE, reason[:120])
+
+
 class GraphQLTransport(GraphQL[GraphQLContext, None]):
     """The ``/graphql`` endpoint: HTTP GET/POST, GraphiQL, and both WebSocket protocols.
 
@@ -141,6 +207,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
     """
 
     graphql_ws_handler_class = _LegacyWSHandler
+    websocket_adapter_class = _CheckedWebSocketAdapter
 
     def __init__(
         self, schema: BaseSchema, *, settings: Settings, resources: GatewayResources
@@ -189,6 +256,9 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
                     response.headers["allow"] = "POST" if request.method == "GET" else "GET, POST"
             except _BodyTooLarge:
                 response = self._too_large(media_type)
+            except Exception:
+                logger.exception("unexpected error answering %s /graphql", request.method)
+                response = self._error_response(500, "Internal server error", media_type)
             else:
                 if response.media_type == APPLICATION_JSON:
                     response.headers["content-type"] = f"{media_type}; charset=utf-8"
@@ -221,7 +291,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
     @staticmethod
     def _error_response(status_code: int, message: str, media_type: str) -> Response:
         return JSONResponse(
-            {"errors": [{"message": message}]},
+            transport_error(status_code, message),
             status_code=status_code,
             media_type=media_type,
         )
@@ -259,16 +329,27 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
             )
         return parsed
 
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_json_strictly(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            return decode_json_strictly(data)
+        except UnreadableJSON as exc:
+            raise HTTPException(400, exc.reason) from exc
+
     def parse_query_params(self, params: QueryParams) -> dict[str, Any]:
         for name in ("variables", "extensions"):
             value = params.get(name)
             if value:
                 try:
-                    json.loads(value)
-                except ValueError as exc:
+                    decoded = decode_json_strictly(value)
+                except UnreadableJSON as exc:
                     raise HTTPException(
-                        400, f"The `{name}` query parameter is not valid JSON"
+                        400, exc.reason.replace("The body", f"The `{name}` query parameter")
                     ) from exc
+                if not isinstance(decoded, dict | None):
+                    raise HTTPException(400, f"The `{name}` query parameter must be an object")
         return super().parse_query_params(params)
 
     async def execute_single(
@@ -290,15 +371,18 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
             }
         )
         try:
-            return await self.schema.execute(
-                request_data.query,
-                root_value=root_value,
-                variable_values=request_data.variables,
-                context_value=context,
-                operation_name=request_data.operation_name,
-                allowed_operation_types=allowed,
-                operation_extensions=request_data.extensions,
-            )
+            async with asyncio.timeout(self.settings.operation_timeout):
+                return await self.schema.execute(
+                    request_data.query,
+                    root_value=root_value,
+                    variable_values=request_data.variables,
+                    context_value=context,
+                    operation_name=request_data.operation_name,
+                    allowed_operation_types=allowed,
+                    operation_extensions=request_data.extensions,
+                )
+        except TimeoutError:
+            return timed_out(self.settings.operation_timeout)
         except CannotGetOperationTypeError as exc:
             raise HTTPException(400, exc.as_http_error_reason()) from exc
         except InvalidOperationTypeError as exc:
@@ -314,7 +398,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
-        if is_request_error(result):
+        if is_request_error(result) and not is_timeout(result):
             request.state.request_error = True
             if request.state.media_type == GRAPHQL_RESPONSE_JSON:
                 response.pop("data", None)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runcast.errors import RuncastError
-from runcast.settings import Settings
+from runcast.settings import Settings, settings_reference, unknown_variables
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    commands.add_parser("settings", help="print every setting with its default and range")
     return parser
 
 
@@ -45,6 +46,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    for warning in unknown_variables():
+        sys.stderr.write(f"runcast: warning: {warning}\n")
     settings = Settings.from_env()
     changes: dict[str, object] = {}
     for arg, name in [
@@ -59,7 +62,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             changes[name] = value
     if getattr(args, "api_keys", None):
         changes["engine_api_keys"] = tuple(args.api_keys)
-    return settings.replace(**changes)
+    return settings.replace(**changes).check()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
+        if args.command == "settings":
+            sys.stdout.write(settings_reference() + "\n")
+            return 0
         if args.command == "schema":
             from runcast.schema import print_schema
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ import platformdirs
 from runcast.errors import BadUserInput
 
 MIB = 1024 * 1024
+ENV_PREFIX = "RUNCAST_"
 
 
 def default_db_path() -> Path:
@@ -53,9 +56,11 @@ class Settings:
     # GraphQL guards
     max_body_bytes: int = 2 * MIB
     max_event_payload_bytes: int = MIB
+    max_query_fields: int = 1000
     max_query_depth: int = 15
     max_query_tokens: int = 2000
     max_aliases: int = 30
+    operation_timeout: float = 30.0
     introspection: bool = True
     allowed_origins: tuple[str, ...] = ()
     # Host names the gateway answers to besides IP addresses, localhost and ``host``
@@ -90,6 +95,28 @@ class Settings:
     cloudflare_token: str | None = field(default=None, repr=False)
     cloudflare_base_url: str = "https://api.cloudflare.com/client/v4"
 
+    def check(self) -> Settings:
+        """Return ``self`` if every setting is in its range (see ``SETTING_RANGES``).
+
+        Raises:
+            BadUserInput: one sentence naming the first setting out of range and its range.
+        """
+        for f in dataclasses.fields(self):
+            allowed = SETTING_RANGES.get(f.name)
+            value = getattr(self, f.name)
+            if allowed is not None and not allowed.admits(value):
+                raise BadUserInput(
+                    f"setting {f.name}={value!r} ({env_name(f.name)}) is out of range: "
+                    f"it must be {allowed.describe()}"
+                )
+        if self.poll_max_interval < self.poll_min_interval:
+            raise BadUserInput(
+                f"setting poll_max_interval={self.poll_max_interval!r} "
+                f"({env_name('poll_max_interval')}) is out of range: it must be at least "
+                f"poll_min_interval ({self.poll_min_interval!r})"
+            )
+        return self
+
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -104,7 +131,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(f"RUNCAST_{f.name.upper()}")
+            raw = env.get(env_name(f.name))
             if raw is None:
                 continue
             values[f.name] = _parse_field(f.name, str(f.type), raw)
@@ -130,3 +157,130 @@ def _parse_field(name: str, type_name: str, raw: str) -> object:
         return raw or None if "None" in type_name else raw
     except ValueError as exc:
         raise BadUserInput(f"RUNCAST_{name.upper()}={raw!r} is not a valid {type_name}") from exc
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting: ``port`` -> ``RUNCAST_PORT``."""
+    return ENV_PREFIX + field_name.upper()
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``RUNCAST_*`` variable that is no setting, naming the closest one."""
+    env = os.environ if environ is None else environ
+    known = [f.name.upper() for f in dataclasses.fields(Settings)]
+    warnings = []
+    for name in sorted(env):
+        suffix = name.removeprefix(ENV_PREFIX)
+        if suffix == name or suffix in known:
+            continue
+        closest = difflib.get_close_matches(suffix, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {ENV_PREFIX}{closest[0]}?" if closest else ""
+        warnings.append(f"{name} is not a runcast setting and is ignored{hint}")
+    return warnings
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The values a numeric setting admits: ``low`` to ``high``, ends included.
+
+    Args:
+        low: the smallest value allowed.
+        high: the largest value allowed.
+        above_low: ``low`` itself is excluded (a time that must be positive).
+        optional: ``None`` is allowed too (meaning "the default behaviour").
+        unit: what the number counts, for messages (``seconds``).
+    """
+
+    low: float
+    high: float
+    above_low: bool = False
+    optional: bool = False
+    unit: str = ""
+
+    def admits(self, value: object) -> bool:
+        """Whether ``value`` is in the range (and a number: booleans are not)."""
+        if value is None:
+            return self.optional
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.above_low else value >= self.low
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``an integer from 1 to 65535``."""
+        low, high = _number(self.low), _number(self.high)
+        if self.above_low:
+            text = f"a number above {low} and at most {high}"
+        elif self.low == int(self.low) and self.high == int(self.high):
+            text = f"from {low} to {high}"
+        else:
+            text = f"a number from {low} to {high}"
+        unit = f" {self.unit}" if self.unit else ""
+        return text + unit + (" (or unset)" if self.optional else "")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):_}" if value == int(value) else f"{value:g}"
+
+
+def _seconds(high: float) -> SettingRange:
+    return SettingRange(0, high, above_low=True, unit="seconds")
+
+
+SETTING_RANGES: dict[str, SettingRange] = {
+    "port": SettingRange(0, 65535),
+    "max_running": SettingRange(1, 1_000_000),
+    "max_body_bytes": SettingRange(1024, 1024 * MIB, unit="bytes"),
+    "max_event_payload_bytes": SettingRange(1, 1024 * MIB, unit="bytes"),
+    "max_query_fields": SettingRange(1, 1_000_000),
+    "max_query_depth": SettingRange(1, 100),
+    "max_query_tokens": SettingRange(1, 1_000_000),
+    "max_aliases": SettingRange(0, 100_000),
+    "operation_timeout": _seconds(86_400),
+    "upstream_connect_timeout": _seconds(600),
+    "upstream_read_timeout": _seconds(3600),
+    "upstream_get_retries": SettingRange(0, 10),
+    "poll_min_interval": _seconds(3600),
+    "poll_max_interval": _seconds(86_400),
+    "request_budget_per_second": SettingRange(0, 10_000, optional=True),
+    "live_list_page_size": SettingRange(1, 100),
+    "ws_connection_init_timeout": _seconds(600),
+    "ws_max_operations": SettingRange(1, 100_000),
+    "ws_keepalive_interval": _seconds(3600),
+}
+"""The range of each numeric setting; :meth:`Settings.check` enforces them at start-up."""
+
+
+def _shown_default(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value) or "empty"
+    if isinstance(value, int | float):
+        return _number(value)
+    return str(value)
+
+
+def _allowed(name: str, type_name: str) -> str:
+    if name in SETTING_RANGES:
+        return SETTING_RANGES[name].describe()
+    if type_name == "bool":
+        return "true or false"
+    if type_name.startswith("tuple"):
+        return "comma-separated list"
+    if type_name.startswith("Path"):
+        return "a path"
+    return "text"
+
+
+def settings_reference() -> str:
+    """Every setting as a Markdown table (variable, default, allowed values), for the README."""
+    rows = ["| variable | default | allowed |", "|---|---|---|"]
+    defaults = Settings()
+    for f in dataclasses.fields(Settings):
+        shown = _shown_default(getattr(defaults, f.name))
+        rows.append(f"| `{env_name(f.name)}` | {shown} | {_allowed(f.name, str(f.type))} |")
+    return "\n".join(rows)

@@ -18,12 +18,12 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.types import ExecutionContext
 
+from runcast.schema._cost import CostGuardedValidation
 from runcast.schema._errors import ErrorCodes, FreshLoaders, log_errors
 from runcast.schema.mutation import Mutation
 from runcast.schema.query import Query
@@ -82,7 +82,7 @@ def build_schema(
     """The schema with the guards of ``settings`` (defaults when ``None``).
 
     Args:
-        settings: limits for query depth, tokens and aliases, and whether
+        settings: limits for query fields, depth, tokens and aliases, and whether
             introspection is allowed.
         observers: extensions that run outermost, around every other one (the app's
             operation metrics and traces), so they see results with their error codes.
@@ -105,7 +105,10 @@ def build_schema(
         # of the cache key. Both caches are bounded LRUs shared across requests.
         lambda: _ParserCache(maxsize=PARSE_CACHE_SIZE),
         lambda: AddValidationRules(guard_rules),
-        lambda: ValidationCache(maxsize=VALIDATION_CACHE_SIZE),
+        # Counts fields with fragments expanded before the rules that expand them.
+        lambda: CostGuardedValidation(
+            max_fields=settings.max_query_fields, maxsize=VALIDATION_CACHE_SIZE
+        ),
     ]
     kwargs: dict[str, Any] = {"extensions": extensions}
     return RuncastSchema(query=Query, mutation=Mutation, subscription=Subscription, **kwargs)
