@@ -204,14 +204,19 @@ async def test_events_no_wait_took_are_dropped_when_the_run_ends(
 ) -> None:
     """A finished run keeps no undelivered events in the file, however it ended."""
     timeout = timedelta(milliseconds=200 if end is RunStatus.ERRORED else 30_000)
-    flow = workflow("ends", WaitForEventNode("go", "go", timeout), return_step("z", "`1`"))
+    flow = workflow(
+        "ends",
+        WaitForEventNode("first", "first", timeout),
+        WaitForEventNode("go", "go", timedelta(seconds=30)),
+        return_step("z", "`1`"),
+    )
     db = tmp_path / "e.db"
     async with open_engine(db, flow) as engine:
         await engine.trigger("ends", instance_id="e")
-        for _ in range(3):
-            await engine.send_event("ends", "e", event_type="never-awaited", payload="x" * 1000)
+        for _ in range(3):  # one is taken by the second wait when the run gets there
+            await engine.send_event("ends", "e", event_type="go", payload="x" * 1000)
         if end is RunStatus.COMPLETE:
-            await engine.send_event("ends", "e", event_type="go")
+            await engine.send_event("ends", "e", event_type="first")
         elif end is RunStatus.TERMINATED:
             await engine.terminate("ends", "e")
         await wait_for_status(engine, "ends", "e", end)

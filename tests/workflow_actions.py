@@ -46,3 +46,10 @@ def explode(context: Mapping[str, Any]) -> None:
 
 
 NOT_CALLABLE = 42
+
+
+def refuse_charge(context: Mapping[str, Any]) -> None:
+    """Refuse a non-positive ``input.amount`` for good: no retry can fix it."""
+    from runcast.engine import NonRetryableError
+
+    raise NonRetryableError(f"amount {context['input']['amount']} is not positive")

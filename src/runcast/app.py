@@ -286,13 +286,16 @@ async def _embedded_upstream(
     settings: Settings, *, metrics: Metrics | None
 ) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
-    loaded = await asyncio.to_thread(load_workflows, settings.workflows_dir)
-    for problem in loaded.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        logger.warning("skipped workflow %s: %s", where, problem.message)
+    def warn(line: str) -> None:
+        logger.warning("%s", line)
+
+    folder = settings.workflows_dir
+    loaded = await asyncio.to_thread(
+        load_folder, folder, strict=settings.workflows_strict, warn=warn
+    )
     db_path = settings.db_path or default_db_path()
     try:
         await asyncio.to_thread(db_path.parent.mkdir, parents=True, exist_ok=True)
@@ -308,7 +311,7 @@ async def _embedded_upstream(
         max_event_payload_bytes=settings.max_event_payload_bytes,
         observers=[engine_metrics] if engine_metrics is not None else [],
     )
-    async with engine:
+    async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
         if engine_metrics is not None:
             engine_metrics.watch(engine)
         local = LocalUpstream(

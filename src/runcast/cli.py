@@ -1,4 +1,5 @@
-"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL."""
+"""The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL,
+check workflow files and print their JSON Schema."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the GraphQL schema (SDL)")
     commands.add_parser("settings", help="print every setting with its default and range")
+
+    workflows = commands.add_parser("workflows", help="check workflow files, print their schema")
+    actions = workflows.add_subparsers(dest="workflows_command", required=True)
+    check = actions.add_parser(
+        "check", help="validate every workflow file of a folder; exit 1 on any problem"
+    )
+    check.add_argument("folder", type=Path, help="the folder of workflow files")
+    actions.add_parser("schema", help="print the JSON Schema of a workflow file (for editors)")
     return parser
 
 
@@ -43,6 +52,12 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, help="the engine's SQLite file")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--strict",
+        action="store_const",
+        const=True,
+        help="refuse to start if a workflow file has a problem or the folder has none",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -56,6 +71,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("db", "db_path"),
         ("host", "host"),
         ("port", "port"),
+        ("strict", "workflows_strict"),
     ]:
         value = getattr(args, arg, None)
         if value is not None:
@@ -78,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(print_schema() + "\n")
             return 0
+        if args.command == "workflows":
+            return _workflows(args)
         if args.command == "engine":
             from runcast.engine.server import serve_engine
 
@@ -90,6 +108,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _workflows(args: argparse.Namespace) -> int:
+    if args.workflows_command == "schema":
+        from runcast.engine.format import shipped_json_schema
+
+        sys.stdout.write(shipped_json_schema())
+        return 0
+    from runcast.engine.workflow_folder import check_folder
+
+    folder: Path = args.folder
+    if not folder.is_dir():
+        sys.stderr.write(f"{folder}: is not a folder\n")
+        return 1
+    result, lines = check_folder(folder)
+    for line in lines:
+        sys.stderr.write(f"{line}\n")
+    if lines:
+        return 1
+    sys.stdout.write(f"{folder}: {len(result.definitions)} workflows, no problems\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -67,6 +67,12 @@ class Workflow:
     name: str
     kind: WorkflowKind = WorkflowKind.WORKFLOW
     url: str | None = None
+    input_schema: JSON = None
+    """The JSON Schema a run's input must match, where the upstream has one."""
+    schedule: str | None = None
+    """The cron expression that triggers runs, where the upstream has one."""
+    next_scheduled_at: datetime | None = None
+    """When the schedule triggers the next run."""
 
 
 @dataclass(frozen=True, slots=True)

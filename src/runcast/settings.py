@@ -47,6 +47,10 @@ class Settings:
 
     upstream: str = "embedded"
     workflows_dir: Path | None = None
+    # --strict: a bad workflow file (or an empty folder) stops the server from starting.
+    workflows_strict: bool = False
+    # Reload the workflows folder when a file is added, changed or removed.
+    workflows_reload: bool = True
     db_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000

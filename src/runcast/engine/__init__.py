@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from runcast.engine.actions import NonRetryableError
 from runcast.engine.engine import DatabaseInUse, DatabaseUnusable, Engine
 from runcast.engine.loader import (
     LoadProblem,
@@ -20,6 +21,7 @@ __all__ = [
     "Engine",
     "LoadProblem",
     "LoadResult",
+    "NonRetryableError",
     "demo_workflows_dir",
     "load_workflows",
     "parse_duration",

@@ -36,6 +36,7 @@ from runcast.engine._state import (
     STEP_ERRORED,
     STEP_RETRYING,
     STEP_RUNNING,
+    STEP_SKIPPED,
     STEP_SUSPENDED,
     STEP_TERMINATED,
     RunState,
@@ -44,9 +45,16 @@ from runcast.engine._state import (
     encode,
 )
 from runcast.engine._store import EventRow, Store
-from runcast.engine.actions import ActionFailed, resolve_until, run_action
+from runcast.engine.actions import (
+    ActionFailed,
+    evaluate_expression,
+    is_true,
+    resolve_until,
+    run_action,
+)
 from runcast.engine.definitions import (
     FailAction,
+    Node,
     ReturnAction,
     SleepNode,
     SleepUntilNode,
@@ -397,6 +405,8 @@ class Executor:
                     await self._write(run)
                     return
                 node = nodes[index]
+                if run.current_step is None and node.when and await self._skipped(run, node):
+                    continue
                 if isinstance(node, StepNode):
                     await self._do_step(run, node, run.current_step)
                 elif isinstance(node, WaitForEventNode):
@@ -440,16 +450,22 @@ class Executor:
                 step.started_at = now
             await self._start_attempt(run, node, step)
             self.events.step_started(run, node.name, attempt)
-            message = await self._attempt(run, node, step, attempt)
-            retry_in = _retry_in(node, attempt, message)
+            failure = await self._attempt(run, node, step, attempt)
+            retry_in = _retry_in(node, attempt, failure)
             self.events.step_finished(
-                run, node.name, attempt, time.time() - now, error=message, retry_in=retry_in
+                run,
+                node.name,
+                attempt,
+                time.time() - now,
+                error=None if failure is None else failure.message,
+                retry_in=retry_in,
             )
-            if message is None:
+            if failure is None:
                 return
+            message = failure.message
             now = time.time()
             step.error = message
-            if attempt <= node.retries.limit:
+            if failure.retryable and attempt <= node.retries.limit:
                 delay = node.retries.delay_before(attempt)
                 step.status = STEP_RETRYING
                 step.wake_at = now + delay.total_seconds()
@@ -478,8 +494,8 @@ class Executor:
 
     async def _attempt(
         self, run: RunState, node: StepNode, step: StepState, attempt: int
-    ) -> str | None:
-        """Run one attempt; on success record the result and return ``None``, else the error."""
+    ) -> ActionFailed | None:
+        """Run one attempt; on success record the result and return ``None``, else the failure."""
         context = dict(run.context)
         try:
             if isinstance(node.action, ReturnAction | FailAction):
@@ -492,20 +508,22 @@ class Executor:
                             node.action, context, attempt=attempt, http_client=self._http_client
                         )
                 except TimeoutError:
-                    return f"step {node.name!r} timed out after {format_duration(limit)}"
+                    return ActionFailed(
+                        f"step {node.name!r} timed out after {format_duration(limit)}"
+                    )
         except ActionFailed as exc:
-            return exc.message
+            return exc
         except Exception as exc:
             # Actions turn their failures into ActionFailed; anything else is still only
             # this attempt failing, and the retry policy decides what happens next.
             log.warning("step %r of run %s raised %s", node.name, run.instance_id, exc)
-            return f"step {node.name!r} failed: {type(exc).__name__}"
+            return ActionFailed(f"step {node.name!r} failed: {type(exc).__name__}")
         finally:
             run.in_step = False
         try:
             result_json = encode(result)
         except (TypeError, ValueError) as exc:
-            return f"step {node.name!r} returned a value that is not JSON: {exc}"
+            return ActionFailed(f"step {node.name!r} returned a value that is not JSON: {exc}")
         await self._node_done(run, step, result, result_json)
         return None
 
@@ -533,6 +551,28 @@ class Executor:
             self._release_slot(run)
             run.status = RunStatus.PAUSED
         await self._write(run, [step], extra=extra)
+
+    async def _skipped(self, run: RunState, node: Node) -> bool:
+        """Whether ``node`` is skipped by its ``when`` (recorded with status ``skipped``)."""
+        assert node.when is not None
+        try:
+            wanted = is_true(evaluate_expression(node.when, run.context))
+        except ActionFailed as exc:
+            step = StepState(len(run.steps), node.name, node.type, STEP_RUNNING, 0)
+            run.steps.append(step)
+            self._error(run, step, f"'when' of {node.name!r}: {exc.message}")
+            await self._write(run, [step])
+            return True
+        if wanted:
+            return False
+        step = StepState(len(run.steps), node.name, node.type, STEP_SKIPPED, 0)
+        step.started_at = step.ended_at = time.time()
+        run.steps.append(step)
+        run.context[node.name] = None
+        if step.idx + 1 >= len(run.definition.nodes):
+            self._finish(run, RunStatus.COMPLETE)
+        await self._write(run, [step])
+        return True
 
     async def _do_sleep(
         self, run: RunState, node: SleepNode | SleepUntilNode, step: StepState | None
@@ -753,9 +793,9 @@ class Executor:
         return task
 
 
-def _retry_in(node: StepNode, attempt: int, error: str | None) -> float | None:
+def _retry_in(node: StepNode, attempt: int, failure: ActionFailed | None) -> float | None:
     """Seconds before the next attempt of a failed one; ``None`` on success or no retry left."""
-    if error is None or attempt > node.retries.limit:
+    if failure is None or not failure.retryable or attempt > node.retries.limit:
         return None
     return node.retries.delay_before(attempt).total_seconds()
 

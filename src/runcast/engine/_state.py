@@ -23,6 +23,7 @@ __all__ = [
     "STEP_ERRORED",
     "STEP_RETRYING",
     "STEP_RUNNING",
+    "STEP_SKIPPED",
     "STEP_SUSPENDED",
     "STEP_TERMINATED",
     "RunState",
@@ -40,6 +41,9 @@ STEP_SUSPENDED = "paused"
 STEP_COMPLETE = "complete"
 STEP_ERRORED = "errored"
 STEP_TERMINATED = "terminated"
+STEP_SKIPPED = "skipped"
+"""A node whose ``when`` was false: it did not run, its result is null."""
+_DONE = (STEP_COMPLETE, STEP_SKIPPED)
 
 
 def encode(value: JSON) -> str:
@@ -166,7 +170,7 @@ class RunState:
     def node_index(self) -> int:
         """The index of the node the run is at (entered or not)."""
         steps = self.steps
-        if steps and steps[-1].status != STEP_COMPLETE:
+        if steps and steps[-1].status not in _DONE:
             return len(steps) - 1
         return len(steps)
 
@@ -174,7 +178,7 @@ class RunState:
     def current_step(self) -> StepState | None:
         """The entered, unfinished node, if any."""
         steps = self.steps
-        if steps and steps[-1].status != STEP_COMPLETE:
+        if steps and steps[-1].status not in _DONE:
             return steps[-1]
         return None
 
@@ -253,6 +257,8 @@ class RunState:
             if state.current_step is not None:
                 break  # rows after an unfinished node cannot be; keep the prefix
             state.steps.append(step)
+            if step.status == STEP_SKIPPED:
+                state.context[step.name] = None
             if step.status == STEP_COMPLETE:
                 state.context[step.name] = step.output
                 if step.type == "step":
@@ -265,7 +271,7 @@ class RunState:
 def run_from_rows(definition_id: str, row: RunRow, steps: list[StepRow]) -> Run:
     """The public ``Run`` a stored run describes (for runs not in memory)."""
     status = RunStatus.parse(row.status)
-    current = steps[-1] if steps and steps[-1].status != STEP_COMPLETE else None
+    current = steps[-1] if steps and steps[-1].status not in _DONE else None
     wake_at = None
     if current is not None and status in (RunStatus.PAUSED, RunStatus.WAITING):
         wake_at = moment(current.wake_at)

@@ -6,6 +6,7 @@ files into these values; ``runcast.engine.actions`` executes a step's action.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,16 @@ from typing import Literal, TypeAlias
 from runcast.models import JSON, Workflow, WorkflowKind
 
 Backoff: TypeAlias = Literal["constant", "linear", "exponential"]
+HttpResult: TypeAlias = Literal["body", "full"]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def reference(name: str) -> str:
+    """The JMESPath expression that reads node ``name`` from the context (quoted if needed)."""
+    if _IDENTIFIER.fullmatch(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +52,42 @@ class ReturnAction:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryOn:
+    """Which failures of an ``http`` step are retried; any other ends the run at once."""
+
+    statuses: frozenset[int] = frozenset({429})
+    classes: frozenset[int] = frozenset({5})
+    connection: bool = True
+
+    def retries_status(self, status: int) -> bool:
+        """Whether a response with HTTP ``status`` is worth another attempt."""
+        return status in self.statuses or status // 100 in self.classes
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A value a workflow reads from an environment variable when an http step runs."""
+
+    name: str
+    env: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpAction:
-    """Make a real HTTP request; the result is the response's JSON (or text)."""
+    """Make a real HTTP request; the result is the response's body (or all of it).
+
+    ``url``, header and query values are templates (``${expression}`` parts);
+    strings in ``json`` are expressions, as in ``return``.
+    """
 
     method: str
     url: str
     headers: tuple[tuple[str, str], ...] = ()
     json: JSON = None
+    query: tuple[tuple[str, str], ...] = ()
+    result: HttpResult = "body"
+    retry_on: RetryOn = field(default_factory=RetryOn)
+    secrets: tuple[Secret, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +96,7 @@ class FailAction:
 
     message: str
     times: int | None = None
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +117,7 @@ class StepNode:
     action: Action
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: timedelta | None = None
+    when: str | None = None
     type: Literal["step"] = "step"
 
 
@@ -85,6 +127,7 @@ class SleepNode:
 
     name: str
     duration: timedelta
+    when: str | None = None
     type: Literal["sleep"] = "sleep"
 
 
@@ -94,6 +137,7 @@ class SleepUntilNode:
 
     name: str
     until: str
+    when: str | None = None
     type: Literal["sleep_until"] = "sleep_until"
 
 
@@ -104,6 +148,7 @@ class WaitForEventNode:
     name: str
     event_type: str
     timeout: timedelta | None = None
+    when: str | None = None
     type: Literal["wait_for_event"] = "wait_for_event"
 
 
@@ -120,10 +165,27 @@ class WorkflowDefinition:
     url: str | None = None
     nodes: tuple[Node, ...] = ()
     source: Path | None = None
+    secrets: tuple[Secret, ...] = ()
+    input_schema: JSON = None
+    schedule: str | None = None
+    schedule_input: JSON = None
 
     def describe(self) -> Workflow:
         """The public description of this definition."""
-        return Workflow(id=self.id, name=self.name, kind=self.kind, url=self.url)
+        return Workflow(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            url=self.url,
+            input_schema=self.input_schema,
+            schedule=self.schedule,
+        )
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The event types its ``wait_for_event`` nodes wait for, in node order, once each."""
+        found = (node.event_type for node in self.nodes if isinstance(node, WaitForEventNode))
+        return tuple(dict.fromkeys(found))
 
     def node(self, name: str) -> Node:
         """The node called ``name``; raises ``KeyError``."""

@@ -30,6 +30,7 @@ import httpx
 from ulid import ULID
 
 from runcast.engine import _store
+from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._state import RunState, encode, run_from_rows
@@ -235,6 +236,11 @@ class Engine:
         """The loaded workflow definitions, by id (read-only)."""
         return MappingProxyType(self._definitions)
 
+    def replace_definitions(self, definitions: Mapping[str, WorkflowDefinition]) -> None:
+        """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on."""
+        self._definitions.clear()
+        self._definitions.update(definitions)
+
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
         return [self._definitions[key].describe() for key in sorted(self._definitions)]
@@ -259,7 +265,8 @@ class Engine:
         Raises:
             WorkflowNotFound: no such workflow.
             NotTriggerable: the workflow is a script (the message names its URL).
-            BadUserInput: ``instance_id`` is malformed or ``input`` is not JSON.
+            BadUserInput: ``instance_id`` is malformed, ``input`` is not JSON or does not
+                match the workflow's ``input_schema`` (the message names the JSON path).
             PayloadTooLarge: ``input`` is over ``max_event_payload_bytes``.
             AlreadyExists: the workflow already has a run called ``instance_id``.
         """
@@ -275,6 +282,12 @@ class Engine:
                 " '_' or '-', not starting with '-'"
             )
         input_json = None if input is None else self._encode_limited(input, "run input")
+        if definition.input_schema is not None:
+            problem = input_problem(definition.input_schema, input)
+            if problem is not None:
+                raise BadUserInput(
+                    f"input does not match the input_schema of {workflow_id!r}: {problem}"
+                )
         key = (workflow_id, instance_id)
         if key in self._executor.active or key in self._reserved:
             raise AlreadyExists(workflow_id, instance_id)
@@ -388,7 +401,8 @@ class Engine:
         """Give the run an event; its first wait for ``event_type`` gets it (FIFO per type).
 
         Raises:
-            BadUserInput: ``event_type`` is empty or ``payload`` is not JSON.
+            BadUserInput: ``event_type`` is empty or no wait of the run's workflow waits
+                for it (the message lists those that do), or ``payload`` is not JSON.
             PayloadTooLarge: the JSON-encoded payload is over ``max_event_payload_bytes``.
             RunFinished: the run has finished.
         """
@@ -399,6 +413,13 @@ class Engine:
             raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
         text = self._encode_limited(payload, "event payload")
         run = await self._active_run(workflow_id, instance_id)
+        accepted = run.definition.event_types
+        if event_type not in accepted:
+            listed = ", ".join(repr(name) for name in accepted) or "none (it waits for no event)"
+            raise BadUserInput(
+                f"run {instance_id!r} of {workflow_id!r} waits for no event {event_type!r};"
+                f" event types it accepts: {listed}"
+            )
         await self._executor.send_event(run, event_type, text)
         return run.to_model()
 

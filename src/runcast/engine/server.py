@@ -446,7 +446,7 @@ def serve_engine(settings: Settings) -> int:
         EngineConfigurationError: the folder, the database folder or the port is unusable.
         DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
     """
-    from runcast.engine.loader import load_workflows
+    from runcast.engine.workflow_folder import load_folder
     from runcast.logs import configure_logging, parse_log_format, parse_log_level
 
     configure_logging(
@@ -457,10 +457,7 @@ def serve_engine(settings: Settings) -> int:
     folder = settings.workflows_dir
     if folder is not None and not folder.is_dir():
         raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
-    result = load_workflows(folder)
-    for problem in result.problems:
-        where = f"{problem.file}" + (f" (node {problem.node})" if problem.node else "")
-        sys.stderr.write(f"runcast engine: skipped {where}: {problem.message}\n")
+    result = load_folder(folder, strict=settings.workflows_strict, warn=_warn)
 
     db_path = settings.db_path or default_engine_db_path()
     try:
@@ -477,6 +474,10 @@ def serve_engine(settings: Settings) -> int:
         sock.close()
 
 
+def _warn(line: str) -> None:
+    sys.stderr.write(f"{line}\n")
+
+
 async def _serve_engine(
     settings: Settings,
     definitions: Mapping[str, WorkflowDefinition],
@@ -486,6 +487,7 @@ async def _serve_engine(
     import uvicorn
 
     from runcast.engine.cloudflare_api import cloudflare_mount
+    from runcast.engine.workflow_folder import reloading
 
     engine = Engine(
         definitions,
@@ -493,7 +495,10 @@ async def _serve_engine(
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
     )
-    async with engine:
+    async with (
+        engine,
+        reloading(engine, settings.workflows_dir, enabled=settings.workflows_reload, warn=_warn),
+    ):
         app = create_engine_app(
             engine,
             api_keys=settings.engine_api_keys,
@@ -505,7 +510,6 @@ async def _serve_engine(
                 engine,
                 api_tokens=settings.engine_api_keys,
                 max_event_payload_bytes=settings.max_event_payload_bytes,
-                definitions=definitions,
             ),
         )
         config = uvicorn.Config(

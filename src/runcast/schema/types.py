@@ -160,6 +160,17 @@ class Workflow(Node):
     url: str | None = strawberry.field(
         description="For scripts: the deployed Worker URL to call instead of triggering."
     )
+    input_schema: JSON | None = strawberry.field(
+        default=None,
+        description="The JSON Schema a run's input must match (build a form from it); "
+        "null when the workflow declares none.",
+    )
+    schedule: str | None = strawberry.field(
+        default=None, description="The cron expression (UTC) that triggers runs, if any."
+    )
+    next_scheduled_at: datetime | None = strawberry.field(
+        default=None, description="When the schedule triggers its next run."
+    )
 
     @strawberry.field(description="Runs of this workflow, newest first (at most 100 per page).")
     async def runs(
@@ -201,6 +212,9 @@ class Workflow(Node):
             name=workflow.name,
             kind=WorkflowKind[workflow.kind.name],
             url=workflow.url,
+            input_schema=workflow.input_schema,
+            schedule=workflow.schedule,
+            next_scheduled_at=workflow.next_scheduled_at,
         )
 
 
