@@ -129,7 +129,11 @@ class RunsView {
       this.outcome,
       h("div", { class: "table-wrap" }, this.table.element),
       h("div", { class: "toolbar" }, this.more));
-    const trigger = triggerForm(this.workflowId, (run) => this.table.apply(run, { insert: (r) => this.matches(r) }));
+    // A live message may have shown the new run already, in a newer state than this answer.
+    const started = (run) => {
+      if (!this.table.rows.has(run.instanceId)) this.table.apply(run, { insert: (r) => this.matches(r) });
+    };
+    const trigger = triggerForm(this.workflowId, started);
     replace(this.section, h("div", { class: "columns" }, runs, h("aside", {}, trigger)));
     this.selectionChanged();
   }
