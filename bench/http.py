@@ -130,9 +130,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(name: str, argv: Sequence[str], log: Path, base_url: str) -> Server:
-    """Start ``argv`` in its own session with output to ``log``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start_server(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    base_url: str,
+    env_extra: Mapping[str, str] | None = None,
+) -> Server:
+    """Start ``argv`` in its own session with output to ``log`` (and ``env_extra`` set)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
     with log.open("wb") as out:
         process = subprocess.Popen(
             list(argv),
@@ -622,12 +628,31 @@ def render_report(
 # --- main -------------------------------------------------------------------------------------
 
 
+def gateway_argv(args: argparse.Namespace, engine_url: str, port: int) -> list[str]:
+    """The command starting the gateway in front of ``engine_url`` on ``port``."""
+    launcher = [str(args.gateway_launcher)] if args.gateway_launcher else ["-m", "runcast.cli"]
+    return [
+        sys.executable,
+        *launcher,
+        "serve",
+        "--upstream",
+        engine_url,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 @contextlib.contextmanager
 def servers_running(
-    workdir: Path, workflows: Path, args: argparse.Namespace
-) -> Iterator[tuple[Server, Server]]:
-    """Start the engine and the gateway in front of it; stop both on exit."""
-    engine_port, gateway_port = free_port(), free_port()
+    workdir: Path, workflows: Path, args: argparse.Namespace, parsers: Sequence[str] = ("",)
+) -> Iterator[tuple[Server, list[Server]]]:
+    """Start the engine and one gateway per HTTP parser in front of it; stop all on exit.
+
+    ``""`` starts the gateway with its default parser (``--http-parser`` when given).
+    """
+    engine_port = free_port()
     python = sys.executable
     engine_url = f"http://127.0.0.1:{engine_port}"
     started: list[Server] = []
@@ -652,25 +677,20 @@ def servers_running(
             engine_url,
         )
         started.append(engine)
-        launcher = [str(args.gateway_launcher)] if args.gateway_launcher else ["-m", "runcast.cli"]
-        gateway = start_server(
-            "gateway",
-            [
-                python,
-                *launcher,
-                "serve",
-                "--upstream",
-                engine_url,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-            ],
-            workdir / "gateway.log",
-            f"http://127.0.0.1:{gateway_port}",
-        )
-        started.append(gateway)
-        yield engine, gateway
+        gateways = []
+        for parser in parsers:
+            port = free_port()
+            chosen = parser or args.http_parser
+            gateway = start_server(
+                f"gateway-{parser}" if parser else "gateway",
+                gateway_argv(args, engine_url, port),
+                workdir / f"gateway-{parser or 'default'}.log",
+                f"http://127.0.0.1:{port}",
+                {"RUNCAST_HTTP_PARSER": chosen} if chosen else None,
+            )
+            started.append(gateway)
+            gateways.append(gateway)
+        yield engine, gateways
     finally:
         for server in reversed(started):
             stop_server(server)
@@ -690,6 +710,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="start the gateway with this Python file instead of `-m runcast.cli` (same "
         "arguments; for A/B runs of a patched gateway)",
+    )
+    parser.add_argument(
+        "--http-parser",
+        choices=["h11", "httptools"],
+        help="the gateway's HTTP parser (RUNCAST_HTTP_PARSER; default: the gateway's own)",
+    )
+    parser.add_argument(
+        "--compare-parsers",
+        action="store_true",
+        help="instead: the GraphQL read through two gateways, h11 and httptools, in one run",
     )
     parser.add_argument(
         "--output",
@@ -719,6 +749,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.gateway_launcher:
         command += " " + shlex.join(["--gateway-launcher", str(args.gateway_launcher)])
+    if args.http_parser:
+        command += f" --http-parser {args.http_parser}"
+    if args.compare_parsers:
+        command += " --compare-parsers"
     workdir = Path(tempfile.mkdtemp(prefix="runcast-bench-"))
     try:
         return _run(args, workdir, command)
@@ -736,8 +770,10 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     load_before = os.getloadavg()[0]
     workflows, workflows_note = TEST_WORKFLOWS, "tests/workflows"
 
+    if args.compare_parsers:
+        return compare_parsers(args, workdir, command)
     with (
-        servers_running(workdir, workflows, args) as (engine, gateway),
+        servers_running(workdir, workflows, args) as (engine, [gateway]),
         httpx.Client(timeout=10.0) as client,
     ):
         wait_ready(engine, client, ["/api/v1/workflows"])
@@ -842,6 +878,77 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     if any(m.errors for _, rest, gw in pairs for m in (rest, gw)):
         print("warning: some requests failed (see the errors column)", file=sys.stderr)
     return 0
+
+
+PARSERS = ("h11", "httptools")
+
+
+def compare_parsers(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    """The GraphQL read through a gateway on each HTTP parser, rounds alternating; a table."""
+    load_before = os.getloadavg()[0]
+    with (
+        servers_running(workdir, TEST_WORKFLOWS, args, PARSERS) as (engine, gateways),
+        httpx.Client(timeout=10.0) as client,
+    ):
+        wait_ready(engine, client, ["/api/v1/workflows"])
+        for gateway in gateways:
+            wait_ready(gateway, client, ["/healthz", "/readyz"])
+        instance_id = create_completed_run(client, gateways[0].base_url + "/graphql")
+        body = json.dumps(
+            {
+                "query": RUN_QUERY,
+                "variables": {"workflowId": WORKFLOW_ID, "instanceId": instance_id},
+            }
+        )
+        targets = [
+            Target(f"GraphQL read via gateway ({p})", g.base_url + "/graphql", "POST", body)
+            for p, g in zip(PARSERS, gateways, strict=True)
+        ]
+        samples: dict[str, list[Measurement]] = {p: [] for p in PARSERS}
+        servers = (engine, *gateways)
+        for round_index in range(max(args.rounds, 1)):
+            order = list(zip(PARSERS, targets, strict=True))
+            if round_index % 2:
+                order.reverse()
+            for parser, target in order:
+                check_target(client, target)
+                wait_idle(servers)
+                if args.warmup > 0:
+                    run_wrk(target, duration=args.warmup, connections=args.connections)
+                    wait_idle(servers)
+                m = measure(target, servers, duration=args.duration, connections=args.connections)
+                print(f"  {parser}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms", flush=True)
+                samples[parser].append(m)
+    medians = {p: median_measurement(samples[p]) for p in PARSERS}
+    report = render_parser_report(medians, command, (load_before, os.getloadavg()[0]))
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".parsers.md").write_text(report)
+    return 0
+
+
+def render_parser_report(
+    medians: Mapping[str, Measurement], command: str, load: tuple[float, float]
+) -> str:
+    """The markdown table of :func:`compare_parsers`, httptools as the baseline."""
+    base = medians["httptools"]
+    lines = [
+        "## HTTP parser: h11 (bounded request heads) vs httptools (`bench/http.py`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after.",
+        "",
+        "| parser | req/s | p50 ms | p99 ms | gateway CPU ms/req | vs httptools (CPU) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for parser, m in medians.items():
+        cpu = m.cpu_ms_per_request.get(f"gateway-{parser}", 0.0)
+        base_cpu = base.cpu_ms_per_request.get("gateway-httptools", 0.0)
+        lines.append(
+            f"| {parser} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {cpu:.3f} "
+            f"| {ratio(cpu, base_cpu)} |"
+        )
+    return "\n".join([*lines, "", "Reproduce:", "", "```sh", command, "```", ""])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from runcast._connection_guard import ConnectionLimits, guarded_protocol
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.errors import RuncastError, UpstreamError
@@ -438,6 +440,26 @@ def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
         readiness.add(BudgetCheck(live.budget))
 
 
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` arguments holding connections to the settings' limits.
+
+    The HTTP protocol refuses oversized heads (431), closes connections slow to send
+    one, and refuses connections over the cap (503); see ``runcast._connection_guard``.
+    """
+    limits = ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+    return {
+        "http": guarded_protocol(settings.http_parser, limits),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "timeout_keep_alive": settings.idle_timeout,
+        # SIGTERM stops the server within this even with WebSockets open.
+        "timeout_graceful_shutdown": 10,
+    }
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port``, ready for uvicorn to listen on.
 
@@ -496,6 +518,7 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
             ws_max_size=settings.max_body_bytes,
             # Off by default: zlib state per connection is most of a subscriber's memory.
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            **connection_options(settings),
         )
         server = uvicorn.Server(config)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -34,8 +34,12 @@ DEFAULT_MAX_EVENT_PAYLOAD_BYTES = MIB
 
 
 def compact_json(value: JSON) -> str:
-    """``value`` encoded the one way every layer measures it: no spaces, UTF-8 kept."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """``value`` encoded the one way every layer stores and measures it: no spaces, UTF-8 kept.
+
+    Raises:
+        TypeError, ValueError: ``value`` is not JSON (``NaN`` and infinities are not).
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def json_size(value: JSON) -> int:

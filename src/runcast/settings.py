@@ -65,6 +65,13 @@ class Settings:
     max_query_tokens: int = 2000
     max_aliases: int = 30
     operation_timeout: float = 30.0
+
+    # HTTP server connections (runcast serve)
+    http_parser: str = "h11"
+    max_header_bytes: int = 32 * 1024
+    header_timeout: float = 15.0
+    idle_timeout: float = 15.0
+    max_connections: int = 4096
     introspection: bool = True
     allowed_origins: tuple[str, ...] = ()
     # Host names the gateway answers to besides IP addresses, localhost and ``host``
@@ -112,6 +119,12 @@ class Settings:
                 raise BadUserInput(
                     f"setting {f.name}={value!r} ({env_name(f.name)}) is out of range: "
                     f"it must be {allowed.describe()}"
+                )
+        for name, choices in SETTING_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise BadUserInput(
+                    f"setting {name}={getattr(self, name)!r} ({env_name(name)}) is not "
+                    f"allowed: it must be one of {', '.join(choices)}"
                 )
         if self.poll_max_interval < self.poll_min_interval:
             raise BadUserInput(
@@ -242,6 +255,10 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "max_query_tokens": SettingRange(1, 1_000_000),
     "max_aliases": SettingRange(0, 100_000),
     "operation_timeout": _seconds(86_400),
+    "max_header_bytes": SettingRange(1024, MIB, unit="bytes"),
+    "header_timeout": _seconds(3600),
+    "idle_timeout": _seconds(3600),
+    "max_connections": SettingRange(1, 1_000_000),
     "upstream_connect_timeout": _seconds(600),
     "upstream_read_timeout": _seconds(3600),
     "upstream_get_retries": SettingRange(0, 10),
@@ -254,6 +271,13 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "ws_keepalive_interval": _seconds(3600),
 }
 """The range of each numeric setting; :meth:`Settings.check` enforces them at start-up."""
+
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+    # h11 is the parser whose request heads are bounded by uvicorn too (and it stops reading
+    # pipelined requests); httptools is faster (bench/http.py measures both).
+    "http_parser": ("h11", "httptools"),
+}
+"""The values a setting that names one of a few choices may take."""
 
 
 def _shown_default(value: object) -> str:
@@ -271,6 +295,8 @@ def _shown_default(value: object) -> str:
 def _allowed(name: str, type_name: str) -> str:
     if name in SETTING_RANGES:
         return SETTING_RANGES[name].describe()
+    if name in SETTING_CHOICES:
+        return " or ".join(SETTING_CHOICES[name])
     if type_name == "bool":
         return "true or false"
     if type_name.startswith("tuple"):

@@ -21,6 +21,7 @@ from runcast.engine._cloudflare_shapes import (
     RESERVED_ID_PATTERN,
     ApiError,
 )
+from runcast.limits import MAX_ID_LENGTH
 from runcast.models import JSON
 
 
@@ -82,9 +83,11 @@ async def json_body(request: Request, *, limit: int) -> tuple[bool, JSON]:
 def _check_instance_id(value: JSON) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 100:
-        raise ApiError(400, CODE_VALIDATION, "instance_id must be a string of 1 to 100 characters")
-    if not INSTANCE_ID_PATTERN.match(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise ApiError(
+            400, CODE_VALIDATION, f"instance_id must be a string of 1 to {MAX_ID_LENGTH} characters"
+        )
+    if not INSTANCE_ID_PATTERN.fullmatch(value):
         raise ApiError(400, CODE_VALIDATION, "instance_id must match ^[a-zA-Z0-9_][a-zA-Z0-9-_]*$")
     if RESERVED_ID_PATTERN.match(value):
         raise ApiError(400, CODE_VALIDATION, "instance_id of the form cf_<64 hex> is reserved")

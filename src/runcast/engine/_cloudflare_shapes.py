@@ -29,6 +29,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import ID_PATTERN
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ MAX_PER_PAGE = 100
 ENGINE_PAGE = 1000
 DEFAULT_INSTANCES_PER_PAGE = 50
 DEFAULT_WORKFLOWS_PER_PAGE = 20
-INSTANCE_ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+INSTANCE_ID_PATTERN = ID_PATTERN
 RESERVED_ID_PATTERN = re.compile(r"^cf_[0-9a-f]{64}$")
 DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from runcast.engine._store import RunRow, StepRow
 from runcast.engine.definitions import WorkflowDefinition
+from runcast.limits import compact_json
 from runcast.models import JSON, Run, RunStatus, Step
 
 __all__ = [
@@ -48,7 +49,7 @@ _DONE = (STEP_COMPLETE, STEP_SKIPPED)
 
 def encode(value: JSON) -> str:
     """Compact JSON text of ``value``; raises ``TypeError``/``ValueError`` if it is not JSON."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return compact_json(value)
 
 
 def decode(text: str | None) -> JSON:

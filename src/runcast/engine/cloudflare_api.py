@@ -104,6 +104,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import MAX_EVENT_TYPE_LENGTH
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 logger = logging.getLogger(__name__)
@@ -421,8 +422,12 @@ class _CloudflareApi:
         workflow = self._workflow(request)
         instance_id = request.path_params["instance_id"]
         event_type = request.path_params["event_type"]
-        if not 1 <= len(event_type) <= 100:
-            raise ApiError(400, CODE_VALIDATION, "event_type must be 1 to 100 characters")
+        if not 1 <= len(event_type) <= MAX_EVENT_TYPE_LENGTH:
+            raise ApiError(
+                400,
+                CODE_VALIDATION,
+                f"event_type must be 1 to {MAX_EVENT_TYPE_LENGTH} characters",
+            )
         _, payload = await json_body(request, limit=self.max_event_payload_bytes)
         run = await self.engine.send_event(
             workflow.id, instance_id, event_type=event_type, payload=payload

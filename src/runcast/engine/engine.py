@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -47,6 +46,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 __all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
@@ -54,9 +54,8 @@ __all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnu
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
 """The largest ``limit`` of ``list_runs``."""
-INSTANCE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}")
+INSTANCE_ID_PATTERN = ID_PATTERN
 """What a caller-given instance id must look like (otherwise a ULID is made)."""
-MAX_EVENT_TYPE_LENGTH = 256
 
 RunListener = Callable[[Run], None]
 

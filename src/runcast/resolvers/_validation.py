@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import re
-
 from runcast.errors import BadUserInput, PayloadTooLarge
+from runcast.limits import (
+    ID_PATTERN,
+    MAX_EVENT_TYPE_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PAGE_SIZE,
+    json_size,
+)
 from runcast.models import JSON
 
-MAX_ID_LENGTH = 100
-MAX_EVENT_TYPE_LENGTH = 100
-MAX_PAGE_SIZE = 100
-
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+__all__ = [
+    "MAX_EVENT_TYPE_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_PAGE_SIZE",
+    "check_event_type",
+    "check_id",
+    "check_page_size",
+    "check_payload_size",
+]
 
 
 def check_id(value: str, *, argument: str) -> str:
@@ -28,7 +36,7 @@ def check_id(value: str, *, argument: str) -> str:
         raise BadUserInput(
             f"{argument} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}"
         )
-    if not _ID_PATTERN.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise BadUserInput(
             f"{argument} {value!r} is malformed: use letters, digits, '-' and '_' "
             "(not starting with '-')"
@@ -53,7 +61,12 @@ def check_payload_size(payload: JSON, *, limit: int, argument: str = "payload") 
     Raises:
         PayloadTooLarge: the encoded size is over ``limit``; the message names the limit.
     """
-    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        size = json_size(payload)
+    except RecursionError as exc:
+        raise BadUserInput(f"{argument} nests too deeply to be stored") from exc
+    except (TypeError, ValueError) as exc:
+        raise BadUserInput(f"{argument} is not JSON: {exc}") from exc
     if size > limit:
         raise PayloadTooLarge(
             f"{argument} is {size} bytes as JSON; the limit is {limit} bytes",

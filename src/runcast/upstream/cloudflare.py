@@ -75,6 +75,7 @@ from runcast.errors import (
     UpstreamProtocolError,
     WorkflowNotFound,
 )
+from runcast.limits import json_size
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 from runcast.settings import Settings
 from runcast.upstream._cloudflare_ratelimit import (
@@ -480,7 +481,7 @@ class CloudflareUpstream:
         if not event_type:
             raise BadUserInput("the event type must not be empty")
         limit = self.settings.max_event_payload_bytes
-        if payload is not None and len(json.dumps(payload).encode()) > limit:
+        if payload is not None and json_size(payload) > limit:
             raise PayloadTooLarge(
                 f"the event payload is larger than the limit of {limit} bytes", limit=limit
             )

@@ -1,0 +1,214 @@
+"""Connection guards of `runcast serve`: head size (431), head and idle timeouts, a cap (503)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from runcast.app import connection_options, create_app
+from runcast.engine import Engine
+from runcast.settings import Settings
+from runcast.upstream.local import LocalUpstream
+
+GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def guarded_gateway(engine: Engine, settings: Settings) -> AsyncIterator[int]:
+    """The gateway on uvicorn with the connection options `runcast serve` uses; yields the port."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings, upstream=LocalUpstream(engine)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        **connection_options(settings),
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(15):
+            while not server.started:
+                if task.done():
+                    raise RuntimeError("uvicorn stopped before it started")
+                await asyncio.sleep(0.01)
+        yield port
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(20):
+            await task
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    received = b""
+    with suppress(ConnectionError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+async def test_an_oversized_head_is_431_with_a_code(engine: Engine, parser: str) -> None:
+    """Header lines past max_header_bytes get 431 (code HEADERS_TOO_LARGE) and a close."""
+    settings = Settings(http_parser=parser, max_header_bytes=4096)
+    async with guarded_gateway(engine, settings) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with suppress(ConnectionError):
+            for _ in range(100):
+                writer.write(b"X-Pad: " + b"a" * 200 + b"\r\n")
+                await writer.drain()
+        answer = await closed_by_server(reader)
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 ")
+        assert json.loads(body)["errors"][0]["extensions"]["code"] == "HEADERS_TOO_LARGE"
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+async def test_slow_heads_and_idle_connections_are_closed(engine: Engine, parser: str) -> None:
+    """Slowloris connections and connections that never send are closed at header_timeout."""
+    settings = Settings(http_parser=parser, header_timeout=0.5, idle_timeout=0.5)
+    async with guarded_gateway(engine, settings) as port:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+
+        async def trickle(writer: asyncio.StreamWriter) -> None:
+            with suppress(ConnectionError):
+                for byte in GET_HEALTHZ[:-2]:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+
+        trickles = [asyncio.create_task(trickle(writer)) for _, writer in slow]
+        async with asyncio.timeout(10):
+            answers = [await closed_by_server(reader) for reader, _ in silent + slow]
+        for task in trickles:
+            task.cancel()
+        await asyncio.gather(*trickles, return_exceptions=True)
+        assert answers == [b""] * 40
+        for _, writer in silent + slow:
+            writer.close()
+
+
+async def test_a_kept_alive_connection_is_closed_after_idle_timeout(engine: Engine) -> None:
+    """After a response, a connection that stays quiet is closed at idle_timeout."""
+    settings = Settings(idle_timeout=0.3, header_timeout=60)
+    async with guarded_gateway(engine, settings) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET_HEALTHZ)
+        async with asyncio.timeout(10):
+            answer = await closed_by_server(reader)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_connections_over_the_cap_get_503(engine: Engine) -> None:
+    """Beyond max_connections a new connection is answered 503 with Retry-After, then served."""
+    async with guarded_gateway(engine, Settings(max_connections=5)) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        async with asyncio.timeout(10):
+            refused = await closed_by_server(reader)
+        writer.close()
+        head, _, body = refused.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert b"retry-after: 1" in head
+        assert json.loads(body)["errors"][0]["extensions"]["code"] == "TOO_MANY_CONNECTIONS"
+        for _, held_writer in held:
+            held_writer.close()
+        async with asyncio.timeout(10):
+            while True:
+                with suppress(httpx.HTTPError):
+                    async with httpx.AsyncClient() as http:
+                        if (await http.get(f"http://127.0.0.1:{port}/healthz")).is_success:
+                            break
+                await asyncio.sleep(0.05)
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`runcast serve` (default settings) on a free port, stopped after the test."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCAST_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runcast", "serve", "--port", str(port)],
+        env={**env, "RUNCAST_DB_PATH": str(tmp_path / "g.db")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert "GraphiQL at" in process.stdout.readline()
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def wait_until_healthy(port: int) -> None:
+    """Poll /healthz until it answers 200 (at most 15 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        with suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        assert time.monotonic() < deadline, "the gateway did not answer /healthz"
+        time.sleep(0.05)
+
+
+def test_a_header_flood_leaves_memory_where_it_was(
+    serve_process: tuple[subprocess.Popen[str], int],
+) -> None:
+    """Streaming 200 MiB of header lines gets 431 early, and RSS stays within 5 MB."""
+    process, port = serve_process
+    wait_until_healthy(port)
+    before = rss_bytes(process.pid)
+    line = b"X-Flood: " + b"f" * 1000 + b"\r\n"
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with suppress(OSError):
+            while sent < 200 * 1024 * 1024:
+                sock.sendall(line * 64)
+                sent += len(line) * 64
+        sock.settimeout(10)
+        with suppress(OSError):
+            answer = sock.recv(200)
+    assert sent < 200 * 1024 * 1024
+    wait_until_healthy(port)
+    assert rss_bytes(process.pid) - before < 5 * 1024 * 1024
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
