@@ -81,6 +81,12 @@ class Settings:
     # The browser dashboard at / and /ui/ (static files speaking the public GraphQL API).
     dashboard: bool = True
 
+    # persisted queries (Apollo's automatic persisted queries) and trusted documents
+    # (only the operations of this manifest run); a cache size of 0 turns APQ off.
+    persisted_queries_cache_size: int = 1000
+    persisted_queries_cache_bytes: int = 8 * MIB
+    trusted_documents: Path | None = None
+
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 30.0
@@ -274,6 +280,8 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "ws_connection_init_timeout": _seconds(600),
     "ws_max_operations": SettingRange(1, 100_000),
     "ws_keepalive_interval": _seconds(3600),
+    "persisted_queries_cache_size": SettingRange(0, 10_000_000),
+    "persisted_queries_cache_bytes": SettingRange(0, 64 * 1024 * MIB, unit="bytes"),
 }
 """The range of each numeric setting; :meth:`Settings.check` enforces them at start-up."""
 
