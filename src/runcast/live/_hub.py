@@ -18,6 +18,7 @@ from runcast.live._gate import PollGate
 from runcast.live._lister import ListPoller
 from runcast.live._registry import WatchRegistry, WorkflowKey
 from runcast.live._scheduler import PollScheduler
+from runcast.live._selection import RunFields, listed_fields
 from runcast.live._watch import RunKey, RunWatch, Watch, WorkflowWatch
 from runcast.metrics import Metrics
 from runcast.models import Credentials, RunStatus
@@ -39,13 +40,17 @@ class LiveHub:
     go through a token bucket per upstream (:func:`~runcast.live.budget_for`),
     earliest due first, so when watches outnumber the budget every interval
     stretches evenly. A run that changes is polled every ``poll_min_interval``; one
-    that does not is polled half as often each time, down to ``poll_max_interval``;
+    that does not is polled half as often each time, down to every 2 s while the
+    budget allows and never less often than ``poll_max_interval``;
     a paused run with a known wake time is polled just after it; a finished run is
     not polled again. Where several runs of one workflow are watched with the same
     credentials, one list poll of that workflow carries them all (see
-    :class:`~runcast.live._lister.ListPoller`). A 429 holds every request to the
-    upstream for its Retry-After; 5xx and timeouts back a watch off while its
-    subscribers stay connected.
+    :class:`~runcast.live._lister.ListPoller`): a change seen in a list item is
+    delivered from it when the item holds what every subscriber of the run selected
+    (the adapter's ``listed_fields``), else the run is read; a new subscriber is
+    answered from what the list poll knows, or from the list read in flight. A 429
+    holds every request to the upstream for its Retry-After; 5xx and timeouts back a
+    watch off while its subscribers stay connected.
 
     When the upstream is a :class:`~runcast.upstream.RunChangeSource` (the embedded
     engine), nothing is polled: subscribers get every pushed change, in order.
@@ -98,6 +103,7 @@ class LiveHub:
             page_size=max(1, settings.live_list_page_size),
             scheduler=scheduler,
             lister=ListPoller(),
+            listed=listed_fields(upstream),
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
@@ -150,12 +156,19 @@ class LiveHub:
     # ------------------------------------------------------------ subscriptions
 
     async def watch_run(
-        self, workflow_id: str, instance_id: str, credentials: Credentials
+        self,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+        *,
+        fields: RunFields = None,
     ) -> AsyncGenerator[RunChange, None]:
         """The run's current state, then each observed change, ending after a terminal one.
 
-        The first state is fetched with ``credentials`` (or shared from a fetch made
-        just now with the same credentials), so a refusal reaches this subscriber.
+        The first state is read with ``credentials`` (or shared from a read made just
+        now with the same credentials), so a refusal reaches this subscriber. Where the
+        upstream's list items hold the ``fields`` selected, states come from its
+        workflow's list poll; ``None`` (not known) means every state is a GET of the run.
 
         Raises:
             RunNotFound: the run does not exist (at once, or when it disappears).
@@ -165,7 +178,7 @@ class LiveHub:
         self._check_open()
         ctx = self._ctx
         key: RunKey = (credentials.fingerprint, workflow_id, instance_id)
-        subscriber = self._delivery.run_slot()
+        subscriber = self._delivery.run_slot(fields)
         watch, created = ctx.registry.obtain(
             ("run", *key),
             lambda: RunWatch(credentials=credentials, interval=ctx.intervals.minimum, key=key),
