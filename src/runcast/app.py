@@ -331,6 +331,7 @@ async def _embedded_upstream(
     settings: Settings, *, metrics: Metrics | None, tracing: Tracing | None
 ) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
+    from runcast.engine.server import settings_retention
     from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
@@ -353,6 +354,8 @@ async def _embedded_upstream(
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        retention=settings_retention(settings),
+        retention_interval=settings.retention_interval,
         observers=_engine_observers(metrics, tracing),
     )
     async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):

@@ -5,7 +5,8 @@ context as attributes, so the GraphQL layer maps the whole tree in one place::
 
     RuncastError                       INTERNAL_SERVER_ERROR
     ├── BadUserInput                   BAD_USER_INPUT
-    │   └── PayloadTooLarge            BAD_USER_INPUT   (limit)
+    │   ├── PayloadTooLarge            BAD_USER_INPUT   (limit)
+    │   └── RunNotFinished             BAD_USER_INPUT   (workflow_id, instance_id, status)
     ├── NotFound                       NOT_FOUND
     │   ├── WorkflowNotFound                            (workflow_id)
     │   └── RunNotFound                                 (workflow_id, instance_id)
@@ -55,6 +56,19 @@ class PayloadTooLarge(BadUserInput):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class RunNotFinished(BadUserInput):
+    """The run has not finished, so it cannot be deleted (terminate it first)."""
+
+    def __init__(self, workflow_id: str, instance_id: str, status: str) -> None:
+        super().__init__(
+            f"run {instance_id!r} of workflow {workflow_id!r} is {status}: only a finished"
+            " run can be deleted (terminate it first)"
+        )
+        self.workflow_id = workflow_id
+        self.instance_id = instance_id
+        self.status = status
 
 
 class NotFound(RuncastError):

@@ -57,6 +57,12 @@ class Settings:
     port: int = 8000
     engine_api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_running: int = 1000
+    # How long the embedded engine keeps finished runs, by status (durations such as 7d,
+    # 12h); a workflow's own ``retention:`` overrides them. Swept every interval seconds.
+    retention_complete: str = "7d"
+    retention_errored: str = "30d"
+    retention_terminated: str = "30d"
+    retention_interval: float = 60.0
 
     # GraphQL guards
     max_body_bytes: int = 2 * MIB
@@ -257,6 +263,7 @@ def _seconds(high: float) -> SettingRange:
 SETTING_RANGES: dict[str, SettingRange] = {
     "port": SettingRange(0, 65535),
     "max_running": SettingRange(1, 1_000_000),
+    "retention_interval": _seconds(86_400),
     "max_body_bytes": SettingRange(1024, 1024 * MIB, unit="bytes"),
     "max_event_payload_bytes": SettingRange(1, 1024 * MIB, unit="bytes"),
     "max_query_fields": SettingRange(1, 1_000_000),
