@@ -229,6 +229,9 @@ class AwaitStepUpstream:
     """
 
     name = "awaitstep"
+    listed_fields = frozenset({"input", "output", "error", "createdAt", "startedAt", "endedAt"})
+    """The ``Run`` fields a list item carries besides identity and status (and steps, if sent):
+    a change seen in a listing is delivered from the item, with no GET of the run."""
 
     def __init__(
         self,
