@@ -17,7 +17,7 @@ extracted with ``git archive`` into a temporary folder and run from there). The 
 this tree's in both. Table to stdout and ``bench/results/changes.md``. Usage::
 
     python bench/changes.py [--rates 10,25,50] [--runs 500] [--budget 3]
-                            [--baseline b394924] [--designs current,baseline]
+                            [--baseline b394924] [--designs current,baseline] [--page-size 100]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def child_engine(port: int, folder: Path) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
 
 
-def child_gateway(port: int, upstream: str, budget: float) -> None:
+def child_gateway(port: int, upstream: str, budget: float, page_size: int) -> None:
     """Serve whichever gateway ``runcast`` imports as (PYTHONPATH picks the design)."""
     import logging
 
@@ -131,7 +131,10 @@ def child_gateway(port: int, upstream: str, budget: float) -> None:
 
     logging.getLogger("runcast").setLevel(logging.ERROR)
     settings = Settings(
-        request_budget_per_second=budget, ws_max_operations=10, ws_connection_init_timeout=300.0
+        request_budget_per_second=budget,
+        live_list_page_size=page_size,
+        ws_max_operations=10,
+        ws_connection_init_timeout=300.0,
     )
     adapter = AwaitStepUpstream(upstream, settings=settings)
     raise_fd_limit()
@@ -330,7 +333,8 @@ def measure(design: str, rate: float, args: argparse.Namespace, src: Path) -> Re
             wait_http(engine + "/_bench/gets")
             runs = paused_runs(engine, args.runs)
             env = {"PYTHONPATH": str(src)}
-            with child("_gateway", str(gateway_port), engine, str(args.budget), env=env):
+            gateway_args = [str(gateway_port), engine, str(args.budget), str(args.page_size)]
+            with child("_gateway", *gateway_args, env=env):
                 wait_http(gateway + "/healthz")
                 out = Path(tmp) / "clients.json"
                 client_args = ["_clients", gateway, ",".join(runs), str(args.deadline), str(out)]
@@ -402,7 +406,7 @@ def main(argv: list[str]) -> int:
         child_engine(int(argv[1]), Path(argv[2]))
         return 0
     if argv and argv[0] == "_gateway":
-        child_gateway(int(argv[1]), argv[2], float(argv[3]))
+        child_gateway(int(argv[1]), argv[2], float(argv[3]), int(argv[4]))
         return 0
     if argv and argv[0] == "_clients":
         url, runs, deadline, out = argv[1:5]
@@ -412,6 +416,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rates", default="10,25,50", help="runs changing per second")
     parser.add_argument("--runs", type=int, default=500, help="watched runs (one client each)")
     parser.add_argument("--budget", type=float, default=3.0, help="upstream requests/s")
+    parser.add_argument("--page-size", type=int, default=100, help="runs per list request")
     parser.add_argument("--hold", type=float, default=3.0, help="quiet seconds before changes")
     parser.add_argument("--deadline", type=float, default=300.0, help="seconds to give up")
     parser.add_argument("--baseline", default="b394924", help="the baseline design's commit")

@@ -107,6 +107,12 @@ async def test_list_items_carry_status_output_error_and_timestamps(
             detail.ended_at,
         )
         assert item.ended_at is not None
+        assert (item.workflow_version, item.wait) == (detail.workflow_version, detail.wait)
+        (waiting,) = await paused_runs(s.engine, 1)
+        listed = await s.upstream.list_runs("waiter", limit=1, credentials=ANONYMOUS)
+        assert listed.runs[0].instance_id == waiting.instance_id
+        assert listed.runs[0].wait is not None
+        assert listed.runs[0].wait.event_type == "go"
 
 
 async def test_changes_of_carried_runs_are_delivered_from_the_list(

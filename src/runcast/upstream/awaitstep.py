@@ -229,7 +229,9 @@ class AwaitStepUpstream:
     """
 
     name = "awaitstep"
-    listed_fields = frozenset({"input", "output", "error", "createdAt", "startedAt", "endedAt"})
+    listed_fields = frozenset(
+        {"input", "output", "error", "createdAt", "startedAt", "endedAt", "workflowVersion", "wait"}
+    )
     """The ``Run`` fields a list item carries besides identity and status (and steps, if sent):
     a change seen in a listing is delivered from the item, with no GET of the run."""
 
