@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from runcast.app import open_upstream
 from runcast.cli import main
 from runcast.engine import Engine, demo_workflows_dir, load_workflows
 from runcast.engine.format import json_schema, schema_text, shipped_json_schema
-from runcast.engine.workflow_folder import WorkflowFolderError
+from runcast.engine.workflow_folder import WorkflowFolderError, plan_reload
 from runcast.models import RunStatus
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
@@ -332,3 +333,14 @@ async def test_sighup_reloads_the_folder_of_runcast_engine(tmp_path: Path) -> No
     finally:
         process.send_signal(signal.SIGINT)
         await asyncio.to_thread(process.communicate, timeout=20)
+
+
+def test_a_reload_of_a_folder_that_is_gone_keeps_the_workflows(tmp_path: Path) -> None:
+    """If the watched folder disappears, the loaded workflows stay and one line says so."""
+    folder = tmp_path / "flows"
+    write(folder, "one.yaml", "id: one\nnodes: [{sleep: s, duration: 1s}]\n")
+    current = load_workflows(folder).definitions
+    shutil.rmtree(folder)
+    kept, changes, lines = plan_reload(current, folder)
+    assert (kept, changes) == (current, [])
+    assert lines == [f"{folder}: is not a folder; the loaded workflows stay"]

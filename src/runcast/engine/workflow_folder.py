@@ -82,8 +82,11 @@ def plan_reload(
 ) -> tuple[dict[str, WorkflowDefinition], list[str], list[str]]:
     """Load ``folder`` again: the new definitions, what changed (``added a``), problem lines.
 
-    A file that turned bad keeps its last good definition until it is fixed.
+    A file that turned bad keeps its last good definition until it is fixed, and a
+    folder that is gone keeps them all.
     """
+    if not folder.is_dir():
+        return dict(current), [], [f"{folder}: is not a folder; the loaded workflows stay"]
     result, lines = check_folder(folder)
     new = dict(result.definitions)
     broken = {problem.file for problem in result.problems}
@@ -168,5 +171,8 @@ async def watch_folder(
     """Reload ``folder`` into ``engine`` after every change to its files, until cancelled."""
     from watchfiles import awatch
 
-    async for _ in awatch(folder, debounce=debounce_ms, recursive=False):
-        await reload_folder(engine, folder, warn=warn)
+    try:
+        async for _ in awatch(folder, debounce=debounce_ms, recursive=False):
+            await reload_folder(engine, folder, warn=warn)
+    except (OSError, RuntimeError) as exc:  # the folder went away, or the watcher broke
+        warn(f"{folder}: stopped watching for changes ({exc}); SIGHUP still reloads")

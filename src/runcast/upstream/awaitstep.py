@@ -208,7 +208,14 @@ def parse_workflow(body: object) -> Workflow:
         kind=kind,
         url=_optional_string(url),
         version=_optional_string(body.get("version")),
+        input_schema=_optional_object(body.get("inputSchema")),
+        schedule=_optional_string(body.get("schedule")),
+        next_scheduled_at=_parse_time(body.get("nextScheduledAt")),
     )
+
+
+def _optional_object(value: object) -> dict[str, object] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _optional_string(value: object) -> str | None:
