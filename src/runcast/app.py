@@ -445,7 +445,14 @@ def create_app(
             resources.upstream = opened
             stack.callback(setattr, resources, "upstream", None)
             resources.live = await stack.enter_async_context(
-                await _open_live(stack, opened, settings, metrics, readiness)
+                await _open_live(
+                    stack,
+                    opened,
+                    settings,
+                    metrics,
+                    readiness,
+                    documents=documents if persisted_queries is None else None,
+                )
             )
             stack.callback(setattr, resources, "live", None)
             _add_checks(readiness, opened, resources.live)
@@ -505,11 +512,25 @@ async def _open_live(
     settings: Settings,
     metrics: Metrics,
     readiness: Readiness,
+    *,
+    documents: OperationDocuments | None = None,
 ) -> LiveHub:
-    """The live hub: of this process alone, or (``redis_url`` set) shared with the cluster."""
+    """The live hub: of this process alone, or (``redis_url`` set) shared with the cluster.
+
+    In cluster mode, ``documents`` (when given, and APQ is on) keeps its persisted queries
+    in the cluster's Redis, shared by every replica.
+    """
     if settings.redis_url is None:
         return LiveHub(upstream, settings, metrics=metrics)
     cluster = await stack.enter_async_context(ClusterLive(settings, registry=metrics.registry))
+    if documents is not None and documents.store is not None:
+        from runcast._persisted_redis import RedisPersistedQueryStore
+
+        documents.store = RedisPersistedQueryStore(
+            cluster.link,
+            max_entries=settings.persisted_queries_cache_size,
+            max_bytes=settings.persisted_queries_cache_bytes,
+        )
     name = cluster.budget_name(upstream.name, settings.cloudflare_token)
     hub = LiveHub(
         upstream,
