@@ -9,13 +9,10 @@ from pathlib import Path
 import httpx
 from starlette.types import ASGIApp
 
-from runcast.app import _add_checks, create_app
+from runcast.app import create_app
 from runcast.engine import Engine, load_workflows
-from runcast.live import LiveHub
 from runcast.live._budget import RequestBudget
-from runcast.live._bus import LocalChangeBus
-from runcast.metrics import Metrics
-from runcast.readiness import BudgetCheck, CheckResult, Readiness
+from runcast.readiness import BudgetCheck
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 
@@ -73,37 +70,3 @@ async def test_the_budget_check_tells_available_exhausted_and_paused() -> None:
     paused = await check.check()
     assert (paused["state"], paused["ok"]) == ("paused", False)
     assert 29 < paused.get("paused_for_s", 0) <= 30
-
-
-class CheckedBus(LocalChangeBus):
-    """An in-process bus that reports its health, as a Redis bus shared by replicas would."""
-
-    name = "redis"
-    required = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reachable = True
-
-    async def check(self) -> CheckResult:
-        """Down while ``reachable`` is false."""
-        return {"ok": True} if self.reachable else {"ok": False, "detail": "connection refused"}
-
-
-async def test_a_bus_that_reports_its_health_is_a_required_check(
-    workflows_dir: Path, tmp_path: Path
-) -> None:
-    """The live hub's bus joins /readyz's checks when it can tell its health; down means 503."""
-    engine = Engine(load_workflows(workflows_dir).definitions, db_path=tmp_path / "b.db")
-    bus = CheckedBus()
-    async with engine:
-        upstream = LocalUpstream(engine)
-        async with LiveHub(upstream, Settings(), metrics=Metrics(), bus=bus) as hub:
-            readiness = Readiness()
-            _add_checks(readiness, upstream, hub)
-            assert (await readiness.answer("embedded"))[0]["checks"]["redis"] == {"ok": True}
-            bus.reachable = False
-            body, ready = await readiness.answer("embedded")
-    assert not ready
-    assert body["status"] == "unavailable"
-    assert body["checks"]["redis"] == {"ok": False, "detail": "connection refused"}

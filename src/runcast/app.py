@@ -38,13 +38,7 @@ from runcast.live.cluster import ClusterCheck, ClusterLive
 from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
-from runcast.readiness import (
-    BudgetCheck,
-    EngineStoreCheck,
-    Readiness,
-    ReadinessCheck,
-    UpstreamCheck,
-)
+from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, UpstreamCheck
 from runcast.schema import ExtensionFactory, build_schema
 from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
@@ -548,7 +542,7 @@ def _operation_tracing(tracing: Tracing) -> ExtensionFactory:
 def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
     """The ``/readyz`` checks for what the lifespan opened.
 
-    A change bus that is a ``ReadinessCheck`` (Redis, shared by several replicas) is one.
+    A shared change bus (Redis) adds its check here too, with ``readiness.add``.
     """
     readiness.add(UpstreamCheck(upstream))
     from runcast.upstream.local import LocalUpstream
@@ -557,8 +551,6 @@ def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
         readiness.add(EngineStoreCheck(upstream.engine))
     if not live.pushes:
         readiness.add(BudgetCheck(live.budget))
-    if isinstance(live.bus, ReadinessCheck):
-        readiness.add(live.bus)
 
 
 def connection_options(settings: Settings) -> dict[str, Any]:

@@ -4,15 +4,13 @@ A :class:`ReadinessCheck` answers a :class:`CheckResult`; :class:`Readiness` run
 at once, each within a timeout, and the gateway is ready when every *required* one is.
 Checks here: the upstream (``ping``), the embedded engine's store (a round trip to its
 writer thread) and the request budget (informational: a 429 pause is shown, not failed).
-A change bus that spans processes (Redis) is checked too: the app adds the live hub's bus
-when the bus is itself a :class:`ReadinessCheck` (it has ``name``, ``required`` and
-``check``); anything else can be added with :meth:`Readiness.add`.
+A shared change bus (Redis) adds its own check with :meth:`Readiness.add`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import NotRequired, Protocol, TypedDict
 
 from runcast.errors import RuncastError
 from runcast.upstream import RunAPI
@@ -52,7 +50,6 @@ class ReadyAnswer(TypedDict):
     checks: dict[str, CheckResult]
 
 
-@runtime_checkable
 class ReadinessCheck(Protocol):
     """Tells whether one part the gateway depends on can be used now."""
 
