@@ -40,7 +40,7 @@ from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, Upstream
 from runcast.schema import build_schema
 from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
-from runcast.upstream import RunAPI
+from runcast.upstream import LimitedUpstream, RunAPI
 
 logger = logging.getLogger("runcast.app")
 
@@ -378,6 +378,9 @@ def create_app(
             resources.live = await stack.enter_async_context(
                 LiveHub(opened, settings, metrics=metrics)
             )
+            if isinstance(opened, LimitedUpstream):
+                # One budget for every request: polls, operations, retries and resends.
+                opened.limit_requests(resources.live.budget)
             stack.callback(setattr, resources, "live", None)
             _add_checks(readiness, opened, resources.live)
             stack.callback(readiness.checks.clear)
