@@ -19,9 +19,14 @@ The table goes to stdout and to ``bench/results/http.md`` (gitignored), the
 profile's collapsed stacks to ``bench/results/http.gateway-read.folded`` (input
 for flamegraph.pl or speedscope). Never run by the test suite. Needs wrk
 (``apt-get install -y wrk``) and, for the profile, py-spy (``pip install py-spy``).
+With ``--observability`` it measures instead what metrics and tracing cost the gateway:
+the same two operations through gateways that differ only in ``RUNCAST_METRICS`` and
+``RUNCAST_OTEL`` (spans exported over OTLP/HTTP to a sink in this process), and through
+one that traces with Strawberry's ``OpenTelemetryExtension`` instead of runcast's spans.
 Usage::
 
     python bench/http.py [--duration S] [--connections N] [--rounds R] [--no-profile]
+    python bench/http.py --observability [--duration S] [--connections N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -727,6 +733,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=RESULTS_DIR / "http.md",
         help="where to write the markdown report (default bench/results/http.md)",
     )
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure the cost of metrics and of tracing instead of the gateway vs REST",
+    )
     args = parser.parse_args(argv)
 
     if shutil.which("wrk") is None:
@@ -749,12 +760,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.gateway_launcher:
         command += " " + shlex.join(["--gateway-launcher", str(args.gateway_launcher)])
+    if args.observability:
+        command += " --observability"
     if args.http_parser:
         command += f" --http-parser {args.http_parser}"
     if args.compare_parsers:
         command += " --compare-parsers"
     workdir = Path(tempfile.mkdtemp(prefix="runcast-bench-"))
     try:
+        if args.observability:
+            return _run_observability(args, workdir, command)
         return _run(args, workdir, command)
     except BenchError as exc:
         print(f"bench/http.py: {exc}", file=sys.stderr)
@@ -877,6 +892,235 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
     print(f"written to {output}")
     if any(m.errors for _, rest, gw in pairs for m in (rest, gw)):
         print("warning: some requests failed (see the errors column)", file=sys.stderr)
+    return 0
+
+
+# --- observability: what metrics and tracing cost the gateway ------------------------------
+
+STRAWBERRY_OTEL_LAUNCHER = ROOT / "bench" / "_strawberry_otel_gateway.py"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One gateway configuration: its label, extra environment and launcher."""
+
+    label: str
+    env: Mapping[str, str]
+    launcher: Path | None = None
+
+
+OBSERVABILITY_VARIANTS = (
+    Variant("metrics off, tracing off", {"RUNCAST_METRICS": "false"}),
+    Variant("metrics on, tracing off (the default)", {}),
+    Variant("metrics on, tracing on (runcast's spans)", {"RUNCAST_OTEL": "1"}),
+    Variant(
+        "metrics on, tracing on (Strawberry's OpenTelemetryExtension)",
+        {"RUNCAST_OTEL": "1"},
+        STRAWBERRY_OTEL_LAUNCHER,
+    ),
+)
+BASELINE_VARIANT = 1
+"""The variant the others are compared with: the default configuration."""
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP exports in a thread of this process and counts them."""
+
+    def __init__(self) -> None:
+        import http.server  # here: this file's folder is off sys.path by now (see above)
+
+        self.exports = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                sink.exports += 1
+                sink.bytes += length
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpSink:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def engine_argv(workdir: Path, workflows: Path, port: int) -> list[str]:
+    """``runcast engine`` on a temporary database."""
+    return [
+        sys.executable,
+        *("-m", "runcast.cli", "engine", "--db", str(workdir / "engine.db")),
+        *("--workflows", str(workflows), "--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def variant_gateway_argv(engine_url: str, port: int, launcher: Path | None) -> list[str]:
+    """``runcast serve`` in front of the engine (or the same through ``launcher``)."""
+    start = [str(launcher)] if launcher else ["-m", "runcast.cli"]
+    return [
+        sys.executable,
+        *start,
+        *("serve", "--upstream", engine_url, "--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
+def operation_targets(graphql_url: str, instance_id: str) -> list[tuple[str, Target]]:
+    """The read and the trigger, as GraphQL requests to the gateway."""
+    variables = {"workflowId": WORKFLOW_ID, "instanceId": instance_id}
+    trigger = {"workflowId": WORKFLOW_ID, "input": TRIGGER_INPUT}
+    return [
+        (
+            "read a run",
+            Target(
+                "run", graphql_url, "POST", json.dumps({"query": RUN_QUERY, "variables": variables})
+            ),
+        ),
+        (
+            "trigger a run",
+            Target(
+                "triggerRun",
+                graphql_url,
+                "POST",
+                json.dumps({"query": TRIGGER_MUTATION, "variables": trigger}),
+            ),
+        ),
+    ]
+
+
+def measure_variant(
+    variant: Variant,
+    engine: Server,
+    workdir: Path,
+    client: httpx.Client,
+    sink: OtlpSink,
+    args: argparse.Namespace,
+) -> dict[str, Measurement]:
+    """Start a gateway configured as ``variant``, load each operation, stop it."""
+    port = free_port()
+    env = {**variant.env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink.url, "RUNCAST_ACCESS_LOG": "false"}
+    gateway = start_server(
+        "gateway",
+        variant_gateway_argv(engine.base_url, port, variant.launcher),
+        workdir / f"gateway-{port}.log",
+        f"http://127.0.0.1:{port}",
+        env,
+    )
+    found: dict[str, Measurement] = {}
+    try:
+        wait_ready(gateway, client, ["/healthz", "/readyz"])
+        graphql_url = gateway.base_url + "/graphql"
+        instance_id = create_completed_run(client, graphql_url)
+        for name, target in operation_targets(graphql_url, instance_id):
+            check_target(client, target)
+            wait_idle([engine, gateway])
+            if args.warmup > 0:
+                run_wrk(target, duration=args.warmup, connections=args.connections)
+                wait_idle([engine, gateway])
+            m = measure(
+                target, [engine, gateway], duration=args.duration, connections=args.connections
+            )
+            print(
+                f"  {variant.label} / {name}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, "
+                f"gateway CPU {m.cpu_ms_per_request.get('gateway', 0.0):.3f} ms/req",
+                flush=True,
+            )
+            found[name] = m
+    finally:
+        stop_server(gateway)
+    return found
+
+
+def render_observability_report(
+    results: Mapping[tuple[int, str], Measurement],
+    *,
+    command: str,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    exports: int,
+) -> str:
+    """The markdown table of every variant and operation, with ratios to the default."""
+    lines = [
+        "## The cost of metrics and tracing (`bench/http.py --observability`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores; gateway over `runcast engine` (AwaitStep adapter), access "
+        f"log off, wrk 1 thread {args.connections} connections, {args.duration:g} s per "
+        f"measurement after {args.warmup:g} s warm-up, median of {args.rounds} round(s), the "
+        f"variants alternating order. Load average {load[0]:.1f} before, {load[1]:.1f} after. "
+        f"Spans went over OTLP/HTTP to a sink in the benchmark ({exports} exports).",
+        "",
+        "| gateway | operation | req/s | p50 ms | p99 ms | gateway CPU ms/req "
+        "| CPU x default | req/s x default |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("read a run", "trigger a run"):
+        base = results[(BASELINE_VARIANT, name)]
+        base_cpu = base.cpu_ms_per_request.get("gateway", 0.0)
+        for index, variant in enumerate(OBSERVABILITY_VARIANTS):
+            m = results[(index, name)]
+            cpu = m.cpu_ms_per_request.get("gateway", 0.0)
+            lines.append(
+                f"| {variant.label} | {name} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+                f"| {cpu:.3f} | {ratio(cpu, base_cpu)} | {ratio(m.rps, base.rps)} |"
+            )
+    lines += ["", "Reproduce:", "", "```sh", command, "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _run_observability(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    load_before = os.getloadavg()[0]
+    samples: dict[tuple[int, str], list[Measurement]] = collections.defaultdict(list)
+    engine_port = free_port()
+    with OtlpSink() as sink, httpx.Client(timeout=10.0) as client:
+        engine = start_server(
+            "engine",
+            engine_argv(workdir, TEST_WORKFLOWS, engine_port),
+            workdir / "engine.log",
+            f"http://127.0.0.1:{engine_port}",
+        )
+        try:
+            wait_ready(engine, client, ["/api/v1/workflows"])
+            for round_index in range(args.rounds):
+                order = list(enumerate(OBSERVABILITY_VARIANTS))
+                if round_index % 2:
+                    order.reverse()
+                for index, variant in order:
+                    for name, m in measure_variant(
+                        variant, engine, workdir, client, sink, args
+                    ).items():
+                        samples[(index, name)].append(m)
+        finally:
+            stop_server(engine)
+        exports = sink.exports
+    results = {key: median_measurement(ms) for key, ms in samples.items()}
+    report = render_observability_report(
+        results,
+        command=command,
+        args=args,
+        load=(load_before, os.getloadavg()[0]),
+        exports=exports,
+    )
+    print()
+    print(report)
+    output: Path = args.output.with_name("http-observability.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report)
+    print(f"written to {output}")
     return 0
 
 

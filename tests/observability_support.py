@@ -9,6 +9,7 @@ event, and sends queries that a guard refuses or the upstream rejects.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -20,10 +21,13 @@ from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
+from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from runcast.app import create_app
 from runcast.logs import ContextFilter
 from runcast.settings import Settings
+from runcast.tracing import Tracing
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 
@@ -174,7 +178,39 @@ def collected_records(*names: str) -> Iterator[RecordCollector]:
 
 
 @asynccontextmanager
-async def observed_gateway(serve: Serve, settings: Settings) -> AsyncIterator[Scenario]:
+async def observed_gateway(
+    serve: Serve, settings: Settings, *, tracing: Tracing | None = None
+) -> AsyncIterator[Scenario]:
     """Serve the gateway for ``settings`` and yield a scenario client bound to it."""
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as http:
+    app = create_app(settings, tracing=tracing)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         yield Scenario(url, http)
+
+
+WATCH = """subscription Watch($i: ID!) {
+  runStatus(workflowId: "three-steps", instanceId: $i) { status }
+}"""
+
+
+async def subscribe(url: str, instance_id: str, *, until_complete: bool) -> None:
+    """Subscribe to a run over graphql-transport-ws; read to the end or leave after one update."""
+    ws_url = url.replace("http://", "ws://") + "/graphql"
+    async with connect(ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+        await ws.send(
+            json.dumps(
+                {"type": "connection_init", "payload": {"Authorization": f"Bearer {API_KEY}"}}
+            )
+        )
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": WATCH, "variables": {"i": instance_id}},
+                }
+            )
+        )
+        while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "complete":
+            if not until_complete:
+                return

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from observability_support import Serve, observed_gateway, play, scenario_settings
+from observability_support import Serve, observed_gateway, play, scenario_settings, subscribe
 from runcast.metrics import ANONYMOUS_OPERATION, OTHER_OPERATION, OperationNames, code_label
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -125,3 +127,40 @@ async def test_every_series_is_documented_in_the_readme(
         kind = next(f.type for f in text_string_to_metric_families(text) if f.name == family)
         shown = f"{family}_total" if kind == "counter" else family
         assert f"| `{shown}` |" in readme, shown
+
+
+async def test_metrics_off_leaves_out_operation_and_engine_series(
+    serve: Serve, workflows_dir: Path, tmp_path: Path
+) -> None:
+    """RUNCAST_METRICS=false: no per-operation samples, no engine series; the live ones stay."""
+    settings = scenario_settings(workflows_dir, tmp_path).replace(metrics=False)
+    async with observed_gateway(serve, settings) as scenario:
+        await scenario.send("query", "Workflows", "query Workflows { workflows { id } }")
+        found = samples(await scenario.scrape())
+    assert total(found, "runcast_graphql_operations_total") == 0
+    assert not [name for name, _ in found if name.startswith("runcast_engine_")]
+    assert any(name == "runcast_live_subscribers" for name, _ in found)
+
+
+async def test_subscriptions_count_when_they_end_or_their_client_leaves(
+    serve: Serve, workflows_dir: Path, tmp_path: Path
+) -> None:
+    """A completed runStatus and one whose client left each count once, without a duration."""
+    async with observed_gateway(serve, scenario_settings(workflows_dir, tmp_path)) as scenario:
+        await scenario.trigger("three-steps", "watched", {"orderId": "w"})
+        await subscribe(scenario.url, "watched", until_complete=True)
+        await subscribe(scenario.url, "missing-run", until_complete=True)
+        await scenario.trigger("three-steps", "left")
+        await subscribe(scenario.url, "left", until_complete=False)
+        deadline = time.monotonic() + 10
+        while True:
+            found = samples(await scenario.scrape())
+            labels = {"type": "subscription", "operation": "Watch"}
+            if total(found, "runcast_graphql_operations_total", **labels) >= 3:
+                break
+            assert time.monotonic() < deadline, found
+            await asyncio.sleep(0.05)
+    operations = "runcast_graphql_operations_total"
+    assert value(found, operations, code="ok", **labels) == 2
+    assert value(found, operations, code="NOT_FOUND", **labels) == 1
+    assert total(found, "runcast_graphql_operation_duration_seconds_count", **labels) == 0

@@ -13,9 +13,9 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -37,10 +37,16 @@ from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
 from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, UpstreamCheck
-from runcast.schema import build_schema
+from runcast.schema import ExtensionFactory, build_schema
 from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
 from runcast.upstream import LimitedUpstream, RunAPI
+
+if TYPE_CHECKING:
+    import httpx
+
+    from runcast.engine.observer import EngineObserver
+    from runcast.tracing import Tracing
 
 logger = logging.getLogger("runcast.app")
 
@@ -243,13 +249,14 @@ def check_settings(settings: Settings) -> None:
 
 @asynccontextmanager
 async def open_upstream(
-    settings: Settings, *, metrics: Metrics | None = None
+    settings: Settings, *, metrics: Metrics | None = None, tracing: Tracing | None = None
 ) -> AsyncIterator[RunAPI]:
     """Open the upstream ``settings`` name, and close it (and its engine or client) on exit.
 
     Args:
         settings: which upstream, and its timeouts and limits.
         metrics: counts every HTTP attempt to an HTTP upstream, when given.
+        tracing: makes spans of upstream HTTP calls (or of the embedded engine's runs).
 
     Raises:
         ConfigurationError: see :func:`check_settings`.
@@ -257,9 +264,14 @@ async def open_upstream(
     check_settings(settings)
     upstream = settings.upstream
     if upstream == "embedded":
-        async with _embedded_upstream(settings, metrics=metrics) as local:
+        engine_metrics = metrics if settings.metrics else None
+        async with _embedded_upstream(settings, metrics=engine_metrics, tracing=tracing) as local:
             yield local
         return
+    import httpx
+
+    from runcast.upstream._http import UPSTREAM_LIMITS, pooled_transport
+
     parts = urlsplit(upstream)
     on_request = metrics.observe_upstream_request if metrics is not None else None
     adapter: RunAPI
@@ -272,20 +284,50 @@ async def open_upstream(
             token=settings.cloudflare_token,
             settings=settings,
             on_request=on_request,
+            transport=_traced(
+                tracing, "cloudflare", lambda: httpx.AsyncHTTPTransport(limits=UPSTREAM_LIMITS)
+            ),
         )
     else:
         from runcast.upstream.awaitstep import AwaitStepUpstream
 
-        adapter = AwaitStepUpstream(upstream, settings=settings, on_request=on_request)
+        adapter = AwaitStepUpstream(
+            upstream,
+            settings=settings,
+            on_request=on_request,
+            transport=_traced(tracing, "awaitstep", pooled_transport),
+        )
     try:
         yield adapter
     finally:
         await adapter.aclose()
 
 
+def _traced(
+    tracing: Tracing | None, peer: str, inner: Callable[[], httpx.AsyncBaseTransport]
+) -> httpx.AsyncBaseTransport | None:
+    """``inner()`` with a span per HTTP attempt while tracing; ``None`` (the default) if not."""
+    if tracing is None:
+        return None
+    from runcast.tracing import TracingTransport
+
+    return TracingTransport(inner(), tracer=tracing.tracer("runcast.upstream"), peer=peer)
+
+
+def _engine_observers(metrics: Metrics | None, tracing: Tracing | None) -> list[EngineObserver]:
+    observers: list[EngineObserver] = []
+    if metrics is not None:
+        observers.append(metrics.engine_metrics())
+    if tracing is not None:
+        from runcast.engine.tracing import EngineTracing
+
+        observers.append(EngineTracing(tracing.tracer("runcast.engine")))
+    return observers
+
+
 @asynccontextmanager
 async def _embedded_upstream(
-    settings: Settings, *, metrics: Metrics | None
+    settings: Settings, *, metrics: Metrics | None, tracing: Tracing | None
 ) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
     from runcast.engine.workflow_folder import load_folder, reloading
@@ -305,17 +347,16 @@ async def _embedded_upstream(
         raise ConfigurationError(
             f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
         ) from exc
-    engine_metrics = metrics.engine_metrics() if metrics is not None else None
     engine = Engine(
         loaded.definitions,
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
-        observers=[engine_metrics] if engine_metrics is not None else [],
+        observers=_engine_observers(metrics, tracing),
     )
     async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
-        if engine_metrics is not None:
-            engine_metrics.watch(engine)
+        if metrics is not None:
+            metrics.engine_metrics().watch(engine)
         local = LocalUpstream(
             engine,
             api_keys=settings.engine_api_keys,
@@ -346,7 +387,11 @@ class _Resources:
 
 
 def create_app(
-    settings: Settings, *, upstream: RunAPI | None = None, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    upstream: RunAPI | None = None,
+    metrics: Metrics | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -355,6 +400,8 @@ def create_app(
         upstream: an already open run API to use instead of the one ``settings``
             names; its lifetime stays with the caller.
         metrics: the registry ``/metrics`` serves; a new one when ``None``.
+        tracing: where spans go (its lifetime stays with the caller); when ``None`` and
+            ``settings.otel`` is set, the app exports over OTLP and closes it in its lifespan.
 
     Returns:
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
@@ -362,17 +409,29 @@ def create_app(
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
     resources = _Resources()
     metrics = metrics or Metrics()
-    recorder = metrics
-    schema = build_schema(settings, observers=[lambda: OperationTelemetry(recorder=recorder)])
+    owns_tracing = tracing is None and settings.otel
+    if owns_tracing:
+        from runcast.tracing import Tracing
+
+        tracing = Tracing.from_environment()
+    recorder = metrics if settings.metrics else None
+    observers: list[ExtensionFactory] = [lambda: OperationTelemetry(recorder=recorder)]
+    if tracing is not None:
+        observers.append(_operation_tracing(tracing))
+    schema = build_schema(settings, observers=observers)
     readiness = Readiness()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if owns_tracing and tracing is not None:
+                stack.push_async_callback(tracing.aclose)
             opened = upstream
             if opened is None:
-                opened = await stack.enter_async_context(open_upstream(settings, metrics=metrics))
+                opened = await stack.enter_async_context(
+                    open_upstream(settings, metrics=metrics, tracing=tracing)
+                )
             resources.upstream = opened
             stack.callback(setattr, resources, "upstream", None)
             resources.live = await stack.enter_async_context(
@@ -418,11 +477,22 @@ def create_app(
                 max_age=600,
             )
         )
+    if tracing is not None:
+        from runcast.tracing import TracingMiddleware
+
+        middleware.append(Middleware(TracingMiddleware, tracer=tracing.tracer("runcast.gateway")))
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.readiness = readiness
     return app
+
+
+def _operation_tracing(tracing: Tracing) -> ExtensionFactory:
+    from runcast.schema._telemetry import OperationTracing
+
+    tracer = tracing.tracer("runcast.graphql")
+    return lambda: OperationTracing(tracer=tracer)
 
 
 def _add_checks(readiness: Readiness, upstream: RunAPI, live: LiveHub) -> None:
@@ -506,9 +576,19 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
     import uvicorn
 
     metrics = Metrics()
-    async with open_upstream(settings, metrics=metrics) as upstream:
+    tracing = None
+    if settings.otel:
+        from runcast.tracing import Tracing
+
+        tracing = Tracing.from_environment()
+    async with AsyncExitStack() as stack:
+        if tracing is not None:
+            stack.push_async_callback(tracing.aclose)
+        upstream = await stack.enter_async_context(
+            open_upstream(settings, metrics=metrics, tracing=tracing)
+        )
         config = uvicorn.Config(
-            create_app(settings, upstream=upstream, metrics=metrics),
+            create_app(settings, upstream=upstream, metrics=metrics, tracing=tracing),
             lifespan="on",
             log_config=None,  # configure_logging set up uvicorn's loggers
             access_log=settings.access_log,

@@ -23,6 +23,8 @@ from runcast.errors import BadUserInput
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
     "ContextFilter",
     "JsonFormatter",
     "LogFormat",
@@ -34,6 +36,11 @@ __all__ = [
 ]
 
 LogFormat = Literal["text", "json"]
+
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+"""The values of ``RUNCAST_LOG_FORMAT``."""
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+"""The values of ``RUNCAST_LOG_LEVEL``."""
 
 CONTEXT_FIELDS = ("run_id", "workflow_id", "operation", "trace_id")
 """Fields a record gets from its context (and that JSON lines always show when known)."""
@@ -110,10 +117,9 @@ def parse_log_format(value: str) -> LogFormat:
         BadUserInput: it is neither ``text`` nor ``json``.
     """
     lowered = value.strip().lower()
-    if lowered == "text":
-        return "text"
-    if lowered == "json":
-        return "json"
+    for known in LOG_FORMATS:
+        if lowered == known:
+            return known
     raise BadUserInput(f"RUNCAST_LOG_FORMAT={value!r} is not 'text' or 'json'")
 
 
@@ -124,7 +130,7 @@ def parse_log_level(value: str) -> str:
         BadUserInput: it is not one of those.
     """
     lowered = value.strip().lower()
-    if lowered in {"debug", "info", "warning", "error", "critical"}:
+    if lowered in LOG_LEVELS:
         return lowered
     raise BadUserInput(f"RUNCAST_LOG_LEVEL={value!r} is not debug, info, warning or error")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from runcast.errors import BadUserInput
+from runcast.logs import LOG_FORMATS, LOG_LEVELS
 
 MIB = 1024 * 1024
 ENV_PREFIX = "RUNCAST_"
@@ -99,6 +100,10 @@ class Settings:
     log_format: str = "text"  # text | json (one object per line)
     log_level: str = "info"
     access_log: bool = True
+    # per-operation and engine metrics (false: only the live layer's and upstream's series)
+    metrics: bool = True
+    # OpenTelemetry traces over OTLP/HTTP (OTEL_EXPORTER_OTLP_* configure the exporter)
+    otel: bool = False
 
     # cloudflare
     cloudflare_token: str | None = field(default=None, repr=False)
@@ -274,6 +279,8 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     # h11 is the parser whose request heads are bounded by uvicorn too (and it stops reading
     # pipelined requests); httptools is faster (bench/http.py measures both).
     "http_parser": ("h11", "httptools"),
+    "log_format": LOG_FORMATS,
+    "log_level": LOG_LEVELS,
 }
 """The values a setting that names one of a few choices may take."""
 

@@ -34,19 +34,21 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.engine import format_size
+from runcast.engine.observer import EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -60,6 +62,9 @@ from runcast.errors import (
 )
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
 from runcast.settings import MIB, Settings, default_engine_db_path
+
+if TYPE_CHECKING:
+    from runcast.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -489,16 +494,19 @@ async def _serve_engine(
     from runcast.engine.cloudflare_api import cloudflare_mount
     from runcast.engine.workflow_folder import reloading
 
-    engine = Engine(
-        definitions,
-        db_path=db_path,
-        max_running=settings.max_running,
-        max_event_payload_bytes=settings.max_event_payload_bytes,
-    )
-    async with (
-        engine,
-        reloading(engine, settings.workflows_dir, enabled=settings.workflows_reload, warn=_warn),
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        tracing = await _open_tracing(settings, stack)
+        engine = Engine(
+            definitions,
+            db_path=db_path,
+            max_running=settings.max_running,
+            max_event_payload_bytes=settings.max_event_payload_bytes,
+            observers=_tracing_observers(tracing),
+        )
+        await stack.enter_async_context(engine)
+        await stack.enter_async_context(
+            reloading(engine, settings.workflows_dir, enabled=settings.workflows_reload, warn=_warn)
+        )
         app = create_engine_app(
             engine,
             api_keys=settings.engine_api_keys,
@@ -512,8 +520,13 @@ async def _serve_engine(
                 max_event_payload_bytes=settings.max_event_payload_bytes,
             ),
         )
+        served: ASGIApp = app
+        if tracing is not None:
+            from runcast.tracing import TracingMiddleware
+
+            served = TracingMiddleware(app, tracer=tracing.tracer("runcast.engine.server"))
         config = uvicorn.Config(
-            app,
+            served,
             log_config=None,  # configure_logging set up uvicorn's loggers
             access_log=settings.access_log,
             lifespan="on",
@@ -532,3 +545,22 @@ async def _serve_engine(
         freeze_startup_objects()
         await server.serve(sockets=[sock])
         return 0 if server.started else 1
+
+
+async def _open_tracing(settings: Settings, stack: contextlib.AsyncExitStack) -> Tracing | None:
+    """OTLP export while ``settings.otel``; closed (flushed) by ``stack``."""
+    if not settings.otel:
+        return None
+    from runcast.tracing import Tracing
+
+    tracing = Tracing.from_environment(service_name="runcast-engine")
+    stack.push_async_callback(tracing.aclose)
+    return tracing
+
+
+def _tracing_observers(tracing: Tracing | None) -> list[EngineObserver]:
+    if tracing is None:
+        return []
+    from runcast.engine.tracing import EngineTracing
+
+    return [EngineTracing(tracing.tracer("runcast.engine"))]

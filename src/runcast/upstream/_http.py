@@ -289,6 +289,15 @@ class PooledTransport(AiohttpTransport):
         return response
 
 
+UPSTREAM_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+"""The connection pool of one upstream's client."""
+
+
+def pooled_transport() -> PooledTransport:
+    """The transport an :class:`UpstreamHttpClient` uses by default (to wrap, e.g. for traces)."""
+    return PooledTransport(limits=UPSTREAM_LIMITS)
+
+
 class UpstreamHttpClient:
     """One pooled HTTP client for one upstream, with retries and error mapping.
 
@@ -332,7 +341,7 @@ class UpstreamHttpClient:
             write=settings.upstream_read_timeout,
             pool=settings.upstream_connect_timeout,
         )
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        limits = UPSTREAM_LIMITS
         # An injected transport is not seen on the wire: each httpx attempt is counted instead.
         self._counts_attempts = transport is not None
         # One client serves every caller: a cookie set for one must never reach another.
