@@ -73,6 +73,8 @@ class NodeScript:
     async def finish(self) -> None:
         """Read the rest of the script's output and wait for it to exit, which must be with 0."""
         assert self.process.stdout is not None
+        assert self.process.stdin is not None
+        self.process.stdin.close()
         rest = await asyncio.wait_for(self.process.stdout.read(), STEP_TIMEOUT)
         self.lines.extend(rest.decode().splitlines())
         await asyncio.wait_for(self.process.wait(), STEP_TIMEOUT)

@@ -380,7 +380,7 @@ async def test_pause_and_resume_of_a_queued_run(
             await engine.resume("hold", "b")
             await wait_for_status(engine, "hold", "b", RunStatus.QUEUED)
             await engine.pause("hold", "b")
-        assert len(engine._executor._queue) <= 64 + 2
+        assert engine._executor._slots.entries <= 64 + 2
         GATES["a"].set()
         await wait_for_status(engine, "hold", "a", RunStatus.COMPLETE)
         assert (await engine.get_run("hold", "b")).status is RunStatus.PAUSED

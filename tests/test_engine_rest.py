@@ -66,10 +66,13 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 async def test_lists_and_gets_workflows(api: httpx.AsyncClient) -> None:
-    """GET /workflows lists every definition with its kind; GET /workflows/{id} returns one."""
+    """GET /workflows lists every definition with its kind and version; GET /{id} returns one."""
     response = await api.get(API)
     assert response.status_code == 200
     workflows = {w["id"]: w for w in response.json()["data"]}
+    version = workflows["three-steps"].pop("version")
+    assert isinstance(version, str)
+    assert len(version) == 16
     assert workflows["three-steps"] == {
         "id": "three-steps",
         "name": "Three steps",

@@ -26,6 +26,7 @@ type Workflow {
   name: String!
   kind: WorkflowKind!
   url: String
+  version: String
   runs(status: [RunStatus!], first: Int = 20, after: String): RunConnection!
   run(instanceId: ID!): Run
 }
@@ -43,7 +44,11 @@ type Run {
   startedAt: DateTime
   endedAt: DateTime
   steps: [Step!]
+  workflowVersion: String
+  wait: RunWait
 }
+type RunWait { reason: RunWaitReason! eventType: String until: DateTime }
+enum RunWaitReason { SLEEP EVENT RETRY REQUESTED_PAUSE }
 type Step { name: String! type: String! status: String! attempts: Int! output: JSON
   error: String startedAt: DateTime endedAt: DateTime }
 type RunConnection { edges: [RunEdge!]! pageInfo: PageInfo! }
@@ -66,7 +71,8 @@ type Mutation {
   terminateRun(workflowId: ID!, instanceId: ID!): Run!
   pauseRun(workflowId: ID!, instanceId: ID!): Run!
   resumeRun(workflowId: ID!, instanceId: ID!): Run!
-  restartRun(workflowId: ID!, instanceId: ID!): Run!
+  restartRun(workflowId: ID!, instanceId: ID!, fromStep: String): Run!
+  deleteRun(workflowId: ID!, instanceId: ID!): Boolean!
 }
 type Subscription {
   runStatus(workflowId: ID!, instanceId: ID!): RunStatusUpdate!

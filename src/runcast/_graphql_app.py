@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 from strawberry.http.types import QueryParams
 from strawberry.schema.base import BaseSchema
@@ -44,7 +45,11 @@ from strawberry.schema.exceptions import (
     CannotGetOperationTypeError,
     InvalidOperationTypeError,
 )
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
@@ -57,6 +62,7 @@ from runcast._wire_guards import (
     transport_error,
     ws_message_problem,
 )
+from runcast._ws_protocols import LegacyWSHandler, TransportWSHandler
 from runcast.live import LiveHub
 from runcast.models import ANONYMOUS, Credentials
 from runcast.resolvers import GraphQLContext
@@ -66,6 +72,8 @@ from runcast.upstream import RunAPI
 logger = logging.getLogger("runcast.graphql")
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+SUBSCRIPTION_PROTOCOLS = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL, GRAPHQL_SSE_PROTOCOL)
+"""Both WebSocket subprotocols, and GraphQL over SSE (graphql-sse) on HTTP."""
 APPLICATION_JSON = "application/json"
 
 OPERATION_TIMEOUT_CODE = "OPERATION_TIMEOUT"
@@ -146,27 +154,6 @@ def is_timeout(result: ExecutionResult) -> bool:
     )
 
 
-class _LegacyWSHandler(BaseGraphQLWSHandler[GraphQLContext, None]):
-    """The legacy ``graphql-ws`` protocol, closing connections never initialised in time."""
-
-    async def handle(self) -> None:
-        view = self.view
-        timeout = getattr(view, "connection_init_wait_timeout", timedelta(seconds=10))
-        watchdog = asyncio.create_task(self._close_unless_initialised(timeout))
-        try:
-            await super().handle()
-        finally:
-            watchdog.cancel()
-            with suppress(asyncio.CancelledError):
-                await watchdog
-
-    async def _close_unless_initialised(self, delay: timedelta) -> None:
-        await asyncio.sleep(delay.total_seconds())
-        if not self.connection_acknowledged:
-            with suppress(Exception):
-                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
-
-
 class _CheckedWebSocketAdapter(ASGIWebSocketAdapter):
     """Yields only messages of a usable shape; closes with 4400 at the first other one."""
 
@@ -204,7 +191,8 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         resources: gives the upstream and live hub opened by the app's lifespan.
     """
 
-    graphql_ws_handler_class = _LegacyWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
     websocket_adapter_class = _CheckedWebSocketAdapter
 
     def __init__(
@@ -216,6 +204,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
             allow_queries_via_get=True,
             keep_alive=True,
             keep_alive_interval=settings.ws_keepalive_interval,
+            subscription_protocols=SUBSCRIPTION_PROTOCOLS,
             connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
             max_subscriptions_per_connection=settings.ws_max_operations,
             allowed_origins=settings.allowed_origins,
@@ -255,6 +244,12 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
                     if request.state.request_error and media_type == GRAPHQL_RESPONSE_JSON:
                         response.status_code = 400
         await response(scope, receive, send)
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # A hash-only persisted query is a GET with no `query`: an operation, not a page.
+        return "extensions" not in request.query_params and super().should_render_graphql_ide(
+            request
+        )
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.settings.max_body_bytes
@@ -378,7 +373,9 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         except InvalidOperationTypeError as exc:
             if exc.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(
-                    400, "Subscriptions are served over WebSocket at this same URL"
+                    400,
+                    "Subscriptions are served over WebSocket, or over SSE (Accept: "
+                    "text/event-stream), at this same URL",
                 ) from exc
             raise HTTPException(405, "Mutations are only allowed over POST") from exc
         except MissingQueryError as exc:

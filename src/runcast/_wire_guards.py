@@ -83,7 +83,8 @@ def ws_message_problem(message: object) -> str | None:
     Checks the shape both protocols (``graphql-transport-ws``, ``graphql-ws``)
     share: an object with a string ``type``; a string ``id`` on operation
     messages; an object ``payload`` with a string ``query`` on ``subscribe`` and
-    ``start``, whose ``variables`` and ``extensions`` are objects or null.
+    ``start`` (or none, when ``extensions.persistedQuery`` names it by hash),
+    whose ``variables`` and ``extensions`` are objects or null.
     """
     if not isinstance(message, dict):
         return "A message must be a JSON object"
@@ -100,7 +101,10 @@ def ws_message_problem(message: object) -> str | None:
 def _operation_payload_problem(kind: str, payload: object) -> str | None:
     if not isinstance(payload, dict):
         return f"A {kind} message must have an object `payload`"
-    if not isinstance(payload.get("query"), str):
+    query = payload.get("query")
+    extensions = payload.get("extensions")
+    by_hash = query is None and isinstance(extensions, dict) and "persistedQuery" in extensions
+    if not (isinstance(query, str) or by_hash):
         return f"A {kind} payload must have a string `query`"
     for name in _OPTIONAL_OBJECTS:
         if not isinstance(payload.get(name), dict | None):

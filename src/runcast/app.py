@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket
 from runcast._connection_guard import ConnectionLimits, guarded_protocol
 from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
+from runcast.documents import OperationDocuments, PersistedQueryStore
 from runcast.errors import RuncastError, UpstreamError
 from runcast.live import LiveHub
 from runcast.logs import configure_logging, parse_log_format, parse_log_level
@@ -330,6 +331,7 @@ async def _embedded_upstream(
     settings: Settings, *, metrics: Metrics | None, tracing: Tracing | None
 ) -> AsyncIterator[RunAPI]:
     from runcast.engine import Engine
+    from runcast.engine.server import settings_retention
     from runcast.engine.workflow_folder import load_folder, reloading
     from runcast.upstream.local import LocalUpstream
 
@@ -352,6 +354,8 @@ async def _embedded_upstream(
         db_path=db_path,
         max_running=settings.max_running,
         max_event_payload_bytes=settings.max_event_payload_bytes,
+        retention=settings_retention(settings),
+        retention_interval=settings.retention_interval,
         observers=_engine_observers(metrics, tracing),
     )
     async with engine, reloading(engine, folder, enabled=settings.workflows_reload, warn=warn):
@@ -392,6 +396,7 @@ def create_app(
     upstream: RunAPI | None = None,
     metrics: Metrics | None = None,
     tracing: Tracing | None = None,
+    persisted_queries: PersistedQueryStore | None = None,
 ) -> Starlette:
     """Build the gateway app.
 
@@ -402,11 +407,14 @@ def create_app(
         metrics: the registry ``/metrics`` serves; a new one when ``None``.
         tracing: where spans go (its lifetime stays with the caller); when ``None`` and
             ``settings.otel`` is set, the app exports over OTLP and closes it in its lifespan.
+        persisted_queries: the APQ store (one shared by replicas, say) instead of the
+            in-process LRU ``settings`` sizes; its lifetime stays with the caller.
 
     Returns:
         A Starlette app whose lifespan opens (and closes) the upstream and the live hub.
     """
     host_policy = HostPolicy(settings.allowed_hosts, bind_host=settings.host)
+    documents = OperationDocuments.from_settings(settings, store=persisted_queries)
     resources = _Resources()
     metrics = metrics or Metrics()
     owns_tracing = tracing is None and settings.otel
@@ -418,7 +426,7 @@ def create_app(
     observers: list[ExtensionFactory] = [lambda: OperationTelemetry(recorder=recorder)]
     if tracing is not None:
         observers.append(_operation_tracing(tracing))
-    schema = build_schema(settings, observers=observers)
+    schema = build_schema(settings, observers=observers, documents=documents)
     readiness = Readiness()
     transport = GraphQLTransport(schema, settings=settings, resources=resources)
 
@@ -427,6 +435,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             if owns_tracing and tracing is not None:
                 stack.push_async_callback(tracing.aclose)
+            await _load_trusted_documents(documents, settings)
             opened = upstream
             if opened is None:
                 opened = await stack.enter_async_context(
@@ -486,6 +495,13 @@ def create_app(
     app.state.metrics = metrics
     app.state.readiness = readiness
     return app
+
+
+async def _load_trusted_documents(documents: OperationDocuments, settings: Settings) -> None:
+    try:
+        await documents.load_trusted(settings.trusted_documents)
+    except RuncastError as exc:
+        raise ConfigurationError(exc.message) from exc
 
 
 def _operation_tracing(tracing: Tracing) -> ExtensionFactory:
@@ -560,6 +576,13 @@ def serve(settings: Settings) -> int:
             folder, unusable database path, port in use).
     """
     check_settings(settings)
+    if settings.trusted_documents is not None:
+        from runcast.trusted_documents import load_trusted_documents
+
+        try:
+            load_trusted_documents(settings.trusted_documents)
+        except RuncastError as exc:
+            raise ConfigurationError(exc.message) from exc
     configure_logging(
         format=parse_log_format(settings.log_format),
         level=parse_log_level(settings.log_level),

@@ -1,5 +1,6 @@
 """The ``runcast`` command: ``serve`` the gateway, run the ``engine`` alone, print the SDL,
-check workflow files and print their JSON Schema."""
+check workflow files and print their JSON Schema, ``documents check`` a trusted-documents
+manifest."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+
+    documents = commands.add_parser(
+        "documents", help="trusted documents (RUNCAST_TRUSTED_DOCUMENTS manifests)"
+    )
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    documents_check = documents_commands.add_parser(
+        "check",
+        help="check that every document of a manifest (Apollo's persisted query manifest, "
+        "or GraphQL Codegen's persisted-documents.json) is valid against the schema",
+    )
+    documents_check.add_argument("file", type=Path, help="the manifest")
     commands.add_parser("settings", help="print every setting with its default and range")
 
     workflows = commands.add_parser("workflows", help="check workflow files, print their schema")
@@ -45,6 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("folder", type=Path, help="the folder of workflow files")
     actions.add_parser("schema", help="print the JSON Schema of a workflow file (for editors)")
     return parser
+
+
+def _check_documents(file: Path) -> int:
+    from runcast.schema import schema
+    from runcast.trusted_documents import check_documents, load_trusted_documents
+
+    documents = load_trusted_documents(file)
+    problems = check_documents(documents, schema._schema)
+    for problem in problems:
+        sys.stdout.write(f"{problem}\n")
+    count = len(documents.entries)
+    if problems:
+        sys.stdout.write(f"{file}: {len(problems)} problem(s) in {count} documents\n")
+        return 1
+    sys.stdout.write(f"{file}: {count} documents, all valid against the schema\n")
+    return 0
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sys.stdout.write(print_schema() + "\n")
             return 0
+        if args.command == "documents":
+            return _check_documents(args.file)
         if args.command == "workflows":
             return _workflows(args)
         if args.command == "engine":

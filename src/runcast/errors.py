@@ -5,7 +5,8 @@ context as attributes, so the GraphQL layer maps the whole tree in one place::
 
     RuncastError                       INTERNAL_SERVER_ERROR
     ├── BadUserInput                   BAD_USER_INPUT
-    │   └── PayloadTooLarge            BAD_USER_INPUT   (limit)
+    │   ├── PayloadTooLarge            BAD_USER_INPUT   (limit)
+    │   └── RunNotFinished             BAD_USER_INPUT   (workflow_id, instance_id, status)
     ├── NotFound                       NOT_FOUND
     │   ├── WorkflowNotFound                            (workflow_id)
     │   └── RunNotFound                                 (workflow_id, instance_id)
@@ -15,6 +16,9 @@ context as attributes, so the GraphQL layer maps the whole tree in one place::
     ├── Unauthenticated                UNAUTHENTICATED
     ├── Forbidden                      FORBIDDEN
     ├── RateLimited                    RATE_LIMITED     (retry_after seconds)
+    ├── PersistedQueryNotFound         PERSISTED_QUERY_NOT_FOUND     (sha256_hash)
+    ├── PersistedQueryNotSupported     PERSISTED_QUERY_NOT_SUPPORTED
+    ├── OperationNotTrusted            OPERATION_NOT_TRUSTED
     └── UpstreamError                  UPSTREAM_UNAVAILABLE
         ├── UpstreamUnavailable                         (timeouts, 5xx, refused connections)
         └── UpstreamProtocolError                       (a response runcast cannot read)
@@ -52,6 +56,19 @@ class PayloadTooLarge(BadUserInput):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class RunNotFinished(BadUserInput):
+    """The run has not finished, so it cannot be deleted (terminate it first)."""
+
+    def __init__(self, workflow_id: str, instance_id: str, status: str) -> None:
+        super().__init__(
+            f"run {instance_id!r} of workflow {workflow_id!r} is {status}: only a finished"
+            " run can be deleted (terminate it first)"
+        )
+        self.workflow_id = workflow_id
+        self.instance_id = instance_id
+        self.status = status
 
 
 class NotFound(RuncastError):
@@ -150,6 +167,35 @@ class RateLimited(RuncastError):
         if self.retry_after is not None:
             ext["retryAfter"] = self.retry_after
         return ext
+
+
+class PersistedQueryNotFound(RuncastError):
+    """A persisted-query hash the gateway does not know: the client should send the query.
+
+    The message is ``PersistedQueryNotFound``, which Apollo's persisted-queries link
+    (like the code) waits for before it sends the full query with its hash.
+    """
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self, sha256_hash: str) -> None:
+        super().__init__("PersistedQueryNotFound")
+        self.sha256_hash = sha256_hash
+
+
+class PersistedQueryNotSupported(RuncastError):
+    """Automatic persisted queries are turned off (a cache size of 0)."""
+
+    code = "PERSISTED_QUERY_NOT_SUPPORTED"
+
+    def __init__(self) -> None:
+        super().__init__("PersistedQueryNotSupported")
+
+
+class OperationNotTrusted(RuncastError):
+    """Trusted documents are on, and the operation is not one of them."""
+
+    code = "OPERATION_NOT_TRUSTED"
 
 
 class UpstreamError(RuncastError):

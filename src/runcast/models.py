@@ -67,6 +67,8 @@ class Workflow:
     name: str
     kind: WorkflowKind = WorkflowKind.WORKFLOW
     url: str | None = None
+    version: str | None = None
+    """The current version of the definition, where the upstream tells."""
     input_schema: JSON = None
     """The JSON Schema a run's input must match, where the upstream has one."""
     schedule: str | None = None
@@ -87,6 +89,26 @@ class Step:
     error: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+
+
+class RunWaitReason(enum.Enum):
+    """Why a suspended run is not executing: what ``resumeRun`` can and cannot change."""
+
+    SLEEP = "sleep"
+    EVENT = "event"
+    RETRY = "retry"
+    REQUESTED_PAUSE = "requestedPause"
+
+
+@dataclass(frozen=True, slots=True)
+class RunWait:
+    """What a suspended run waits for: a sleep's end, an event, a retry, or a resume."""
+
+    reason: RunWaitReason
+    event_type: str | None = None
+    """For ``EVENT``: the event type the run waits for."""
+    until: datetime | None = None
+    """When it resumes by itself (a sleep's end, a retry, a wait's timeout), if ever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +132,10 @@ class Run:
     steps: tuple[Step, ...] | None = None
     wake_at: datetime | None = None
     """When a paused run resumes by itself (end of a sleep or a wait's timeout), if known."""
+    workflow_version: str | None = None
+    """The version of the workflow's definition the run executes, where the upstream tells."""
+    wait: RunWait | None = None
+    """What a suspended run waits for, where the upstream tells; ``None`` otherwise."""
 
     @property
     def is_terminal(self) -> bool:

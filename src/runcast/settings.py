@@ -57,6 +57,12 @@ class Settings:
     port: int = 8000
     engine_api_keys: tuple[str, ...] = field(default=(), repr=False)
     max_running: int = 1000
+    # How long the embedded engine keeps finished runs, by status (durations such as 7d,
+    # 12h); a workflow's own ``retention:`` overrides them. Swept every interval seconds.
+    retention_complete: str = "7d"
+    retention_errored: str = "30d"
+    retention_terminated: str = "30d"
+    retention_interval: float = 60.0
 
     # GraphQL guards
     max_body_bytes: int = 2 * MIB
@@ -78,6 +84,12 @@ class Settings:
     # Host names the gateway answers to besides IP addresses, localhost and ``host``
     # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
+
+    # persisted queries (Apollo's automatic persisted queries) and trusted documents
+    # (only the operations of this manifest run); a cache size of 0 turns APQ off.
+    persisted_queries_cache_size: int = 1000
+    persisted_queries_cache_bytes: int = 8 * MIB
+    trusted_documents: Path | None = None
 
     # upstream HTTP
     upstream_connect_timeout: float = 5.0
@@ -251,6 +263,7 @@ def _seconds(high: float) -> SettingRange:
 SETTING_RANGES: dict[str, SettingRange] = {
     "port": SettingRange(0, 65535),
     "max_running": SettingRange(1, 1_000_000),
+    "retention_interval": _seconds(86_400),
     "max_body_bytes": SettingRange(1024, 1024 * MIB, unit="bytes"),
     "max_event_payload_bytes": SettingRange(1, 1024 * MIB, unit="bytes"),
     "max_query_fields": SettingRange(1, 1_000_000),
@@ -272,6 +285,8 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "ws_connection_init_timeout": _seconds(600),
     "ws_max_operations": SettingRange(1, 100_000),
     "ws_keepalive_interval": _seconds(3600),
+    "persisted_queries_cache_size": SettingRange(0, 10_000_000),
+    "persisted_queries_cache_bytes": SettingRange(0, 64 * 1024 * MIB, unit="bytes"),
 }
 """The range of each numeric setting; :meth:`Settings.check` enforces them at start-up."""
 

@@ -27,6 +27,7 @@ from runcast.errors import (
     RuncastError,
     RunFinished,
     RunNotFound,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
 from runcast.limits import ID_PATTERN
@@ -129,6 +130,8 @@ def error_response(exc: RuncastError) -> JSONResponse:
         return failure(413, CODE_TOO_LARGE, exc.message)
     if isinstance(exc, BadUserInput):
         return failure(400, CODE_VALIDATION, exc.message)
+    if isinstance(exc, UpstreamUnavailable):
+        return failure(503, CODE_INTERNAL, exc.message)
     logger.error("cloudflare api: unexpected engine error %s", type(exc).__name__)
     return failure(500, CODE_INTERNAL, "workflows.api.error.internal_server")
 
@@ -217,10 +220,9 @@ class Shapes:
     def workflow_uuid(self, workflow_id: str) -> str:
         return _stable_uuid(self.account_id, "workflow", workflow_id)
 
-    def version_uuid(self, workflow_id: str) -> str:
-        definition = self.definitions.get(workflow_id)
-        fingerprint = repr(definition.nodes) if definition is not None else ""
-        return _stable_uuid(self.account_id, "version", workflow_id, fingerprint)
+    def version_uuid(self, run: Run) -> str:
+        """Cloudflare's ``versionId`` of the run's workflow version (a UUID made from it)."""
+        return _stable_uuid(self.account_id, "version", run.workflow_id, run.workflow_version or "")
 
     def workflow(self, workflow: Workflow, runs: Sequence[Run]) -> dict[str, JSON]:
         counts: dict[str, int] = {}
@@ -243,7 +245,7 @@ class Shapes:
         return {
             "id": run.instance_id,
             "status": instance_status(run),
-            "version_id": self.version_uuid(run.workflow_id),
+            "version_id": self.version_uuid(run),
             "workflow_id": self.workflow_uuid(run.workflow_id),
             "trigger_source": "api",
         }
@@ -257,7 +259,7 @@ class Shapes:
             "modified_on": timestamp(modified or self.created_on),
             "started_on": timestamp(run.started_at),
             "ended_on": timestamp(run.ended_at),
-            "version_id": self.version_uuid(run.workflow_id),
+            "version_id": self.version_uuid(run),
             "workflow_id": self.workflow_uuid(run.workflow_id),
             "trigger_source": "api",
         }
@@ -283,7 +285,7 @@ class Shapes:
             "output": encode_output(run.output),
             "params": json.dumps(run.input) if isinstance(run.input, str) else run.input,
             "trigger": {"source": "api"},
-            "versionId": self.version_uuid(run.workflow_id),
+            "versionId": self.version_uuid(run),
             "step_count": len(steps),
             "rollback": None,
         }

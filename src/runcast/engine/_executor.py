@@ -18,19 +18,18 @@ Rules that keep memory, file and listeners consistent:
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from runcast.engine import _store
+from runcast.engine._slots import SlotQueue
 from runcast.engine._state import (
     STEP_COMPLETE,
     STEP_ERRORED,
@@ -45,6 +44,7 @@ from runcast.engine._state import (
     encode,
 )
 from runcast.engine._store import EventRow, Store
+from runcast.engine._versions import VersionBook
 from runcast.engine.actions import (
     ActionFailed,
     evaluate_expression,
@@ -63,7 +63,7 @@ from runcast.engine.definitions import (
     WorkflowDefinition,
 )
 from runcast.engine.observer import EngineEvents
-from runcast.errors import RunFinished
+from runcast.errors import AlreadyExists, BadUserInput, RunFinished
 from runcast.models import JSON, TERMINAL_STATUSES, Run, RunStatus
 
 __all__ = [
@@ -119,7 +119,7 @@ class Executor:
     def __init__(
         self,
         store: Store,
-        definitions: Mapping[str, WorkflowDefinition],
+        versions: VersionBook,
         *,
         max_running: int,
         http_client: httpx.AsyncClient | None,
@@ -127,30 +127,29 @@ class Executor:
     ) -> None:
         self.events = events or EngineEvents()
         self._store = store
-        self._definitions = definitions
-        self._max_running = max_running
+        self._versions = versions
+        self._slots = SlotQueue(max_running)
         self._http_client = http_client
-        self.active: dict[tuple[str, str], RunState] = {}
-        self._running = 0
-        self.reserved_slots = 0
-        """Slots taken for new runs whose row is being written (not yet admitted)."""
-        self._queued = 0
-        self._queue: list[tuple[int, int, RunState, asyncio.Future[bool]]] = []
-        self._tie = itertools.count()
+        self._active: dict[tuple[str, str], RunState] = {}
+        self._creating: set[tuple[str, str]] = set()
+        """Runs being triggered whose row is being written (their ids are taken)."""
         self._listeners: list[RunListener] = []
         self._next_event_id = 0
-        self._last_queue_seq = 0
         self._closing = False
 
     @property
     def queue_depth(self) -> int:
         """Runs waiting for a slot."""
-        return self._queued
+        return self._slots.queued
 
     @property
     def running_slots(self) -> int:
         """Slots taken by executing runs."""
-        return self._running
+        return self._slots.running
+
+    def find(self, workflow_id: str, instance_id: str) -> RunState | None:
+        """The unfinished run with this id, if this executor drives it."""
+        return self._active.get((workflow_id, instance_id))
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -192,23 +191,13 @@ class Executor:
         elif run_params is not None:
             run.written_row = run_params
         step_params = [step.params(run.seq) for step in steps]
-        seq = run.seq
         # Events no wait took are never delivered once the run has ended: drop them.
         drop_events = run.status in TERMINAL_STATUSES and any(run.events.values())
-
-        def op(conn: sqlite3.Connection) -> None:
-            if extra is not None:
-                extra(conn)
-            if run_params is not None:
-                conn.execute(_store.RUN_UPDATE, run_params)
-            if drop_events:
-                conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-            if len(step_params) == 1:
-                conn.execute(_store.STEP_UPSERT, step_params[0])
-            elif step_params:
-                conn.executemany(_store.STEP_UPSERT, step_params)
-
-        future = self._store.submit(op)
+        future = self._store.submit(
+            _store.record_run(
+                run.seq, run_params, step_params, drop_events=drop_events, extra=extra
+            )
+        )
         observed = run.observable()
         if observed != run.notified:
             run.notified = observed
@@ -227,21 +216,22 @@ class Executor:
     async def recover(self) -> None:
         """Load every unfinished run from the file and start driving it again."""
         rows, steps, events = await self._store.run(_store.select_unfinished(_TERMINAL_VALUES))
-        self._next_event_id = await self._store.run(_max_event_id)
-        self._last_queue_seq = await self._store.run(_store.max_queue_seq)
+        self._next_event_id = await self._store.run(_store.max_event_id)
+        self._slots.resume_numbering(await self._store.run(_store.max_queue_seq))
         restored: list[RunState] = []
         for row in rows:
-            definition = self._definitions.get(row.workflow_id)
+            definition = await self.definition_of(row.workflow_id, row.version)
             if definition is None or not definition.nodes:
-                # Left as it is in the file: it continues once the workflow is loaded again.
+                # Left as it is in the file: it continues once its version can be read.
                 log.warning(
-                    "run %s of workflow %r waits: the workflow is not loaded",
+                    "run %s of workflow %r waits: its version %s is not known",
                     row.instance_id,
                     row.workflow_id,
+                    row.version,
                 )
                 continue
             run = RunState.from_rows(definition, row, steps[row.seq])
-            self.active[run.key] = run
+            self._active[run.key] = run
             restored.append(run)
         by_seq = {run.seq: run for run in restored}
         for event in events:
@@ -252,28 +242,45 @@ class Executor:
         # the rest of the queue waits in that order (the heap is keyed by queue_seq).
         for run in restored:
             was_running = run.status in (RunStatus.RUNNING, RunStatus.WAITING_FOR_PAUSE)
-            if was_running and not run.pause_requested and self._running < self._max_running:
-                run.holds_slot = True
-                self._running += 1
+            if was_running and not run.pause_requested:
+                self._slots.take(run, jump_queue=True)
         queued = [
             run for run in restored if run.status is RunStatus.QUEUED and not run.pause_requested
         ]
         for run in queued:
             if run.queue_seq is None:  # cannot be after _store._migrate; keep creation order
-                run.queue_seq = self.next_queue_seq()
+                run.queue_seq = self._slots.next_seq()
         queued.sort(key=lambda run: (run.queue_seq, run.seq))
-        for run in queued[: max(0, self._max_running - self._running)]:
-            run.holds_slot = True
-            self._running += 1
+        for run in queued:
+            if not self._slots.take(run, jump_queue=True):
+                break
         for run in restored:
             self._start_task(run)
         if restored:
             log.info("engine: %d unfinished runs continue", len(restored))
 
+    async def definition_of(
+        self, workflow_id: str, version: str | None
+    ) -> WorkflowDefinition | None:
+        """The definition of one version of a workflow, from memory or the file."""
+        if version is None:
+            return None
+        known = self._versions.known(workflow_id, version)
+        if known is not None:
+            return known
+        text = await self._store.run(_store.select_version(workflow_id, version))
+        if text is None:
+            return None
+        try:
+            return self._versions.remember(workflow_id, version, text)
+        except ValueError as exc:
+            log.error("workflow %r version %s cannot be read: %s", workflow_id, version, exc)
+            return None
+
     async def close(self) -> None:
         """Cancel and await every run task; their state stays in the file as it is."""
         self._closing = True
-        tasks = [run.task for run in self.active.values() if run.task is not None]
+        tasks = [run.task for run in self._active.values() if run.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -285,60 +292,8 @@ class Executor:
 
     # -- the concurrency cap -----------------------------------------------------------
 
-    def next_queue_seq(self) -> int:
-        """The place at the back of the queue, for a run that becomes ``queued`` now."""
-        self._last_queue_seq += 1
-        return self._last_queue_seq
-
-    def take_slot_now(self) -> bool:
-        """Take a free slot for a new run if nobody is queued for one."""
-        if self._running < self._max_running and self._queued == 0:
-            self._running += 1
-            self.reserved_slots += 1
-            return True
-        return False
-
-    def queue_new(self, run: RunState) -> None:
-        """Put a run being created over the cap at the back of the queue, before its row."""
-        run.queue_seq = self.next_queue_seq()
-        self._enqueue(run)
-        self._grant()
-
-    def abandon(self, run: RunState, *, reserved_slot: bool) -> None:
-        """Give back the slot or queue place of a run whose row could not be written."""
-        if reserved_slot:
-            self.reserved_slots -= 1
-        self._withdraw(run)
-        self._release_slot(run)
-
     def _release_slot(self, run: RunState) -> None:
-        if run.holds_slot:
-            run.holds_slot = False
-            self._running -= 1
-            self._grant()
-
-    def _grant(self) -> None:
-        while self._running < self._max_running and self._queue:
-            _, _, run, waiter = heapq.heappop(self._queue)
-            if run.slot_waiter is not waiter or waiter.done():
-                continue
-            run.slot_waiter = None
-            self._queued -= 1
-            run.holds_slot = True
-            self._running += 1
-            waiter.set_result(True)
-
-    def _withdraw(self, run: RunState) -> None:
-        waiter = run.slot_waiter
-        if waiter is not None:
-            run.slot_waiter = None
-            self._queued -= 1
-            if not waiter.done():
-                waiter.set_result(False)
-            if len(self._queue) > 2 * self._queued + 64:
-                # Withdrawn entries leave only when popped; drop them before they pile up.
-                self._queue = [entry for entry in self._queue if entry[2].slot_waiter is entry[3]]
-                heapq.heapify(self._queue)
+        self._slots.release(run)
 
     async def _stay_paused(self, run: RunState) -> None:
         """Give up the slot, show ``paused`` and wait for the next change of the run."""
@@ -354,13 +309,9 @@ class Executor:
             if run.pause_requested:
                 await self._stay_paused(run)
                 continue
-            if not run.holds_slot:
-                if self._running < self._max_running and self._queued == 0:
-                    run.holds_slot = True
-                    self._running += 1
-                else:
-                    await self._wait_in_queue(run)
-                    continue
+            if not run.holds_slot and not self._slots.take(run):
+                await self._wait_in_queue(run)
+                continue
             if run.status is not RunStatus.RUNNING:
                 run.status = RunStatus.RUNNING
                 if run.started_at is None:
@@ -373,32 +324,23 @@ class Executor:
         # the last engine stopped) keeps its place; any other enters at the back now.
         if run.status is not RunStatus.QUEUED or run.queue_seq is None:
             run.status = RunStatus.QUEUED
-            run.queue_seq = self.next_queue_seq()
+            run.queue_seq = self._slots.next_seq()
             self._write_soon(run)
         waiter = run.slot_waiter  # a new run has its place since its trigger
         if waiter is None:
-            waiter = self._enqueue(run)
+            waiter = self._slots.enqueue(run)
         try:
             await waiter
         finally:
             if run.slot_waiter is waiter:
-                self._withdraw(run)
-
-    def _enqueue(self, run: RunState) -> asyncio.Future[bool]:
-        """Add ``run`` to the heap at its ``queue_seq``; the future says if it got a slot."""
-        assert run.queue_seq is not None
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        run.slot_waiter = waiter
-        self._queued += 1
-        heapq.heappush(self._queue, (run.queue_seq, next(self._tie), run, waiter))
-        return waiter
+                self._slots.withdraw(run)
 
     # -- driving a run -----------------------------------------------------------------
 
     async def _drive(self, run: RunState) -> None:
         try:
             nodes = run.definition.nodes
-            while run.key in self.active and run.task is asyncio.current_task():
+            while run.key in self._active and run.task is asyncio.current_task():
                 index = run.node_index
                 if index >= len(nodes):
                     self._finish(run, RunStatus.COMPLETE)
@@ -630,11 +572,9 @@ class Executor:
             raise RuntimeError(f"event {event_id} of run {run.instance_id} is not in the file")
         pending.popleft()
         result = {"eventType": node.event_type, "payload": decode(text)}
-
-        def delete_event(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
-
-        await self._node_done(run, step, result, encode(result), extra=delete_event)
+        await self._node_done(
+            run, step, result, encode(result), extra=_store.delete_event(event_id)
+        )
 
     async def _suspend(
         self, run: RunState, step: StepState, status: RunStatus, ready: Callable[[], bool]
@@ -675,23 +615,73 @@ class Executor:
         if status is RunStatus.COMPLETE:
             run.output, run.output_json = run.last_result
         run.pause_requested = False
-        self._withdraw(run)
+        self._slots.withdraw(run)
         self._release_slot(run)
-        if self.active.get(run.key) is run:
-            del self.active[run.key]
+        if self._active.get(run.key) is run:
+            del self._active[run.key]
         self.events.run_finished(run, status, run.ended_at - (run.started_at or run.created_at))
 
     # -- commands ----------------------------------------------------------------------
 
-    def admit(self, run: RunState, snapshot: Run, *, reserved_slot: bool) -> None:
-        """Start driving a run that was just created (its row is committed); tell listeners.
+    async def trigger(
+        self,
+        definition: WorkflowDefinition,
+        instance_id: str,
+        input: JSON,
+        input_json: str | None,
+    ) -> Run:
+        """Create a run (its row is durable on return) and start driving it.
 
-        ``reserved_slot``: its slot was taken with ``take_slot_now``.
+        It takes a free slot now, or its place at the back of the queue before its
+        row is written, so a slot freed meanwhile waits for it.
+
+        Raises:
+            AlreadyExists: the workflow already has a run called ``instance_id``.
         """
-        self.active[run.key] = run
-        if reserved_slot:
-            self.reserved_slots -= 1
+        key = (definition.id, instance_id)
+        if key in self._active or key in self._creating:
+            raise AlreadyExists(definition.id, instance_id)
+        run = RunState(
+            definition=definition,
+            seq=0,  # known once the row is written
+            instance_id=instance_id,
+            status=RunStatus.QUEUED,
+            input=input,
+            input_json=input_json,
+            created_at=time.time(),
+            version=self._versions.current(definition.id) or "",
+        )
+        if self._slots.take(run):
+            run.status, run.started_at = RunStatus.RUNNING, run.created_at
+        else:
+            run.queue_seq = self._slots.next_seq()
+            self._slots.enqueue(run)
+        self._creating.add(key)
+        try:
+            seq = await self._store.submit(_store.insert_run(run.insert_params()))
+        except BaseException:
+            self._abandon(run)
+            raise
+        finally:
+            self._creating.discard(key)
+        if seq is None:
+            self._abandon(run)
+            raise AlreadyExists(definition.id, instance_id)
+        return self._admit(run, seq)
+
+    def _abandon(self, run: RunState) -> None:
+        """Give back the slot or queue place of a run whose row could not be written."""
+        self._slots.withdraw(run)
+        self._slots.release(run)
+
+    def _admit(self, run: RunState, seq: int) -> Run:
+        """Start driving a run whose row is committed; tell listeners."""
+        run.seq = seq
+        run.context = {"input": run.input}
+        run.written_row = run.row_params()
         run.notified = run.observable()
+        snapshot = run.to_model()
+        self._active[run.key] = run
         for listener in list(self._listeners):
             try:
                 listener(snapshot)
@@ -699,22 +689,15 @@ class Executor:
                 log.exception("a run listener raised; it stays subscribed")
         self.events.run_started(run)
         self._start_task(run)
+        return snapshot
 
     async def send_event(self, run: RunState, event_type: str, text: str) -> None:
         """Keep an event for the run's first wait of that type; return once it is durable."""
         self._next_event_id += 1
         event_id = self._next_event_id
-        seq = run.seq
         run.events.setdefault(event_type, deque()).append(event_id)
         run.changed.set()
-
-        def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO events (id, run_seq, event_type, payload) VALUES (?, ?, ?, ?)",
-                (event_id, seq, event_type, text),
-            )
-
-        await self._store.submit(insert)
+        await self._store.submit(_store.insert_event(event_id, run.seq, event_type, text))
 
     async def pause(self, run: RunState) -> None:
         """Pause at the next node boundary (at once inside a sleep, wait or retry delay)."""
@@ -726,7 +709,7 @@ class Executor:
             run.status = RunStatus.WAITING_FOR_PAUSE
         else:
             run.status = RunStatus.PAUSED
-            self._withdraw(run)
+            self._slots.withdraw(run)
             if run.holds_slot and not run.in_step:
                 self._release_slot(run)
         run.changed.set()
@@ -763,20 +746,23 @@ class Executor:
         await _settle(task)
         await written
 
-    async def restart(self, run: RunState) -> None:
-        """Start the run again from its first node; results and events are discarded."""
+    async def restart(self, run: RunState, from_step: str | None = None) -> None:
+        """Start the run again from its first node, or from node ``from_step``.
+
+        The results of the nodes before ``from_step`` stay (they do not run again);
+        later results and every pending event are discarded.
+
+        Raises:
+            BadUserInput: no node is called ``from_step``, or the run has not
+                completed every node before it.
+        """
+        keep = 0 if from_step is None else restart_index(run, from_step)
         task = self._take_over(run)
-        run.reset()
+        run.reset(keep)
         run.status = RunStatus.QUEUED
-        run.queue_seq = self.next_queue_seq()  # at the back, whenever it was created
-        seq = run.seq
-
-        def forget(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM steps WHERE run_seq = ?", (seq,))
-            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-
-        written = self._write(run, extra=forget)
-        self.active[run.key] = run
+        run.queue_seq = self._slots.next_seq()  # at the back, whenever it was created
+        written = self._write(run, extra=_store.forget_from(run.seq, keep))
+        self._active[run.key] = run
         self.events.run_started(run)
         self._start_task(run)
         await _settle(task)
@@ -788,9 +774,31 @@ class Executor:
             task.cancel()
         run.task = None
         run.in_step = False
-        self._withdraw(run)
+        self._slots.withdraw(run)
         self._release_slot(run)
         return task
+
+
+def restart_index(run: RunState, from_step: str) -> int:
+    """The index of node ``from_step`` of the run's version, where a restart may begin.
+
+    Raises:
+        BadUserInput: no such node, or a node before it has no result.
+    """
+    names = [node.name for node in run.definition.nodes]
+    if from_step not in names:
+        raise BadUserInput(
+            f"workflow {run.workflow_id!r} (version {run.version}) has no step {from_step!r};"
+            f" its steps are: {', '.join(names)}"
+        )
+    index = names.index(from_step)
+    done = [step for step in run.steps[:index] if step.status == STEP_COMPLETE]
+    if len(done) < index:
+        raise BadUserInput(
+            f"run {run.instance_id!r} cannot restart from {from_step!r}: it has not"
+            f" completed {names[len(done)]!r} before it"
+        )
+    return index
 
 
 def _retry_in(node: StepNode, attempt: int, failure: ActionFailed | None) -> float | None:
@@ -837,8 +845,3 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
     error = future.exception()
     if error is not None:
         log.error("engine: a write failed: %s", error)
-
-
-def _max_event_id(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-    return int(row[0])

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runcast.engine._store import RunRow, StepRow
-from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.definitions import WaitForEventNode, WorkflowDefinition
 from runcast.limits import compact_json
-from runcast.models import JSON, Run, RunStatus, Step
+from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step
 
 __all__ = [
     "STEP_COMPLETE",
@@ -33,6 +33,7 @@ __all__ = [
     "encode",
     "moment",
     "run_from_rows",
+    "wait_of",
 ]
 
 # Step statuses use the run vocabulary: what the run was doing at that node.
@@ -60,6 +61,36 @@ def decode(text: str | None) -> JSON:
 def moment(timestamp: float | None) -> datetime | None:
     """An aware UTC datetime from a POSIX timestamp."""
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def wait_of(
+    status: RunStatus,
+    pause_requested: bool,
+    current: StepState | None,
+    definition: WorkflowDefinition | None,
+) -> RunWait | None:
+    """What a run in ``status`` at node ``current`` waits for (``None`` unless suspended)."""
+    if status is RunStatus.PAUSED and pause_requested:
+        return RunWait(RunWaitReason.REQUESTED_PAUSE)
+    if current is None or status not in (RunStatus.PAUSED, RunStatus.WAITING):
+        return None
+    until = moment(current.wake_at)
+    if current.status == STEP_RETRYING:
+        return RunWait(RunWaitReason.RETRY, until=until)
+    if current.type == "wait_for_event":
+        return RunWait(RunWaitReason.EVENT, _event_type(definition, current), until)
+    if current.type in ("sleep", "sleep_until"):
+        return RunWait(RunWaitReason.SLEEP, until=until)
+    return None
+
+
+def _event_type(definition: WorkflowDefinition | None, step: StepState) -> str | None:
+    if definition is None or step.idx >= len(definition.nodes):
+        return None
+    node = definition.nodes[step.idx]
+    if isinstance(node, WaitForEventNode) and node.name == step.name:
+        return node.event_type
+    return None
 
 
 @dataclass(slots=True)
@@ -144,6 +175,8 @@ class RunState:
     pause_requested: bool = False
     queue_seq: int | None = None
     """Its place in the slot queue: a new, higher number each time it (re)enters it."""
+    version: str = ""
+    """The workflow version ``definition`` is (the one the run was triggered on)."""
     steps: list[StepState] = field(default_factory=list)
     context: dict[str, JSON] = field(default_factory=dict)
     last_result: tuple[JSON, str | None] = (None, None)
@@ -183,6 +216,19 @@ class RunState:
             return steps[-1]
         return None
 
+    def insert_params(self) -> tuple[Any, ...]:
+        """The parameters of ``_store.insert_run`` for this new run."""
+        return (
+            self.definition.id,
+            self.instance_id,
+            self.status.value,
+            self.input_json,
+            self.created_at,
+            self.started_at,
+            self.queue_seq,
+            self.version,
+        )
+
     def row_params(self) -> tuple[Any, ...]:
         """The parameters of ``RUN_UPDATE`` for this run."""
         return (
@@ -219,13 +265,23 @@ class RunState:
             ended_at=moment(self.ended_at),
             steps=tuple(step.to_model() for step in self.steps),
             wake_at=wake_at,
+            workflow_version=self.version or None,
+            wait=wait_of(self.status, self.pause_requested, current, self.definition),
         )
 
-    def reset(self) -> None:
-        """Forget every node result and event: the run starts from the beginning."""
-        self.steps = []
+    def reset(self, keep: int = 0) -> None:
+        """Forget the results of every node from index ``keep`` on, and every pending event.
+
+        The run goes on from node ``keep`` (0: from the beginning); the results of the
+        nodes before it stay, and the run's context is rebuilt from them.
+        """
+        self.steps = self.steps[:keep]
         self.context = {"input": self.input}
         self.last_result = (None, None)
+        for step in self.steps:
+            self.context[step.name] = step.output
+            if step.type == "step":
+                self.last_result = (step.output, step.output_json)
         self.events = {}
         self.output = None
         self.output_json = None
@@ -251,6 +307,7 @@ class RunState:
             ended_at=row.ended_at,
             pause_requested=row.pause_requested,
             queue_seq=row.queue_seq,
+            version=row.version or "",
         )
         state.context = {"input": state.input}
         for step_row in steps:
@@ -269,13 +326,19 @@ class RunState:
         return state
 
 
-def run_from_rows(definition_id: str, row: RunRow, steps: list[StepRow]) -> Run:
+def run_from_rows(
+    definition_id: str,
+    row: RunRow,
+    steps: list[StepRow],
+    definition: WorkflowDefinition | None = None,
+) -> Run:
     """The public ``Run`` a stored run describes (for runs not in memory)."""
     status = RunStatus.parse(row.status)
     current = steps[-1] if steps and steps[-1].status not in _DONE else None
     wake_at = None
     if current is not None and status in (RunStatus.PAUSED, RunStatus.WAITING):
         wake_at = moment(current.wake_at)
+    current_state = None if current is None else StepState.from_row(current)
     return Run(
         workflow_id=definition_id,
         instance_id=row.instance_id,
@@ -289,4 +352,6 @@ def run_from_rows(definition_id: str, row: RunRow, steps: list[StepRow]) -> Run:
         ended_at=moment(row.ended_at),
         steps=tuple(StepState.from_row(step).to_model() for step in steps),
         wake_at=wake_at,
+        workflow_version=row.version,
+        wait=wait_of(status, row.pause_requested, current_state, definition),
     )

@@ -56,10 +56,24 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at REAL,
     pause_requested INTEGER NOT NULL DEFAULT 0,
     queue_seq INTEGER,
+    version TEXT,
     UNIQUE (workflow_id, instance_id)
 );
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, seq);
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+CREATE INDEX IF NOT EXISTS runs_by_workflow_status ON runs (workflow_id, status, seq);
+CREATE INDEX IF NOT EXISTS runs_by_end ON runs (workflow_id, status, ended_at);
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    workflow_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (workflow_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workflow_current (
+    workflow_id TEXT PRIMARY KEY,
+    version TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS steps (
     run_seq INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -85,7 +99,7 @@ CREATE INDEX IF NOT EXISTS events_by_run ON events (run_seq, id);
 
 _RUN_COLUMNS = (
     "seq, workflow_id, instance_id, status, input, output, error,"
-    " created_at, started_at, ended_at, pause_requested, queue_seq"
+    " created_at, started_at, ended_at, pause_requested, queue_seq, version"
 )
 
 _QUEUED = "queued"
@@ -113,6 +127,8 @@ class RunRow:
     pause_requested: bool
     queue_seq: int | None
     """The run's place in the slot queue, taken each time it (re)enters it (see Executor)."""
+    version: str | None = None
+    """The workflow version the run executes (``None`` only in files of older engines)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +196,11 @@ class Store:
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._last_error: str | None = None
+        self.failure: str | None = None
+        """Why commits fail right now (a full disk, an I/O error); ``None`` when they work.
+
+        Set and cleared by the writer thread, which retries the failing commit meanwhile."""
+        self._failing_since = 0.0
         self.commits = 0
         """How many transactions were committed (for measurements)."""
         self.operations = 0
@@ -215,12 +236,6 @@ class Store:
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Operation(function, future))
         return future
-
-    def submit_nowait(self, function: Callable[[sqlite3.Connection], object]) -> None:
-        """Queue a write nobody waits for; it commits no later than any write queued after it."""
-        if self._closed or self._loop is None:
-            raise StoreClosed("the engine's store is closed")
-        self._queue.put(_Operation(function, None))
 
     def health(self) -> str | None:
         """Why writes cannot go through now (closed, writer stopped, last commit failed)."""
@@ -284,29 +299,25 @@ class Store:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Operation[Any]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
-        try:
-            began = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                try:
-                    outcomes.append((op.future, op.function(conn), None))
-                except Exception as exc:
-                    if op.future is None:
-                        log.error("engine store: a write failed: %s", exc)
-                    outcomes.append((op.future, None, exc))
-            conn.execute("COMMIT")
-            self.commits += 1
-            self.operations += len(batch)
-            self._last_error = None
-            if self._on_commit is not None:
-                self._on_commit(time.perf_counter() - began, len(batch))
-        except sqlite3.Error as exc:
-            log.error("engine store: a commit failed: %s", exc)
-            self._last_error = str(exc)
-            if conn.in_transaction:
-                conn.rollback()
-            outcomes = [(op.future, None, exc) for op in batch]
+        """Commit ``batch``; while the file cannot be written, keep trying (nothing is lost)."""
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                outcomes = self._commit(conn, batch)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                if not is_storage_fault(exc) or self._closed:
+                    log.error("engine store: a commit failed: %s", exc)
+                    self._last_error = str(exc)
+                    outcomes = [(op.future, None, exc) for op in batch]
+                    break
+                self._enter_failing(exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                continue
+            self._leave_failing(len(batch))
+            break
         loop = self._loop
         assert loop is not None
         if any(future is not None for future, _, _ in outcomes):
@@ -314,11 +325,77 @@ class Store:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, outcomes)
 
+    def _commit(
+        self, conn: sqlite3.Connection, batch: list[_Operation[Any]]
+    ) -> list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]:
+        """Run ``batch`` in one transaction; a storage fault in any operation aborts it all."""
+        outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
+        began = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            try:
+                outcomes.append((op.future, op.function(conn), None))
+            except sqlite3.Error as exc:
+                if is_storage_fault(exc):
+                    raise
+                outcomes.append((op.future, None, exc))
+            except Exception as exc:
+                if op.future is None:
+                    log.error("engine store: a write failed: %s", exc)
+                outcomes.append((op.future, None, exc))
+        conn.execute("COMMIT")
+        self.commits += 1
+        self.operations += len(batch)
+        self._last_error = None
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - began, len(batch))
+        return outcomes
+
+    def _enter_failing(self, exc: sqlite3.Error) -> None:
+        if self.failure is None:
+            self._failing_since = time.monotonic()
+            log.error(
+                "engine store: commits fail (%s); new calls are refused and the commit is"
+                " retried until it succeeds",
+                exc,
+            )
+        self.failure = str(exc)
+        self._last_error = str(exc)
+
+    def _leave_failing(self, operations: int) -> None:
+        if self.failure is None:
+            return
+        self.failure = None
+        log.warning(
+            "engine store: commits succeed again after %.1fs; %d waiting operations committed",
+            time.monotonic() - self._failing_since,
+            operations,
+        )
+
+
+_FAULT_CODES = frozenset({5, 6, 8, 10, 13, 14})
+"""SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN:
+the file cannot be written now, but may be soon (space freed, disk back)."""
+
+RETRY_FIRST_DELAY = 0.05
+RETRY_MAX_DELAY = 1.0
+"""Seconds between two tries of a commit that failed for a storage fault (doubling)."""
+
+
+def is_storage_fault(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file cannot be written now (full disk, I/O error, ...)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _FAULT_CODES
+    return isinstance(exc, sqlite3.OperationalError) and "disk" in str(exc).lower()
+
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a file written by an older engine up to ``_SCHEMA`` (in one transaction).
 
     ``runs.queue_seq`` (added later): runs already queued keep their creation order.
+    ``runs.version`` (added later): ``None`` until ``register_versions`` gives those runs
+    the version of their workflow's definition as loaded then.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -326,6 +403,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if "queue_seq" not in columns:
             conn.execute("ALTER TABLE runs ADD COLUMN queue_seq INTEGER")
             conn.execute("UPDATE runs SET queue_seq = seq WHERE status = ?", (_QUEUED,))
+        if "version" not in columns:
+            conn.execute("ALTER TABLE runs ADD COLUMN version TEXT")
         conn.execute("COMMIT")
     except BaseException:
         conn.rollback()
@@ -345,23 +424,19 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException
 # -- statements (each runs in the writer thread) ---------------------------------------
 
 
-def insert_run(
-    workflow_id: str,
-    instance_id: str,
-    status: str,
-    input_json: str | None,
-    created_at: float,
-    started_at: float | None,
-    queue_seq: int | None,
-) -> Callable[[sqlite3.Connection], int | None]:
-    """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken."""
+def insert_run(params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int | None]:
+    """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken.
+
+    ``params``: workflow id, instance id, status, input JSON, created at, started at,
+    queue seq and version (``RunState.insert_params``).
+    """
 
     def op(conn: sqlite3.Connection) -> int | None:
         cursor = conn.execute(
             "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at,"
-            " queue_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " queue_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (workflow_id, instance_id) DO NOTHING",
-            (workflow_id, instance_id, status, input_json, created_at, started_at, queue_seq),
+            params,
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
@@ -393,6 +468,7 @@ def row_to_run(row: tuple[Any, ...]) -> RunRow:
         ended_at=row[9],
         pause_requested=bool(row[10]),
         queue_seq=row[11],
+        version=row[12],
     )
 
 
@@ -435,17 +511,23 @@ def select_page(
     """An operation reading one page of a workflow's runs, newest first."""
 
     def op(conn: sqlite3.Connection) -> list[tuple[RunRow, list[StepRow]]]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
-        params: list[Any] = [workflow_id]
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            params.append(before_seq)
-        if statuses is not None:
-            sql += f" AND status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        runs = [row_to_run(row) for row in conn.execute(sql, params)]
+        # One index range per status (runs_by_workflow_status), merged here: the cost is
+        # the page size times the statuses asked for, however many runs the file holds.
+        ranges = [None] if statuses is None else statuses
+        found: list[RunRow] = []
+        for status in ranges:
+            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
+            params: list[Any] = [workflow_id]
+            if status is not None:
+                sql += " AND status = ?"
+                params.append(status)
+            if before_seq is not None:
+                sql += " AND seq < ?"
+                params.append(before_seq)
+            sql += " ORDER BY seq DESC LIMIT ?"
+            params.append(limit)
+            found.extend(row_to_run(row) for row in conn.execute(sql, params))
+        runs = sorted(found, key=lambda run: run.seq, reverse=True)[:limit]
         steps = select_steps(conn, [run.seq for run in runs])
         return [(run, steps[run.seq]) for run in runs]
 
@@ -499,3 +581,214 @@ def select_event_payload(event_id: int) -> Callable[[sqlite3.Connection], str | 
         return None if row is None else str(row[0])
 
     return op
+
+
+# -- workflow versions -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """A workflow whose loaded definition is not the one the file last had."""
+
+    workflow_id: str
+    old: str
+    new: str
+    runs_on_old: int
+    """Unfinished runs that stay on ``old``."""
+
+
+Registered = tuple[list[VersionChange], list[str]]
+"""What ``register_versions`` found: the changed workflows, the ids no longer loaded."""
+
+
+def register_versions(
+    loaded: list[tuple[str, str, str]], terminal: list[str], now: float
+) -> Callable[[sqlite3.Connection], Registered]:
+    """An operation recording the loaded ``(workflow_id, version, definition_json)`` as current.
+
+    Each new version's definition is kept; runs of older engines get the current
+    version. Returns the workflows whose version changed, and the ids of workflows
+    the file knows that are not loaded any more.
+    """
+
+    def op(conn: sqlite3.Connection) -> tuple[list[VersionChange], list[str]]:
+        changes: list[VersionChange] = []
+        marks = ",".join("?" * len(terminal))
+        for workflow_id, version, text in loaded:
+            conn.execute(
+                "INSERT OR IGNORE INTO workflow_versions VALUES (?, ?, ?, ?)",
+                (workflow_id, version, text, now),
+            )
+            row = conn.execute(
+                "SELECT version FROM workflow_current WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE runs SET version = ? WHERE workflow_id = ? AND version IS NULL",
+                (version if row is None else row[0], workflow_id),
+            )
+            if row is not None and row[0] != version:
+                count = conn.execute(
+                    "SELECT COUNT(*) FROM runs WHERE workflow_id = ? AND version = ?"
+                    f" AND status NOT IN ({marks})",
+                    (workflow_id, row[0], *terminal),
+                ).fetchone()[0]
+                changes.append(VersionChange(workflow_id, row[0], version, int(count)))
+            conn.execute(
+                "INSERT OR REPLACE INTO workflow_current VALUES (?, ?)", (workflow_id, version)
+            )
+        ids = {workflow_id for workflow_id, _, _ in loaded}
+        known = [str(r[0]) for r in conn.execute("SELECT workflow_id FROM workflow_current")]
+        return changes, sorted(set(known) - ids)
+
+    return op
+
+
+def select_version(workflow_id: str, version: str) -> Callable[[sqlite3.Connection], str | None]:
+    """An operation reading the stored definition JSON of one workflow version."""
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute(
+            "SELECT definition FROM workflow_versions WHERE workflow_id = ? AND version = ?",
+            (workflow_id, version),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    return op
+
+
+def forget_from(seq: int, keep: int) -> Callable[[sqlite3.Connection], None]:
+    """An operation deleting run ``seq``'s node results from index ``keep`` on, and its events."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM steps WHERE run_seq = ? AND idx >= ?", (seq, keep))
+        conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+
+    return op
+
+
+# -- deleting finished runs ------------------------------------------------------------
+
+
+def _delete_runs(conn: sqlite3.Connection, seqs: list[int]) -> None:
+    marks = ",".join("?" * len(seqs))
+    conn.execute(f"DELETE FROM steps WHERE run_seq IN ({marks})", seqs)
+    conn.execute(f"DELETE FROM events WHERE run_seq IN ({marks})", seqs)
+    conn.execute(f"DELETE FROM runs WHERE seq IN ({marks})", seqs)
+
+
+def delete_finished(
+    workflow_id: str, instance_id: str, terminal: list[str]
+) -> Callable[[sqlite3.Connection], str | None]:
+    """An operation deleting one run if its status is ``terminal``; returns its status.
+
+    ``None`` when there is no such run; the run is deleted only if the status returned
+    is one of ``terminal``.
+    """
+
+    def op(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute(
+            "SELECT seq, status FROM runs WHERE workflow_id = ? AND instance_id = ?",
+            (workflow_id, instance_id),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[1] in terminal:
+            _delete_runs(conn, [int(row[0])])
+        return str(row[1])
+
+    return op
+
+
+def delete_expired(
+    workflow_id: str, status: str, ended_before: float, limit: int
+) -> Callable[[sqlite3.Connection], int]:
+    """An operation deleting at most ``limit`` runs in ``status`` that ended before a time.
+
+    Returns how many it deleted (fewer than ``limit``: none are left).
+    """
+
+    def op(conn: sqlite3.Connection) -> int:
+        seqs = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT seq FROM runs WHERE workflow_id = ? AND status = ? AND ended_at < ?"
+                " ORDER BY ended_at LIMIT ?",
+                (workflow_id, status, ended_before, limit),
+            )
+        ]
+        if seqs:
+            _delete_runs(conn, seqs)
+        return len(seqs)
+
+    return op
+
+
+def select_workflow_ids(conn: sqlite3.Connection) -> list[str]:
+    """Every workflow the file has recorded a version of."""
+    return [str(row[0]) for row in conn.execute("SELECT workflow_id FROM workflow_current")]
+
+
+# -- recording runs, steps and events (the executor's writes) ----------------------------
+
+
+def record_run(
+    seq: int,
+    run_params: tuple[Any, ...] | None,
+    step_params: list[tuple[Any, ...]],
+    *,
+    drop_events: bool,
+    extra: Callable[[sqlite3.Connection], object] | None = None,
+) -> Callable[[sqlite3.Connection], None]:
+    """An operation writing run ``seq``'s row (``RUN_UPDATE``) and step rows (``STEP_UPSERT``).
+
+    ``drop_events`` deletes its undelivered events (a finished run never takes them);
+    ``extra`` runs first, in the same transaction.
+    """
+
+    def op(conn: sqlite3.Connection) -> None:
+        if extra is not None:
+            extra(conn)
+        if run_params is not None:
+            conn.execute(RUN_UPDATE, run_params)
+        if drop_events:
+            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
+        if len(step_params) == 1:
+            conn.execute(STEP_UPSERT, step_params[0])
+        elif step_params:
+            conn.executemany(STEP_UPSERT, step_params)
+
+    return op
+
+
+def insert_event(
+    event_id: int, seq: int, event_type: str, payload: str
+) -> Callable[[sqlite3.Connection], None]:
+    """An operation keeping an event for run ``seq`` until one of its waits takes it."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO events (id, run_seq, event_type, payload) VALUES (?, ?, ?, ?)",
+            (event_id, seq, event_type, payload),
+        )
+
+    return op
+
+
+def delete_event(event_id: int) -> Callable[[sqlite3.Connection], None]:
+    """An operation deleting an event a wait has taken."""
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
+
+    return op
+
+
+def max_event_id(conn: sqlite3.Connection) -> int:
+    """The highest event id ever given in the file (0 if none): the counter resumes above."""
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
+    return int(row[0])
+
+
+def round_trip(conn: sqlite3.Connection) -> None:
+    """An operation that only reads: proves the writer thread and the file answer."""
+    conn.execute("SELECT 1").fetchone()

@@ -145,7 +145,9 @@ class RunEngine(Protocol):
 
     async def resume(self, workflow_id: str, instance_id: str) -> Run: ...
 
-    async def restart(self, workflow_id: str, instance_id: str) -> Run: ...
+    async def restart(
+        self, workflow_id: str, instance_id: str, *, from_step: str | None = None
+    ) -> Run: ...
 
 
 # --- the application ------------------------------------------------------------------
@@ -385,14 +387,18 @@ class _CloudflareApi:
                 400, CODE_VALIDATION, f"status must be one of {', '.join(STATUS_ACTIONS)}"
             )
         action = body["status"]
-        if action == "restart" and body.get("from") is not None:
-            raise ApiError(
-                400, CODE_VALIDATION, "restart from a given step is not supported by this engine"
-            )
+        from_step = _restart_from(body) if action == "restart" else None
         if action == "terminate" and not isinstance(body.get("rollback", False), bool):
             raise ApiError(400, CODE_VALIDATION, "rollback must be a boolean")
         current = await self.engine.get_run(workflow.id, instance_id)
         self._check_transition(action, current)
+        if from_step is not None:
+            try:
+                run = await self.engine.restart(workflow.id, instance_id, from_step=from_step)
+            except BadUserInput as exc:
+                raise ApiError(400, CODE_VALIDATION, exc.message) from None
+            result = {"status": instance_status(run), "timestamp": timestamp(datetime.now(UTC))}
+            return JSONResponse(envelope(result))
         change = {
             "pause": self.engine.pause,
             "resume": self.engine.resume,
@@ -551,3 +557,17 @@ def create_cloudflare_app(
         definitions=definitions,
     )
     return Starlette(routes=[mount], exception_handlers={HTTPException: _not_found})
+
+
+def _restart_from(body: dict[str, object]) -> str | None:
+    """The step name of a restart's ``from: {name, count?, type?}`` (``None`` without one)."""
+    origin = body.get("from")
+    if origin is None:
+        return None
+    name = origin.get("name") if isinstance(origin, dict) else None
+    if not isinstance(name, str) or not 1 <= len(name) <= 256:
+        raise ApiError(400, CODE_VALIDATION, "from.name must be a step name of 1 to 256 characters")
+    count = origin.get("count", 1) if isinstance(origin, dict) else 1
+    if count != 1:
+        raise ApiError(400, CODE_VALIDATION, "from.count must be 1: step names are unique here")
+    return name

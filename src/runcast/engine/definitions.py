@@ -156,6 +156,26 @@ Node: TypeAlias = StepNode | SleepNode | SleepUntilNode | WaitForEventNode
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long finished runs are kept after they end, by terminal status.
+
+    ``None`` for a status means "as the engine's default says".
+    """
+
+    complete: timedelta | None = None
+    errored: timedelta | None = None
+    terminated: timedelta | None = None
+
+    def over(self, default: Retention) -> Retention:
+        """This retention, with ``default``'s period wherever this one has none."""
+        return Retention(
+            complete=self.complete if self.complete is not None else default.complete,
+            errored=self.errored if self.errored is not None else default.errored,
+            terminated=self.terminated if self.terminated is not None else default.terminated,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class WorkflowDefinition:
     """One workflow (with nodes) or script (with a URL), as loaded from ``source``."""
 
@@ -165,6 +185,8 @@ class WorkflowDefinition:
     url: str | None = None
     nodes: tuple[Node, ...] = ()
     source: Path | None = None
+    retention: Retention | None = None
+    """How long this workflow's finished runs are kept (``retention:`` in the file)."""
     secrets: tuple[Secret, ...] = ()
     input_schema: JSON = None
     schedule: str | None = None

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -32,24 +34,44 @@ from runcast.engine import _store
 from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
+from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
 from runcast.engine._state import RunState, encode, run_from_rows
 from runcast.engine._store import Store, StoreClosed
-from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine._versions import VersionBook
+from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.observer import EngineEvents, EngineObserver
 from runcast.errors import (
-    AlreadyExists,
     BadUserInput,
     NotTriggerable,
     PayloadTooLarge,
     RuncastError,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
 from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
-from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
+from runcast.models import (
+    JSON,
+    TERMINAL_STATUSES,
+    Run,
+    RunPage,
+    RunStatus,
+    Workflow,
+    WorkflowKind,
+)
 
-__all__ = ["INSTANCE_ID_PATTERN", "MAX_PAGE_SIZE", "DatabaseInUse", "DatabaseUnusable", "Engine"]
+__all__ = [
+    "INSTANCE_ID_PATTERN",
+    "MAX_PAGE_SIZE",
+    "DatabaseInUse",
+    "DatabaseUnusable",
+    "Engine",
+    "StorageUnavailable",
+]
+
+log = logging.getLogger("runcast.engine")
 
 MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
@@ -87,6 +109,22 @@ class DatabaseInUse(DatabaseUnusable):
         self.pid = pid
 
 
+class StorageUnavailable(UpstreamUnavailable):
+    """The engine's database cannot be written right now (a full disk, an I/O error).
+
+    New calls are refused while it lasts; calls already accepted wait, and the engine
+    retries their commit until it succeeds, then continues every run by itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the engine cannot write its database right now ({reason}); it retries by"
+            " itself, try again in a few seconds",
+            status_code=503,
+        )
+        self.reason = reason
+
+
 class Engine:
     """Runs workflows durably; the in-process upstream of runcast and of ``runcast engine``.
 
@@ -101,6 +139,9 @@ class Engine:
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
             ``None`` makes a short-lived client per request.
+        retention: how long finished runs are kept, by status (a workflow's own
+            ``retention:`` overrides it); expired runs are deleted in the background.
+        retention_interval: seconds between two sweeps for expired runs.
         observers: told every run, step and commit event (metrics, traces).
     """
 
@@ -112,6 +153,8 @@ class Engine:
         max_running: int = 1000,
         max_event_payload_bytes: int = MIB,
         http_client: httpx.AsyncClient | None = None,
+        retention: Retention = DEFAULT_RETENTION,
+        retention_interval: float = 60.0,
         observers: Sequence[EngineObserver] = (),
     ) -> None:
         if max_running < 1:
@@ -122,14 +165,19 @@ class Engine:
         events = EngineEvents(observers)
         self._store = Store(db_path, on_commit=events.committed if observers else None)
         self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
+        self._versions = VersionBook(self._definitions)
+        self._retired: frozenset[str] = frozenset()
+        """Workflows the file has runs or versions of that are not loaded any more."""
         self._executor = Executor(
             self._store,
-            self._definitions,
+            self._versions,
             max_running=max_running,
             http_client=http_client,
             events=events,
         )
-        self._reserved: set[tuple[str, str]] = set()
+        self._sweeper = RetentionSweeper(
+            self._store, self._definitions, default=retention, interval=retention_interval
+        )
         self._state = "new"
 
     # -- lifetime ----------------------------------------------------------------------
@@ -148,17 +196,46 @@ class Engine:
             try:
                 await self._take_lock()
                 await self._store.open()
+                await self._register_versions()
                 await self._executor.recover()
+                self._sweeper.start()
             except (sqlite3.Error, OSError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 raise DatabaseUnusable(self._db_path, reason) from exc
         except BaseException:
+            await self._sweeper.close()
             await self._executor.close()
             await self._store.close()
             self._release_lock()
             self._state = "closed"
             raise
         self._state = "started"
+
+    def _register_op(self) -> Callable[[sqlite3.Connection], _store.Registered]:
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        return _store.register_versions(self._versions.loaded(), terminal, time.time())
+
+    async def _register_versions(self) -> None:
+        self._log_versions(await self._store.run(self._register_op()))
+
+    def _versions_registered(self, future: asyncio.Future[_store.Registered]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.error("engine: the new workflow versions could not be recorded")
+            return
+        self._log_versions(future.result())
+
+    def _log_versions(self, registered: _store.Registered) -> None:
+        changes, retired = registered
+        for change in changes:
+            log.info(
+                "workflow %r changed: version %s -> %s; %d unfinished runs stay on %s",
+                change.workflow_id,
+                change.old,
+                change.new,
+                change.runs_on_old,
+                change.old,
+            )
+        self._retired = frozenset(retired)
 
     async def _take_lock(self) -> None:
         if self._lock is None:
@@ -177,6 +254,7 @@ class Engine:
         if self._state == "closed":
             return
         self._state = "closed"
+        await self._sweeper.close()
         await self._executor.close()
         await self._store.close()
         self._release_lock()
@@ -212,7 +290,7 @@ class Engine:
             return problem
         try:
             async with asyncio.timeout(within):
-                await self._store.run(_select_one)
+                await self._store.run(_store.round_trip)
         except TimeoutError:
             return f"the store did not answer within {within:g}s"
         except (sqlite3.Error, StoreClosed) as exc:
@@ -220,8 +298,17 @@ class Engine:
         return None
 
     def _check_started(self) -> None:
+        """Raise unless started; ``StorageUnavailable`` while commits fail."""
         if self._state != "started":
             raise RuntimeError(f"the engine is not started (it is {self._state})")
+        failure = self._store.failure
+        if failure is not None:
+            raise StorageUnavailable(failure)
+
+    @property
+    def storage_failure(self) -> str | None:
+        """Why the database cannot be written right now; ``None`` when it can."""
+        return self._store.failure
 
     # -- workflows ---------------------------------------------------------------------
 
@@ -236,17 +323,29 @@ class Engine:
         return MappingProxyType(self._definitions)
 
     def replace_definitions(self, definitions: Mapping[str, WorkflowDefinition]) -> None:
-        """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on."""
+        """Use ``definitions`` from now on (a reload); runs in flight keep the one they run on.
+
+        New versions are recorded in the database (and logged) in the background.
+        """
         self._definitions.clear()
         self._definitions.update(definitions)
+        self._versions.load(self._definitions)
+        if self._state == "started":
+            self._store.submit(self._register_op()).add_done_callback(self._versions_registered)
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
-        return [self._definitions[key].describe() for key in sorted(self._definitions)]
+        return [self.get_workflow(key) for key in sorted(self._definitions)]
 
     def get_workflow(self, workflow_id: str) -> Workflow:
-        """The workflow called ``workflow_id``; raises ``WorkflowNotFound``."""
-        return self._definition(workflow_id).describe()
+        """The workflow ``workflow_id`` with its current version; raises ``WorkflowNotFound``."""
+        described = self._definition(workflow_id).describe()
+        return dataclasses.replace(described, version=self._versions.current(workflow_id))
+
+    def _check_workflow(self, workflow_id: str) -> None:
+        """Raise ``WorkflowNotFound`` unless the workflow is loaded or its file was removed."""
+        if workflow_id not in self._definitions and workflow_id not in self._retired:
+            raise WorkflowNotFound(workflow_id)
 
     def _definition(self, workflow_id: str) -> WorkflowDefinition:
         definition = self._definitions.get(workflow_id)
@@ -287,65 +386,19 @@ class Engine:
                 raise BadUserInput(
                     f"input does not match the input_schema of {workflow_id!r}: {problem}"
                 )
-        key = (workflow_id, instance_id)
-        if key in self._executor.active or key in self._reserved:
-            raise AlreadyExists(workflow_id, instance_id)
-        self._reserved.add(key)
-        executor = self._executor
-        slot = executor.take_slot_now()
-        now = time.time()
-        run = RunState(
-            definition=definition,
-            seq=0,  # known once the row is written
-            instance_id=instance_id,
-            status=RunStatus.RUNNING if slot else RunStatus.QUEUED,
-            input=input,
-            input_json=input_json,
-            created_at=now,
-            started_at=now if slot else None,
-            holds_slot=slot,
-        )
-        if not slot:
-            # Its place is taken now: a slot freed while the row is written waits for it.
-            executor.queue_new(run)
-        try:
-            seq = await self._store.submit(
-                _store.insert_run(
-                    workflow_id,
-                    instance_id,
-                    run.status.value,
-                    input_json,
-                    now,
-                    run.started_at,
-                    run.queue_seq,
-                )
-            )
-        except BaseException:
-            executor.abandon(run, reserved_slot=slot)
-            raise
-        finally:
-            self._reserved.discard(key)
-        if seq is None:
-            executor.abandon(run, reserved_slot=slot)
-            raise AlreadyExists(workflow_id, instance_id)
-        run.seq = seq
-        run.context = {"input": input}
-        run.written_row = run.row_params()
-        snapshot = run.to_model()
-        executor.admit(run, snapshot, reserved_slot=slot)
-        return snapshot
+        return await self._executor.trigger(definition, instance_id, input, input_json)
 
     async def get_run(self, workflow_id: str, instance_id: str) -> Run:
         """The run with its steps; raises ``WorkflowNotFound`` or ``RunNotFound``."""
         self._check_started()
-        self._definition(workflow_id)
-        active = self._executor.active.get((workflow_id, instance_id))
+        self._check_workflow(workflow_id)
+        active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             return active.to_model()
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
         if found is None:
             raise RunNotFound(workflow_id, instance_id)
-        return run_from_rows(workflow_id, *found)
+        return run_from_rows(workflow_id, *found, self._definitions.get(workflow_id))
 
     async def list_runs(
         self,
@@ -362,7 +415,7 @@ class Engine:
             BadUserInput: ``cursor`` is not one this engine gave, or ``limit`` is not 1..1000.
         """
         self._check_started()
-        self._definition(workflow_id)
+        self._check_workflow(workflow_id)
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise BadUserInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
         before = _decode_cursor(cursor) if cursor is not None else None
@@ -384,7 +437,7 @@ class Engine:
         rows = rows[:limit]
         runs: list[Run] = []
         for row, steps in rows:
-            active = self._executor.active.get((workflow_id, row.instance_id))
+            active = self._executor.find(workflow_id, row.instance_id)
             if active is not None:
                 if wanted is not None and active.status not in wanted:
                     continue  # changed since the read
@@ -454,24 +507,65 @@ class Engine:
         await self._executor.resume(run)
         return run.to_model()
 
-    async def restart(self, workflow_id: str, instance_id: str) -> Run:
-        """Run it again from the first node, same instance id, whatever its status.
+    async def restart(
+        self, workflow_id: str, instance_id: str, *, from_step: str | None = None
+    ) -> Run:
+        """Run it again, same instance id and version, whatever its status.
 
-        Earlier node results and pending events are discarded.
+        From the first node, or from node ``from_step``: the results of the nodes
+        before it stay and they do not run again. Later results and pending events
+        are discarded.
+
+        Raises:
+            BadUserInput: the run's version has no node ``from_step`` (the message
+                names the nodes it has), or the run did not complete the nodes before it.
         """
         self._check_started()
-        definition = self._definition(workflow_id)
-        key = (workflow_id, instance_id)
-        run = self._executor.active.get(key)
+        self._check_workflow(workflow_id)
+        run = self._executor.find(workflow_id, instance_id)
         if run is None:
             found = await self._store.run(_store.select_run(workflow_id, instance_id))
             if found is None:
                 raise RunNotFound(workflow_id, instance_id)
-            run = self._executor.active.get(key)  # restarted by someone else meanwhile?
+            definition = await self._executor.definition_of(workflow_id, found[0].version)
+            if definition is None:
+                raise RunNotFound(
+                    workflow_id,
+                    instance_id,
+                    f"run {instance_id!r} of workflow {workflow_id!r} cannot restart:"
+                    f" its version {found[0].version} is not in the database",
+                )
+            # Restarted by someone else meanwhile?
+            run = self._executor.find(workflow_id, instance_id)
             if run is None:
-                run = RunState.from_rows(definition, found[0], [])
-        await self._executor.restart(run)
+                run = RunState.from_rows(definition, *found)
+        await self._executor.restart(run, from_step)
         return run.to_model()
+
+    async def delete_run(self, workflow_id: str, instance_id: str) -> bool:
+        """Delete a finished run with its steps and events; returns ``True``.
+
+        Raises:
+            RunNotFound: no such run.
+            RunNotFinished: the run has not finished (terminate it first).
+        """
+        self._check_started()
+        self._check_workflow(workflow_id)
+        active = self._executor.find(workflow_id, instance_id)
+        if active is not None:
+            raise RunNotFinished(workflow_id, instance_id, active.status.value)
+        terminal = [status.value for status in TERMINAL_STATUSES]
+        status = await self._store.run(_store.delete_finished(workflow_id, instance_id, terminal))
+        if status is None:
+            raise RunNotFound(workflow_id, instance_id)
+        if status not in terminal:
+            raise RunNotFinished(workflow_id, instance_id, status)
+        return True
+
+    async def sweep_expired(self) -> int:
+        """Delete every finished run past its retention now; returns how many."""
+        self._check_started()
+        return await self._sweeper.sweep()
 
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
         """Call ``listener(run)`` on the loop after every status, output or error change.
@@ -484,14 +578,15 @@ class Engine:
     # -- helpers -----------------------------------------------------------------------
 
     async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
-        definition = self._definition(workflow_id)
-        run = self._executor.active.get((workflow_id, instance_id))
+        self._check_workflow(workflow_id)
+        run = self._executor.find(workflow_id, instance_id)
         if run is not None:
             return run
-        if definition.kind is WorkflowKind.SCRIPT:
+        definition = self._definitions.get(workflow_id)
+        if definition is not None and definition.kind is WorkflowKind.SCRIPT:
             raise RunNotFound(workflow_id, instance_id)
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
-        run = self._executor.active.get((workflow_id, instance_id))
+        run = self._executor.find(workflow_id, instance_id)
         if run is not None:
             return run
         if found is None:
@@ -511,10 +606,6 @@ class Engine:
                 limit=limit,
             )
         return text
-
-
-def _select_one(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1").fetchone()
 
 
 def format_size(limit: int) -> str:

@@ -305,6 +305,14 @@ NodeModel = Annotated[
 ]
 
 
+class RetentionModel(_Strict):
+    """How long finished runs are kept after they end; unset statuses use the engine's default."""
+
+    complete: Duration | None = Field(None, description="Runs that completed (default 7d).")
+    errored: Duration | None = Field(None, description="Runs that errored (default 30d).")
+    terminated: Duration | None = Field(None, description="Runs terminated (default 30d).")
+
+
 class WorkflowFile(_Strict):
     """One workflow (``nodes``) or script (``url``) file."""
 
@@ -337,6 +345,9 @@ class WorkflowFile(_Strict):
         None, description='A cron expression ("*/5 * * * *"): one run per tick, in UTC.'
     )
     schedule_input: Any = Field(None, description="The input of scheduled runs.")
+    retention: RetentionModel | None = Field(
+        None, description="How long finished runs are kept, e.g. {complete: 1d, errored: 30d}."
+    )
     nodes: list[NodeModel] | None = None
 
 
@@ -348,6 +359,7 @@ _KEYS_BY_PARENT: dict[str, tuple[str, ...]] = {
     "retries": _keys(RetriesModel),
     "http": _keys(HttpBody),
     "fail": _keys(FailBody),
+    "retention": _keys(RetentionModel),
 }
 _KEYS_BY_NODE = {
     "step": _keys(StepModel),

@@ -35,6 +35,7 @@ from runcast.engine.definitions import (
     HttpAction,
     Node,
     PythonAction,
+    Retention,
     RetryOn,
     RetryPolicy,
     ReturnAction,
@@ -325,6 +326,7 @@ class _Builder:
             input_schema=model.input_schema,
             schedule=model.schedule,
             schedule_input=model.schedule_input,
+            retention=_retention(model.retention),
         )
 
     def script(self, model: WorkflowFile) -> None:
@@ -410,4 +412,19 @@ def _retry_on(items: list[int | str] | None) -> RetryOn:
         statuses=frozenset(item for item in items if isinstance(item, int)),
         classes=frozenset(int(item[0]) for item in items if item in ("4xx", "5xx")),
         connection="connection" in items,
+    )
+
+
+def _retention(model: fmt.RetentionModel | None) -> Retention | None:
+    """A workflow's ``retention: {complete, errored, terminated}`` (each optional)."""
+    if model is None:
+        return None
+
+    def period(text: str | None) -> timedelta | None:
+        return None if text is None else parse_duration(text)
+
+    return Retention(
+        complete=period(model.complete),
+        errored=period(model.errored),
+        terminated=period(model.terminated),
     )

@@ -11,15 +11,18 @@ Routes (all JSON; errors are ``{"error": {"code", "message", ...}}``)::
     POST   /api/v1/workflows/{id}/runs/{instanceId}/events    {eventType, payload} -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/pause     -> run
     POST   /api/v1/workflows/{id}/runs/{instanceId}/resume    -> run
-    POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/restart   {fromStep?} -> run
+    POST   /api/v1/workflows/{id}/runs/{instanceId}/delete    finished runs -> {deleted: true}
 
 A run is ``{instanceId, workflowId, status, input, output, error, createdAt,
-startedAt, endedAt, wakeAt, steps}``; the trigger answer carries at least
-``{instanceId, status}``. Statuses: 400 bad input (and ``NOT_TRIGGERABLE`` for a
-script, naming its URL), 401 missing or wrong API key, 404 unknown workflow, run
-or route, 405 wrong method, 409 duplicate instance id (``ALREADY_EXISTS``) or
-finished run (``RUN_FINISHED``), 413 body or payload over the limit, 500
-anything else (the detail goes to the log, never to the client).
+startedAt, endedAt, wakeAt, workflowVersion, wait, steps}`` (``wait`` is
+``{reason: sleep|event|retry|requestedPause, eventType, until}`` or null); the
+trigger answer carries at least ``{instanceId, status}``. Statuses: 400 bad input
+(and ``NOT_TRIGGERABLE`` for a script, naming its URL), 401 missing or wrong API
+key, 404 unknown workflow, run or route, 405 wrong method, 409 duplicate instance
+id (``ALREADY_EXISTS``) or finished run (``RUN_FINISHED``), 413 body or payload
+over the limit, 503 ``STORAGE_UNAVAILABLE`` while the database cannot be written
+(with ``Retry-After``), 500 anything else (the detail goes to the log, never to the client).
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ from starlette.types import ASGIApp
 from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
-from runcast.engine.definitions import WorkflowDefinition
+from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.engine import format_size
+from runcast.engine.loader import parse_duration
 from runcast.engine.observer import EngineObserver
 from runcast.errors import (
     AlreadyExists,
@@ -56,11 +60,13 @@ from runcast.errors import (
     PayloadTooLarge,
     RuncastError,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
     Unauthenticated,
+    UpstreamUnavailable,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Run, RunStatus, Step, Workflow
+from runcast.models import JSON, Run, RunStatus, RunWait, Step, Workflow
 from runcast.settings import MIB, Settings, default_engine_db_path
 
 if TYPE_CHECKING:
@@ -80,6 +86,22 @@ class EngineConfigurationError(RuncastError):
     """``runcast engine`` cannot start with these settings (bad folder, port in use, ...)."""
 
 
+def settings_retention(settings: Settings) -> Retention:
+    """The engine-wide retention the settings give (``RUNCAST_RETENTION_*``).
+
+    Raises:
+        EngineConfigurationError: a period is not a duration.
+    """
+    periods = {}
+    for status in ("complete", "errored", "terminated"):
+        raw = getattr(settings, f"retention_{status}")
+        try:
+            periods[status] = parse_duration(raw)
+        except ValueError as exc:
+            raise EngineConfigurationError(f"RUNCAST_RETENTION_{status.upper()}: {exc}") from exc
+    return Retention(**periods)
+
+
 # -- wire shapes ---------------------------------------------------------------------------
 
 
@@ -88,12 +110,13 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 def workflow_json(workflow: Workflow) -> dict[str, JSON]:
-    """The wire form of a workflow: ``{id, name, kind, url}``."""
+    """The wire form of a workflow: ``{id, name, kind, url, version}``."""
     return {
         "id": workflow.id,
         "name": workflow.name,
         "kind": workflow.kind.value,
         "url": workflow.url,
+        "version": workflow.version,
     }
 
 
@@ -111,6 +134,17 @@ def step_json(step: Step) -> dict[str, JSON]:
     }
 
 
+def wait_json(wait: RunWait | None) -> dict[str, JSON] | None:
+    """The wire form of what a suspended run waits for: ``{reason, eventType, until}``."""
+    if wait is None:
+        return None
+    return {
+        "reason": wait.reason.value,
+        "eventType": wait.event_type,
+        "until": _timestamp(wait.until),
+    }
+
+
 def run_json(run: Run) -> dict[str, JSON]:
     """The wire form of a run; ``steps`` is null where they were not loaded."""
     return {
@@ -124,6 +158,8 @@ def run_json(run: Run) -> dict[str, JSON]:
         "startedAt": _timestamp(run.started_at),
         "endedAt": _timestamp(run.ended_at),
         "wakeAt": _timestamp(run.wake_at),
+        "workflowVersion": run.workflow_version,
+        "wait": wait_json(run.wait),
         "steps": None if run.steps is None else [step_json(step) for step in run.steps],
     }
 
@@ -141,6 +177,12 @@ def error_response(status_code: int, code: str, message: str, **extra: JSON) -> 
 def _runcast_error_response(exc: RuncastError) -> JSONResponse:
     if isinstance(exc, PayloadTooLarge):
         return error_response(413, "PAYLOAD_TOO_LARGE", exc.message, limit=exc.limit)
+    if isinstance(exc, UpstreamUnavailable):
+        response = error_response(503, "STORAGE_UNAVAILABLE", exc.message)
+        response.headers["Retry-After"] = "2"
+        return response
+    if isinstance(exc, RunNotFinished):
+        return error_response(400, "RUN_NOT_FINISHED", exc.message, status=exc.status)
     if isinstance(exc, NotTriggerable):
         return error_response(400, exc.code, exc.message, url=exc.url)
     if isinstance(exc, BadUserInput):
@@ -271,7 +313,8 @@ class _EngineAPI:
             Route(f"{run}/events", self._guard(self.send_event), methods=["POST"]),
             Route(f"{run}/pause", self._on_run(engine.pause), methods=["POST"]),
             Route(f"{run}/resume", self._on_run(engine.resume), methods=["POST"]),
-            Route(f"{run}/restart", self._on_run(engine.restart), methods=["POST"]),
+            Route(f"{run}/restart", self._guard(self.restart), methods=["POST"]),
+            Route(f"{run}/delete", self._guard(self.delete_run), methods=["POST"]),
         ]
 
     async def _read_object(self, request: Request, *, required: bool) -> dict[str, Any]:
@@ -337,6 +380,20 @@ class _EngineAPI:
         return JSONResponse(
             {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
         )
+
+    async def delete_run(self, request: Request) -> Response:
+        params = request.path_params
+        deleted = await self.engine.delete_run(params["workflow_id"], params["instance_id"])
+        return JSONResponse({"deleted": deleted})
+
+    async def restart(self, request: Request) -> Response:
+        body = await self._read_object(request, required=False)
+        run = await self.engine.restart(
+            request.path_params["workflow_id"],
+            request.path_params["instance_id"],
+            from_step=_optional_string(body, "fromStep"),
+        )
+        return JSONResponse(run_json(run))
 
     async def send_event(self, request: Request) -> Response:
         body = await self._read_object(request, required=True)
@@ -501,6 +558,8 @@ async def _serve_engine(
             db_path=db_path,
             max_running=settings.max_running,
             max_event_payload_bytes=settings.max_event_payload_bytes,
+            retention=settings_retention(settings),
+            retention_interval=settings.retention_interval,
             observers=_tracing_observers(tracing),
         )
         await stack.enter_async_context(engine)

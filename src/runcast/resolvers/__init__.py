@@ -5,6 +5,7 @@ from __future__ import annotations
 from runcast.resolvers._context import GraphQLContext, Loaders
 from runcast.resolvers._node import find_node, find_nodes, run_node_id
 from runcast.resolvers._operations import (
+    delete_run,
     find_run,
     find_workflow,
     list_runs,
@@ -31,6 +32,7 @@ __all__ = [
     "check_event_type",
     "check_id",
     "check_payload_size",
+    "delete_run",
     "find_node",
     "find_nodes",
     "find_run",

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 
 from runcast import models
-from runcast.errors import RunNotFound, WorkflowNotFound
+from runcast.errors import BadUserInput, RunNotFound, WorkflowNotFound
 from runcast.resolvers._context import GraphQLContext
 from runcast.resolvers._pagination import RunSlice, decode_cursor, slice_page
 from runcast.resolvers._validation import (
@@ -125,6 +125,14 @@ async def send_event(
     )
 
 
+async def delete_run(context: GraphQLContext, workflow_id: str, instance_id: str) -> bool:
+    """Delete a finished run for good."""
+    _check_run_ids(workflow_id, instance_id)
+    return await context.upstream.delete_run(
+        workflow_id, instance_id, credentials=context.credentials
+    )
+
+
 async def terminate_run(context: GraphQLContext, workflow_id: str, instance_id: str) -> models.Run:
     """Stop a run for good."""
     _check_run_ids(workflow_id, instance_id)
@@ -145,10 +153,16 @@ async def resume_run(context: GraphQLContext, workflow_id: str, instance_id: str
     return await context.upstream.resume(workflow_id, instance_id, credentials=context.credentials)
 
 
-async def restart_run(context: GraphQLContext, workflow_id: str, instance_id: str) -> models.Run:
-    """Run again from the beginning under the same instance id."""
+async def restart_run(
+    context: GraphQLContext, workflow_id: str, instance_id: str, from_step: str | None = None
+) -> models.Run:
+    """Run again under the same instance id, from the beginning or from ``from_step``."""
     _check_run_ids(workflow_id, instance_id)
-    return await context.upstream.restart(workflow_id, instance_id, credentials=context.credentials)
+    if from_step is not None and not from_step.strip():
+        raise BadUserInput("fromStep must be a step name, not empty")
+    return await context.upstream.restart(
+        workflow_id, instance_id, credentials=context.credentials, from_step=from_step
+    )
 
 
 def _check_run_ids(workflow_id: str, instance_id: str) -> None:

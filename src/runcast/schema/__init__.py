@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any
 
@@ -21,10 +21,15 @@ from strawberry.extensions import (
 )
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
-from strawberry.types import ExecutionContext
+from strawberry.schema.schema import StreamResult
+from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
+from runcast.documents import OperationDocuments
+from runcast.errors import RuncastError
 from runcast.schema._cost import CostGuardedValidation
-from runcast.schema._errors import ErrorCodes, FreshLoaders, log_errors
+from runcast.schema._errors import ErrorCodes, FreshLoaders, log_errors, refusal
 from runcast.schema.mutation import Mutation
 from runcast.schema.query import Query
 from runcast.schema.subscription import Subscription
@@ -68,7 +73,64 @@ class _ParserCache(ParserCache):
 
 
 class RuncastSchema(strawberry.Schema):
-    """A Strawberry schema that logs only what clients are not told."""
+    """A Strawberry schema that logs only what clients are not told.
+
+    Every transport executes through ``execute`` or ``stream``, which first turn
+    what the request sent into the document to run (``documents``: persisted
+    queries, trusted documents); a refusal is a result with one coded error.
+    """
+
+    def __init__(self, *args: Any, documents: OperationDocuments, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.documents = documents
+
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        try:
+            query = await self.documents.resolve(query, operation_extensions)
+        except RuncastError as exc:
+            return PreExecutionError(data=None, errors=[refusal(exc)])
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed_operation_types,
+            operation_extensions,
+        )
+
+    async def stream(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+    ) -> StreamResult:
+        try:
+            query = await self.documents.resolve(query, operation_extensions)
+        except RuncastError as exc:
+            return _single(PreExecutionError(data=None, errors=[refusal(exc)]))
+        return await super().stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types,
+        )
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -76,9 +138,16 @@ class RuncastSchema(strawberry.Schema):
         log_errors(errors, execution_context)
 
 
+async def _single(result: PreExecutionError) -> AsyncGenerator[ExecutionResult, None]:
+    yield result
+
+
 def build_schema(
-    settings: Settings | None = None, *, observers: Sequence[ExtensionFactory] = ()
-) -> strawberry.Schema:
+    settings: Settings | None = None,
+    *,
+    observers: Sequence[ExtensionFactory] = (),
+    documents: OperationDocuments | None = None,
+) -> RuncastSchema:
     """The schema with the guards of ``settings`` (defaults when ``None``).
 
     Args:
@@ -86,6 +155,7 @@ def build_schema(
             introspection is allowed.
         observers: extensions that run outermost, around every other one (the app's
             operation metrics and traces), so they see results with their error codes.
+        documents: persisted queries and trusted documents; from ``settings`` when ``None``.
     """
     settings = settings or Settings()
     # The guard rules are built once per schema, so that validation results stay
@@ -111,7 +181,13 @@ def build_schema(
         ),
     ]
     kwargs: dict[str, Any] = {"extensions": extensions}
-    return RuncastSchema(query=Query, mutation=Mutation, subscription=Subscription, **kwargs)
+    return RuncastSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        documents=documents or OperationDocuments.from_settings(settings),
+        **kwargs,
+    )
 
 
 schema = build_schema()

@@ -81,6 +81,11 @@ def log_errors(errors: list[GraphQLError], execution_context: ExecutionContext |
             logger.warning("upstream failure in operation %s: %s", operation, original.message)
 
 
+def refusal(error: RuncastError) -> GraphQLError:
+    """The GraphQL error for a request refused before execution (``extensions.code`` set)."""
+    return GraphQLError(error.message, extensions=error.extensions(), original_error=error)
+
+
 class ErrorCodes(SchemaExtension):
     """Give every error of a result an ``extensions.code``, masking unexpected ones."""
 

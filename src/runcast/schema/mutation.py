@@ -72,6 +72,15 @@ class Mutation:
         run = await resolvers.pause_run(info.context, str(workflow_id), str(instance_id))
         return Run.from_model(run)
 
+    @strawberry.mutation(
+        description="Delete a finished run (COMPLETE, ERRORED or TERMINATED) for good;"
+        " a run that has not finished is refused with BAD_USER_INPUT. True once deleted."
+    )
+    async def delete_run(
+        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
+    ) -> bool:
+        return await resolvers.delete_run(info.context, str(workflow_id), str(instance_id))
+
     @strawberry.mutation(description="Resume a paused run.")
     async def resume_run(
         self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
@@ -79,9 +88,18 @@ class Mutation:
         run = await resolvers.resume_run(info.context, str(workflow_id), str(instance_id))
         return Run.from_model(run)
 
-    @strawberry.mutation(description="Run again from the beginning under the same instanceId.")
+    @strawberry.mutation(
+        description="Run again under the same instanceId and workflow version: from the"
+        " beginning, or from the step fromStep, keeping the results of the steps before it."
+    )
     async def restart_run(
-        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
+        self,
+        info: Info,
+        workflow_id: strawberry.ID,
+        instance_id: strawberry.ID,
+        from_step: str | None = None,
     ) -> Run:
-        run = await resolvers.restart_run(info.context, str(workflow_id), str(instance_id))
+        run = await resolvers.restart_run(
+            info.context, str(workflow_id), str(instance_id), from_step
+        )
         return Run.from_model(run)

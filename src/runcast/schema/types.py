@@ -51,6 +51,34 @@ class WorkflowKind(enum.Enum):
     SCRIPT = "script"
 
 
+@strawberry.enum(description="Why a suspended run is not executing.")
+class RunWaitReason(enum.Enum):
+    SLEEP = "sleep"
+    EVENT = "event"
+    RETRY = "retry"
+    REQUESTED_PAUSE = "requestedPause"
+
+
+@strawberry.type(description="What a suspended run waits for.")
+class RunWait:
+    reason: RunWaitReason
+    event_type: str | None = strawberry.field(
+        description="For EVENT: the event type the run waits for."
+    )
+    until: datetime | None = strawberry.field(
+        description="When the run resumes by itself (a sleep's end, a retry, a wait's timeout)."
+    )
+
+    @classmethod
+    def from_model(cls, wait: models.RunWait | None) -> RunWait | None:
+        """Render a model wait."""
+        if wait is None:
+            return None
+        return cls(
+            reason=RunWaitReason[wait.reason.name], event_type=wait.event_type, until=wait.until
+        )
+
+
 @strawberry.type(description="One node of a run as executed so far.")
 class Step:
     name: str
@@ -105,6 +133,16 @@ class Run(Node):
     steps: list[Step] | None = strawberry.field(
         description="The steps so far; null where the upstream does not expose steps."
     )
+    workflow_version: str | None = strawberry.field(
+        default=None,
+        description="The version of the workflow definition this run executes"
+        " (it keeps it when the definition changes); null where the upstream does not tell.",
+    )
+    wait: RunWait | None = strawberry.field(
+        default=None,
+        description="What a suspended (PAUSED or WAITING) run waits for; null otherwise"
+        " and where the upstream does not tell.",
+    )
 
     @classmethod
     def from_model(cls, run: models.Run) -> Run:
@@ -123,6 +161,8 @@ class Run(Node):
             started_at=run.started_at,
             ended_at=run.ended_at,
             steps=None if run.steps is None else [Step.from_model(s) for s in run.steps],
+            workflow_version=run.workflow_version,
+            wait=RunWait.from_model(run.wait),
         )
 
 
@@ -159,6 +199,11 @@ class Workflow(Node):
     kind: WorkflowKind
     url: str | None = strawberry.field(
         description="For scripts: the deployed Worker URL to call instead of triggering."
+    )
+    version: str | None = strawberry.field(
+        default=None,
+        description="The current version of the definition (new runs start on it);"
+        " null where the upstream does not tell.",
     )
     input_schema: JSON | None = strawberry.field(
         default=None,
@@ -202,6 +247,7 @@ class Workflow(Node):
             name=self.name,
             kind=models.WorkflowKind[self.kind.name],
             url=self.url,
+            version=self.version,
         )
 
     @classmethod
@@ -212,6 +258,7 @@ class Workflow(Node):
             name=workflow.name,
             kind=WorkflowKind[workflow.kind.name],
             url=workflow.url,
+            version=workflow.version,
             input_schema=workflow.input_schema,
             schedule=workflow.schedule,
             next_scheduled_at=workflow.next_scheduled_at,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from runcast.errors import UpstreamProtocolError
-from runcast.models import JSON, Run, RunStatus, Step, Workflow
+from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step, Workflow
 
 MAX_MESSAGE_CHARS = 500
 
@@ -154,7 +154,35 @@ def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run
         started_at=_parse_time(result.get("start")),
         ended_at=_parse_time(result.get("end")),
         steps=steps,
+        workflow_version=_optional_text(result.get("versionId")),
+        wait=_instance_wait(raw_status, steps_body),
     )
+
+
+def _instance_wait(raw_status: str, steps_body: object) -> RunWait | None:
+    """What a suspended instance waits for: its unfinished last step, else a pause by request.
+
+    Cloudflare says ``paused`` for a pause by request and ``waiting`` for a sleep, an event
+    wait or a retry delay; runcast's engine says ``paused`` for all three, so the step decides.
+    """
+    if raw_status not in ("paused", "waiting"):
+        return None
+    items = (
+        [item for item in steps_body if isinstance(item, dict)]
+        if isinstance(steps_body, list)
+        else []
+    )
+    last = items[-1] if items else None
+    unfinished = (
+        last is not None and last.get("finished") is not True and last.get("success") is None
+    )
+    if unfinished and last is not None and last.get("type") == "sleep":
+        return RunWait(RunWaitReason.SLEEP, until=_parse_time(last.get("end")))
+    if unfinished and last is not None and last.get("type") == "waitForEvent":
+        return RunWait(RunWaitReason.EVENT, event_type=_optional_text(last.get("event_type")))
+    if raw_status == "paused":
+        return RunWait(RunWaitReason.REQUESTED_PAUSE)
+    return RunWait(RunWaitReason.RETRY) if unfinished else None
 
 
 def parse_instance_item(item: object, *, workflow_id: str) -> Run:
@@ -170,7 +198,12 @@ def parse_instance_item(item: object, *, workflow_id: str) -> Run:
         created_at=_parse_time(item.get("created_on")),
         started_at=_parse_time(item.get("started_on")),
         ended_at=_parse_time(item.get("ended_on")),
+        workflow_version=_optional_text(item.get("version_id")),
     )
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def parse_workflow(item: object) -> Workflow:

@@ -83,8 +83,25 @@ class RunAPI(Protocol):
         """Resume a paused run."""
         ...
 
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Run again from the beginning under the same instance id."""
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """Run again under the same instance id: from the beginning, or from ``from_step``.
+
+        With ``from_step`` the results of the nodes before it are kept; an unknown
+        step is ``BadUserInput`` naming the steps that exist.
+        """
+        ...
+
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Delete a finished run for good; ``RunNotFinished`` for a run that has not finished."""
         ...
 
     async def ping(self) -> None:

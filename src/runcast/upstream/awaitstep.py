@@ -26,12 +26,24 @@ from runcast.errors import (
     PayloadTooLarge,
     RateLimited,
     RunFinished,
+    RunNotFinished,
     RunNotFound,
     Unauthenticated,
     UpstreamProtocolError,
     WorkflowNotFound,
 )
-from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Step, Workflow, WorkflowKind
+from runcast.models import (
+    JSON,
+    Credentials,
+    Run,
+    RunPage,
+    RunStatus,
+    RunWait,
+    RunWaitReason,
+    Step,
+    Workflow,
+    WorkflowKind,
+)
 from runcast.settings import Settings
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 from runcast.upstream._idempotent import Control, already_applied
@@ -149,7 +161,36 @@ def parse_run(body: object, *, workflow_id: str, fallback: Mapping[str, JSON] | 
         ended_at=_parse_time(merged.get("endedAt")),
         steps=steps,
         wake_at=_parse_time(merged.get("wakeAt")),
+        workflow_version=_optional_string(merged.get("workflowVersion")),
+        wait=_parse_wait(merged.get("wait"), raw_status, steps, merged.get("wakeAt")),
     )
+
+
+_WAIT_REASONS = {reason.value: reason for reason in RunWaitReason}
+
+
+def _parse_wait(
+    body: object, raw_status: str, steps: tuple[Step, ...] | None, wake_at: object
+) -> RunWait | None:
+    """The run's ``wait`` as sent; else what its status, last step and ``wakeAt`` tell."""
+    if isinstance(body, dict) and body.get("reason") in _WAIT_REASONS:
+        event_type = body.get("eventType")
+        return RunWait(
+            _WAIT_REASONS[body["reason"]],
+            event_type=event_type if isinstance(event_type, str) else None,
+            until=_parse_time(body.get("until")),
+        )
+    until = _parse_time(wake_at)
+    if raw_status == "waiting":
+        return RunWait(RunWaitReason.RETRY, until=until)
+    current = steps[-1] if steps and steps[-1].status != "complete" else None
+    if raw_status != "paused" or current is None:
+        return None
+    if current.type in ("sleep", "sleep_until"):
+        return RunWait(RunWaitReason.SLEEP, until=until)
+    if current.type == "wait_for_event":
+        return RunWait(RunWaitReason.EVENT, until=until)
+    return None
 
 
 def parse_workflow(body: object) -> Workflow:
@@ -167,12 +208,17 @@ def parse_workflow(body: object) -> Workflow:
         id=body["id"],
         name=name if isinstance(name, str) and name else body["id"],
         kind=kind,
-        url=url if isinstance(url, str) and url else None,
+        url=_optional_string(url),
+        version=_optional_string(body.get("version")),
     )
 
 
 _CONTROLS: dict[str, Control] = {"pause": "pause", "resume": "resume"}
 """The POST actions that are safe to send again (restart is not)."""
+
+
+def _optional_string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 class AwaitStepUpstream:
@@ -254,6 +300,13 @@ class AwaitStepUpstream:
         if status == 400 and code == "NOT_TRIGGERABLE":
             url = error.get("url")
             raise NotTriggerable(workflow_id, url if isinstance(url, str) else None)
+        if status == 400 and code == "RUN_NOT_FINISHED":
+            unfinished = error.get("status")
+            raise RunNotFinished(
+                workflow_id,
+                instance_id or "",
+                unfinished if isinstance(unfinished, str) else "not finished",
+            )
         if status in {400, 422}:
             raise BadUserInput(message or f"upstream awaitstep refused the request ({status})")
         raise UpstreamProtocolError(
@@ -438,7 +491,12 @@ class AwaitStepUpstream:
         )
 
     async def _control(
-        self, action: str, workflow_id: str, instance_id: str, credentials: Credentials
+        self,
+        action: str,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+        body: JSON = None,
     ) -> Run:
         return await self._run_call(
             "POST",
@@ -447,6 +505,7 @@ class AwaitStepUpstream:
             instance_id,
             operation="control",
             credentials=credentials,
+            json=body,
             control=_CONTROLS.get(action),
         )
 
@@ -458,9 +517,32 @@ class AwaitStepUpstream:
         """Resume a paused run."""
         return await self._control("resume", workflow_id, instance_id, credentials)
 
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Run again from the beginning under the same instance id."""
-        return await self._control("restart", workflow_id, instance_id, credentials)
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """``POST .../restart`` (with ``{"fromStep": name}`` to keep the earlier results)."""
+        body = None if from_step is None else {"fromStep": from_step}
+        return await self._control("restart", workflow_id, instance_id, credentials, body)
+
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """``POST .../runs/{instanceId}/delete`` (runcast's engine; finished runs only)."""
+        response = await self.http.request(
+            "POST",
+            f"{self._run_path(workflow_id, instance_id)}/delete",
+            headers=credentials.authorization_header(),
+        )
+        self._raise_for_error(
+            response, operation="control", workflow_id=workflow_id, instance_id=instance_id
+        )
+        body = self._json(response)
+        return bool(body.get("deleted", True)) if isinstance(body, dict) else True
 
     async def ping(self) -> None:
         """Return if the server answers at all (a 401, 403 or 429 still means it is up)."""

@@ -557,6 +557,15 @@ class CloudflareUpstream:
             ) from None
         return await self._instance(workflow_id, instance_id, credentials)
 
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Refused: Cloudflare's Workflows API has no call that deletes an instance."""
+        raise BadUserInput(
+            "Cloudflare's Workflows API cannot delete an instance; Cloudflare deletes"
+            " finished instances itself after its retention period"
+        )
+
     async def terminate(
         self, workflow_id: str, instance_id: str, *, credentials: Credentials
     ) -> Run:
@@ -571,9 +580,21 @@ class CloudflareUpstream:
         """``PATCH .../status {"status": "resume"}``, then read the instance back."""
         return await self._change_status("resume", workflow_id, instance_id, credentials)
 
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """``PATCH .../status {"status": "restart"}``, then read the instance back."""
-        return await self._change_status("restart", workflow_id, instance_id, credentials)
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """``PATCH .../status {"status": "restart", "from"?: {"name"}}``, then read it back."""
+        body: dict[str, JSON] = {"status": "restart"}
+        if from_step is not None:
+            body["from"] = {"name": from_step}
+        return await self._act(
+            "PATCH", "/status", "status", workflow_id, instance_id, credentials, body
+        )
 
     async def ping(self) -> None:
         """Return if Cloudflare answers at all (a 401, 403 or 429 still means it is up)."""

@@ -180,10 +180,25 @@ class LocalUpstream:
         return await self.engine.resume(workflow_id, instance_id)
 
     @_counted
-    async def restart(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Run again from the beginning under the same instance id."""
+    async def restart(
+        self,
+        workflow_id: str,
+        instance_id: str,
+        *,
+        credentials: Credentials,
+        from_step: str | None = None,
+    ) -> Run:
+        """Run again under the same instance id, from the beginning or from ``from_step``."""
         self._check(credentials)
-        return await self.engine.restart(workflow_id, instance_id)
+        return await self.engine.restart(workflow_id, instance_id, from_step=from_step)
+
+    @_counted
+    async def delete_run(
+        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    ) -> bool:
+        """Delete a finished run for good."""
+        self._check(credentials)
+        return await self.engine.delete_run(workflow_id, instance_id)
 
     async def ping(self) -> None:
         """The engine is in this process: reachable unless this adapter was closed."""
