@@ -307,12 +307,39 @@ def table(results: dict[tuple[str, int], list[Measurement]], levels: list[int]) 
     return "\n".join(lines)
 
 
+def history_report() -> str:
+    """Listings at 10,000 and 1,000,000 runs, measured by bench/engine_history.py."""
+    script = Path(__file__).resolve().parent / "engine_history.py"
+    finished = subprocess.run(
+        [sys.executable, str(script), "--only", "listings"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    sizes = json.loads(finished.stdout)["listings"]
+    lines = [
+        "| runs in the file | newest page ms | ERRORED page ms | deep cursor page ms |",
+        "|---:|---:|---:|---:|",
+    ]
+    for size, shapes in sizes.items():
+        lines.append(
+            f"| {int(size):,} | {shapes['newest']:.2f} | {shapes['errored']:.2f}"
+            f" | {shapes['deep']:.2f} |"
+        )
+    return "\n".join(["## Listings against history size (p50, 50 runs a page)", "", *lines])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default=",".join(str(level) for level in DEFAULT_LEVELS))
     parser.add_argument("--rounds", type=int, default=1, help="repeat each pair; best is shown")
     parser.add_argument("--no-peer", action="store_true", help="skip DBOS")
     parser.add_argument("--no-save", action="store_true", help=f"do not write {RESULTS_FILE}")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="also report listings at 10,000 and 1,000,000 runs (bench/engine_history.py)",
+    )
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--runs", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -358,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Reproduce: `pip install -e '.[bench]' && {command.strip()}`",
         ]
     )
+    if args.history:
+        report += "\n\n" + history_report()
     sys.stdout.write(report + "\n")
     if not args.no_save:
         RESULTS_FILE.parent.mkdir(parents=True, exist_ok=True)

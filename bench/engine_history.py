@@ -8,7 +8,8 @@ Three measurements, each on a fresh SQLite file:
   rows the engine writes, three steps per run), so building it is quick.
 - ``retention``: the file's size (database + WAL) every 20,000 runs while 200,000
   runs of the 3-step workflow complete with a 2-second retention and a sweep
-  every second.
+  every second; ``baseline``: the same load with the 7-day default (nothing is
+  deleted), for the growth without retention.
 - ``overhead``: runs/s at 100 in flight of a 3-step workflow of ``python`` actions,
   with the attempt-start commit (the default) and without it (that write patched
   out, as before), measured in the same process one after the other, twice.
@@ -28,6 +29,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import statistics
@@ -50,8 +52,9 @@ from runcast.engine.engine import _encode_cursor
 from runcast.models import Run, RunStatus
 
 PAGE = 50
-ERRORED_EVERY = 997
-"""One run in this many is errored, spread over the whole history."""
+ERRORED_EVERY = 97
+"""One run in this many is errored, spread over the whole history (over 100 at 10,000 runs,
+so the ERRORED page is full at both sizes)."""
 
 
 def three_steps(workflow_id: str, *, python: bool = False) -> WorkflowDefinition:
@@ -100,37 +103,53 @@ def bulk_insert(db: Path, workflow_id: str, version: str, count: int) -> None:
     conn.close()
 
 
-async def p50_ms(call: Callable[[], Awaitable[object]], times: int = 200) -> float:
-    """The median wall time of ``call`` in milliseconds."""
-    samples = []
-    for _ in range(times):
-        began = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - began) * 1000)
-    return statistics.median(samples)
-
-
-async def listings(size: int, folder: Path) -> dict[str, float]:
-    """p50 ms of the three listing shapes with ``size`` finished runs in the file."""
-    definition = three_steps("history")
+async def build(size: int, folder: Path) -> Path:
+    """A database file with ``size`` finished runs of workflow ``history``."""
     db = folder / f"history-{size}.db"
-    async with Engine({"history": definition}, db_path=db) as engine:
+    async with Engine({"history": three_steps("history")}, db_path=db) as engine:
         version = engine.get_workflow("history").version or ""
     bulk_insert(db, "history", version, size)
+    return db
+
+
+async def listings(sizes: list[int], folder: Path, samples: int = 300) -> dict[int, Any]:
+    """p50 ms of the three listing shapes at each size, calls interleaved across sizes.
+
+    Every size's engine is open at once and the calls alternate between them, so
+    whatever else the machine does lands on every size alike.
+    """
     # The generated history spans `size` seconds: keep it all, so no sweep runs meanwhile.
     forever = Retention(timedelta(days=3650), timedelta(days=3650), timedelta(days=3650))
-    async with Engine({"history": definition}, db_path=db, retention=forever) as engine:
-        # A cursor in the middle of the history: runs are numbered by ``seq``.
-        deep_cursor = _encode_cursor(size // 2)
-        return {
-            "newest": await p50_ms(lambda: engine.list_runs("history", limit=PAGE)),
-            "errored": await p50_ms(
-                lambda: engine.list_runs("history", statuses={RunStatus.ERRORED}, limit=PAGE)
+    definitions = {"history": three_steps("history")}
+    async with contextlib.AsyncExitStack() as stack:
+        engines = {}
+        for size in sizes:
+            db = await build(size, folder)
+            engines[size] = await stack.enter_async_context(
+                Engine(definitions, db_path=db, retention=forever)
+            )
+        shapes: dict[str, Callable[[Engine, int], Awaitable[object]]] = {
+            "newest": lambda engine, size: engine.list_runs("history", limit=PAGE),
+            "errored": lambda engine, size: engine.list_runs(
+                "history", statuses={RunStatus.ERRORED}, limit=PAGE
             ),
-            "deep": await p50_ms(
-                lambda: engine.list_runs("history", cursor=deep_cursor, limit=PAGE)
+            # a cursor in the middle of the history: runs are numbered by ``seq``
+            "deep": lambda engine, size: engine.list_runs(
+                "history", cursor=_encode_cursor(size // 2), limit=PAGE
             ),
         }
+        times: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+        for name, call in shapes.items():
+            for _ in range(samples):
+                for size, engine in engines.items():
+                    began = time.perf_counter()
+                    page = await call(engine, size)
+                    times[size].setdefault(name, []).append(time.perf_counter() - began)
+                    assert len(page.runs) == PAGE  # type: ignore[attr-defined]
+    return {
+        size: {name: statistics.median(values) * 1000 for name, values in by_shape.items()}
+        for size, by_shape in times.items()
+    }
 
 
 # -- retention ---------------------------------------------------------------------------
@@ -174,18 +193,41 @@ async def closed_loop(engine: Engine, workflow_id: str, runs: int, level: int) -
     return time.perf_counter() - began
 
 
-async def retention(runs: int, folder: Path) -> list[tuple[int, int]]:
-    """(runs completed, file bytes) every 20,000 runs under a 2-second retention."""
-    db = folder / "retention.db"
-    short = Retention(
-        complete=timedelta(seconds=2),
-        errored=timedelta(seconds=2),
-        terminated=timedelta(seconds=2),
-    )
+class CommitTimes:
+    """An engine observer keeping the duration of every commit (the rest is ignored)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def run_started(self, run: Any) -> None:
+        pass
+
+    def run_finished(self, run: Any, status: Any, seconds: float | None) -> None:
+        pass
+
+    def step_started(self, run: Any, step: str, attempt: int) -> None:
+        pass
+
+    def step_finished(self, run: Any, step: str, attempt: int, seconds: float, **_: Any) -> None:
+        pass
+
+    def committed(self, seconds: float, operations: int) -> None:
+        self.seconds.append(seconds)
+
+
+async def retention(runs: int, folder: Path, *, keep: timedelta) -> dict[str, Any]:
+    """File bytes every 20,000 runs when finished runs are kept ``keep``, and commit times."""
+    db = folder / f"retention-{keep.total_seconds():g}.db"
+    short = Retention(complete=keep, errored=keep, terminated=keep)
     definition = three_steps("kept-briefly")
     samples: list[tuple[int, int]] = []
+    commits = CommitTimes()
     async with Engine(
-        {"kept-briefly": definition}, db_path=db, retention=short, retention_interval=1.0
+        {"kept-briefly": definition},
+        db_path=db,
+        retention=short,
+        retention_interval=1.0,
+        observers=[commits],
     ) as engine:
         done = 0
         while done < runs:
@@ -194,13 +236,21 @@ async def retention(runs: int, folder: Path) -> list[tuple[int, int]]:
             done += chunk
             samples.append((done, file_size(db)))
             sys.stderr.write(f"retention: {done:,} runs, {file_size(db) / 1e6:.1f} MB\n")
-    return samples
+        deleted = engine._sweeper.deleted
+    ordered = sorted(commits.seconds)
+    return {
+        "sizes": samples,
+        "deleted": deleted,
+        "commit_p50_ms": ordered[len(ordered) // 2] * 1000,
+        "commit_p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "commit_max_ms": ordered[-1] * 1000,
+    }
 
 
 # -- overhead of the attempt-start commit ------------------------------------------------
 
 
-async def overhead(runs: int, folder: Path) -> dict[str, list[float]]:
+async def overhead(runs: int, rounds: int, folder: Path) -> dict[str, list[float]]:
     """runs/s at 100 in flight of 3 python steps, with and without the attempt-start commit."""
     committing = Executor._start_attempt
 
@@ -208,7 +258,7 @@ async def overhead(runs: int, folder: Path) -> dict[str, list[float]]:
         run.in_step = True
 
     results: dict[str, list[float]] = {"with": [], "without": []}
-    for round_number in range(2):
+    for round_number in range(rounds):
         for label in ("with", "without") if round_number % 2 == 0 else ("without", "with"):
             Executor._start_attempt = committing if label == "with" else not_committing  # type: ignore[method-assign]
             db = folder / f"overhead-{label}-{round_number}.db"
@@ -226,15 +276,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-history-") as name:
         folder = Path(name)
         if "listings" in args.only:
-            report["listings"] = {
-                size: await listings(size, folder) for size in map(int, args.sizes.split(","))
-            }
+            report["listings"] = await listings([int(n) for n in args.sizes.split(",")], folder)
             sys.stderr.write(f"listings: {json.dumps(report['listings'])}\n")
         if "overhead" in args.only:
-            report["overhead"] = await overhead(args.overhead_runs, folder)
+            report["overhead"] = await overhead(args.overhead_runs, args.overhead_rounds, folder)
             sys.stderr.write(f"overhead: {json.dumps(report['overhead'])}\n")
         if "retention" in args.only:
-            report["retention"] = await retention(args.retention_runs, folder)
+            report["retention"] = await retention(
+                args.retention_runs, folder, keep=timedelta(seconds=2)
+            )
+        if "baseline" in args.only:  # the same load, nothing deleted (7 days)
+            report["baseline"] = await retention(args.baseline_runs, folder, keep=timedelta(days=7))
     return report
 
 
@@ -242,7 +294,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,1000000")
     parser.add_argument("--retention-runs", type=int, default=200_000)
+    parser.add_argument("--baseline-runs", type=int, default=60_000)
     parser.add_argument("--overhead-runs", type=int, default=3000)
-    parser.add_argument("--only", default="listings,overhead,retention")
+    parser.add_argument("--overhead-rounds", type=int, default=2)
+    parser.add_argument("--only", default="listings,overhead,retention,baseline")
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # python actions: engine_history
     print(json.dumps(asyncio.run(main(parser.parse_args())), indent=1))

@@ -27,7 +27,10 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         """Wait until the clock has moved ``seconds`` on."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._timers, (self.now + max(0.0, seconds), next(self._order), future))
+        # At least a nanosecond, so that a wait shorter than the float resolution at ``now``
+        # still moves the clock (as real time does) instead of waking at the same moment.
+        wake = self.now + max(1e-9, seconds)
+        heapq.heappush(self._timers, (wake, next(self._order), future))
         await future
 
     async def run_until(self, condition: Callable[[], bool], *, steps: int = 10_000) -> None:
@@ -60,29 +63,41 @@ class FakeWatch:
 
 @dataclass
 class Recorder:
-    """Polls that record when they ran; each takes ``duration`` of fake time."""
+    """Polls that record when they ran; each takes ``duration`` of fake time.
+
+    With ``every``, each poll schedules its watch again that many seconds on.
+    """
 
     clock: FakeClock
     duration: float = 0.0
+    every: float | None = None
     polls: list[tuple[float, str, bool]] = field(default_factory=list)
+    scheduler: PollScheduler[FakeWatch] | None = None
 
     async def __call__(self, watch: FakeWatch, urgent: bool) -> None:
         self.polls.append((self.clock(), watch.name, urgent))
         if self.duration:
             await self.clock.sleep(self.duration)
+        if self.every is not None and self.scheduler is not None:
+            self.scheduler.schedule(watch, self.every)
 
 
 @asynccontextmanager
 async def scheduler(
-    rate: float | None, *, burst: float | None = None, duration: float = 0.0
+    rate: float | None,
+    *,
+    burst: float | None = None,
+    duration: float = 0.0,
+    every: float | None = None,
 ) -> AsyncIterator[tuple[PollScheduler[FakeWatch], Recorder, FakeClock]]:
     """A started scheduler on a fake clock with a budget of ``rate`` per second."""
     clock = FakeClock()
     budget = RequestBudget(rate, burst=burst, clock=clock, sleep=clock.sleep)
-    recorder = Recorder(clock, duration)
+    recorder = Recorder(clock, duration, every)
     polls: PollScheduler[FakeWatch] = PollScheduler(
         budget, recorder, clock=clock, sleep=clock.sleep
     )
+    recorder.scheduler = polls
     polls.start()
     try:
         yield polls, recorder, clock
@@ -168,3 +183,16 @@ async def test_closed_scheduler_schedules_nothing() -> None:
     assert polls.in_flight == 0
     assert recorder.polls == []
     assert clock() == 0.0
+
+
+async def test_more_watches_than_budget_share_it_evenly() -> None:
+    """Twenty watches wanting 50 polls/s each on 20 tokens/s: 20/s in all, none starves."""
+    async with scheduler(20.0, every=0.02) as (polls, recorder, clock):
+        watches = [FakeWatch(f"w{index:02}") for index in range(20)]
+        for watch in watches:
+            polls.schedule(watch, 0.0)
+        await clock.run_until(lambda: clock() >= 10.0)
+        in_window = [name for at, name, _ in recorder.polls if at < 10.0]
+        assert 20 * 10 <= len(in_window) <= 20 * 10 + 20  # the rate, plus one burst
+        per_watch = [in_window.count(watch.name) for watch in watches]
+        assert max(per_watch) - min(per_watch) <= 1, per_watch

@@ -6,15 +6,18 @@ from __future__ import annotations
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine_support import wait_for_status
 from gateway_client import GraphQLClient, gateway
 from runcast.engine import Engine, load_workflows
+from runcast.engine.server import create_engine_app
 from runcast.errors import BadUserInput
-from runcast.models import RunStatus
+from runcast.models import ANONYMOUS, RunStatus
 from runcast.settings import Settings
+from runcast.upstream.awaitstep import AwaitStepUpstream
 from runcast.upstream.local import LocalUpstream
 
 FLOWS = {
@@ -181,3 +184,19 @@ async def test_graphql_shows_input_schema_and_refuses_bad_input(engine: Engine) 
         )
         assert error["extensions"]["code"] == "BAD_USER_INPUT"
         assert "'user-approval', 'shipment'" in error["message"]
+
+
+async def test_the_awaitstep_adapter_reads_input_schema_and_schedule(
+    engine: Engine, serve: Any
+) -> None:
+    """Through the engine's REST API, a workflow keeps its input schema (and schedule fields)."""
+    async with serve(create_engine_app(engine)) as url:
+        adapter = AwaitStepUpstream(url, settings=Settings())
+        try:
+            remote = await adapter.get_workflow("typed", credentials=ANONYMOUS)
+        finally:
+            await adapter.aclose()
+    local = engine.get_workflow("typed")
+    assert remote.input_schema == local.input_schema
+    assert remote.input_schema is not None
+    assert (remote.schedule, remote.next_scheduled_at) == (None, None)

@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -18,9 +24,9 @@ from conftest import free_port
 from engine_support import wait_for_status
 from runcast.app import open_upstream
 from runcast.cli import main
-from runcast.engine import Engine, demo_workflows_dir
+from runcast.engine import Engine, demo_workflows_dir, load_workflows
 from runcast.engine.format import json_schema, schema_text, shipped_json_schema
-from runcast.engine.workflow_folder import WorkflowFolderError
+from runcast.engine.workflow_folder import WorkflowFolderError, plan_reload
 from runcast.models import RunStatus
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
@@ -211,3 +217,130 @@ async def test_changes_to_the_folder_are_reloaded_without_a_restart(
             lambda: any("approve.yaml: bad 'nodes'" in r.getMessage() for r in caplog.records),
             "the broken file is reported",
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "node", "message"),
+    [
+        pytest.param(
+            "id: x\nschedule: every minute\nnodes: [{sleep: s, duration: 1s}]",
+            None,
+            "bad 'schedule': 'every minute' is not a cron expression (e.g. '*/5 * * * *')",
+            id="bad-cron",
+        ),
+        pytest.param(
+            "id: x\nschedule: '* * * * *'\nschedule_input: 3\ninput_schema: {type: object}\n"
+            "nodes: [{sleep: s, duration: 1s}]",
+            None,
+            "bad 'schedule_input': $: 3 is not of type 'object'",
+            id="schedule-input-against-schema",
+        ),
+        pytest.param(
+            "id: x\ninput_schema: {type: 7}\nnodes: [{sleep: s, duration: 1s}]",
+            None,
+            "bad 'input_schema': 7 is not valid under any of the given schemas at $.type",
+            id="bad-input-schema",
+        ),
+        pytest.param(
+            "id: x\nsecrets: {T: env.TOKEN}\nnodes: [{step: a, action: {return: secrets.T}}]",
+            "a",
+            "'return': 'secrets.T' reads secrets, which only an http step's url, headers,"
+            " query and json may",
+            id="secret-in-return",
+        ),
+        pytest.param(
+            "id: x\nsecrets: {T: env.TOKEN}\n"
+            "nodes: [{step: a, action: {http: {url: 'https://x/${secrets.U}'}}}]",
+            "a",
+            "'http.url': unknown secret 'U' (declared: T)",
+            id="undeclared-secret",
+        ),
+        pytest.param(
+            "id: x\nsecrets: {T: TOKEN}\nnodes: [{sleep: s, duration: 1s}]",
+            None,
+            "bad 'secrets.T': 'TOKEN' is invalid: write env.VARIABLE_NAME",
+            id="secret-not-env",
+        ),
+        pytest.param(
+            "id: x\nnodes: [{sleep: s, duration: 1s, when: 'nobody.x'}]",
+            "s",
+            "'when': 'nobody.x' refers to unknown node 'nobody'",
+            id="when-reference",
+        ),
+        pytest.param(
+            "id: x\nnodes: [{step: a, action: {http: {url: 'https://x', retry_on: [6xx]}}}]",
+            "a",
+            "bad 'http.retry_on[0]': '6xx' is not a status code (100-599) or one of: 4xx, 5xx,"
+            " connection",
+            id="retry-on",
+        ),
+    ],
+)
+def test_problems_of_the_newer_keys(
+    tmp_path: Path, text: str, node: str | None, message: str
+) -> None:
+    """Schedules, input schemas, secrets, conditions and retry_on are checked at load time."""
+    write(tmp_path, "wf.yaml", text)
+    result = load_workflows(tmp_path)
+    assert result.definitions == {}
+    assert [(problem.node, problem.message) for problem in result.problems] == [(node, message)]
+
+
+def start_engine(folder: Path, db: Path, port: int) -> subprocess.Popen[str]:
+    """`runcast engine` on ``folder`` in a child process, with file watching off."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RUNCAST_WORKFLOWS_RELOAD": "false"}
+    env.pop("RUNCAST_PORT", None)
+    args = ["engine", "--workflows", str(folder), "--db", str(db), "--port", str(port)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "runcast", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_sighup_reloads_the_folder_of_runcast_engine(tmp_path: Path) -> None:
+    """With watching off, SIGHUP to `runcast engine` loads an added file without a restart."""
+    folder = tmp_path / "flows"
+    write(folder, "one.yaml", "id: one\nnodes: [{sleep: s, duration: 1s}]\n")
+    port = free_port()
+    process = start_engine(folder, tmp_path / "e.db", port)
+
+    async def ids(client: httpx.AsyncClient) -> list[str]:
+        response = await client.get("/api/v1/workflows")
+        return [workflow["id"] for workflow in response.json()["data"]]
+
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            async with asyncio.timeout(20):
+                while True:
+                    assert process.poll() is None, process.communicate()
+                    try:
+                        assert await ids(client) == ["one"]
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.05)
+            write(folder, "two.yaml", "id: two\nnodes: [{sleep: s, duration: 1s}]\n")
+            await asyncio.sleep(0.5)
+            assert await ids(client) == ["one"]  # not watching: nothing changes by itself
+            process.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(20):
+                while True:
+                    if await ids(client) == ["one", "two"]:
+                        break
+                    await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGINT)
+        await asyncio.to_thread(process.communicate, timeout=20)
+
+
+def test_a_reload_of_a_folder_that_is_gone_keeps_the_workflows(tmp_path: Path) -> None:
+    """If the watched folder disappears, the loaded workflows stay and one line says so."""
+    folder = tmp_path / "flows"
+    write(folder, "one.yaml", "id: one\nnodes: [{sleep: s, duration: 1s}]\n")
+    current = load_workflows(folder).definitions
+    shutil.rmtree(folder)
+    kept, changes, lines = plan_reload(current, folder)
+    assert (kept, changes) == (current, [])
+    assert lines == [f"{folder}: is not a folder; the loaded workflows stay"]

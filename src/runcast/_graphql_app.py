@@ -11,6 +11,7 @@ What this adds to ``strawberry.asgi.GraphQL``:
 - The caller's ``Authorization`` (HTTP header, or the ``connection_init``
   payload on WebSockets) becomes the context's ``Credentials``.
 - A connection-init timeout for the legacy ``graphql-ws`` protocol too.
+- GraphiQL says so when its CDN assets could not load, and links to the dashboard.
 - Hostile bytes are answered, never crashed on: a body or WebSocket message that
   is not UTF-8, not JSON, nested deeper than ``MAX_JSON_NESTING`` or not shaped
   like a request is a coded 400 (HTTP) or a close with 4400 (WebSockets); every
@@ -55,6 +56,7 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from runcast._graphiql import with_offline_notice
 from runcast._wire_guards import (
     INVALID_MESSAGE_CLOSE_CODE,
     UnreadableJSON,
@@ -211,6 +213,14 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         )
         self.settings = settings
         self.resources = resources
+        self._graphiql_page = with_offline_notice(
+            super().graphql_ide_html, dashboard_url="/" if settings.dashboard else None
+        )
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL's page, which says plainly when its CDN assets could not load."""
+        return self._graphiql_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

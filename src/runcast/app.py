@@ -1,4 +1,4 @@
-"""The Starlette app: ``/graphql`` (HTTP and WebSockets), ``/healthz``, ``/readyz``, ``/metrics``.
+"""The Starlette app: ``/graphql`` (HTTP, WebSockets), the dashboard, health probes, metrics.
 
 ``create_app`` builds it; its lifespan opens and closes every resource (the
 upstream and its HTTP client or embedded engine, the live hub). ``serve`` runs
@@ -473,6 +473,10 @@ def create_app(
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    if settings.dashboard:
+        from runcast.dashboard import dashboard_routes
+
+        routes.extend(dashboard_routes())
 
     # Outermost, so that a CORS preflight from a rebound name is refused too.
     middleware: list[Middleware] = [Middleware(AllowedHostsMiddleware, policy=host_policy)]
@@ -632,6 +636,8 @@ async def _serve(settings: Settings, sock: socket.socket) -> int:
         if notice:
             sys.stderr.write(f"runcast: {notice}\n")
         sys.stdout.write(f"runcast: GraphiQL at http://{host}:{port}/graphql\n")
+        if settings.dashboard:
+            sys.stdout.write(f"runcast: dashboard at http://{host}:{port}/\n")
         sys.stdout.flush()
         freeze_startup_objects()
         await server.serve(sockets=[sock])

@@ -84,6 +84,8 @@ class Settings:
     # Host names the gateway answers to besides IP addresses, localhost and ``host``
     # (``*`` = any, ``*.example.com`` = its subdomains); guards against DNS rebinding.
     allowed_hosts: tuple[str, ...] = ()
+    # The browser dashboard at / and /ui/ (static files speaking the public GraphQL API).
+    dashboard: bool = True
 
     # persisted queries (Apollo's automatic persisted queries) and trusted documents
     # (only the operations of this manifest run); a cache size of 0 turns APQ off.

@@ -144,7 +144,7 @@ class NodeChecks:
             yield f"{where}: {expression!r} is not a valid JMESPath expression: {reason}{hints}"
             return
         for name in root_fields(parsed.parsed):
-            problem = self._reference_problem(name, secrets)
+            problem = self._reference_problem(name, secrets, bare=expression.strip() == name)
             if problem:
                 yield f"{where}: {expression!r} {problem}"
         if secrets:
@@ -153,7 +153,7 @@ class NodeChecks:
                     declared = ", ".join(sorted(self._secrets)) or "none"
                     yield f"{where}: unknown secret {secret!r} (declared: {declared})"
 
-    def _reference_problem(self, name: str, secrets: bool) -> str | None:
+    def _reference_problem(self, name: str, secrets: bool, *, bare: bool) -> str | None:
         if name == "secrets":
             if secrets:
                 return None
@@ -162,9 +162,7 @@ class NodeChecks:
             return None
         if name in self._names:
             return f"refers to node {name!r}, which does not come before this node"
-        hint = (
-            f" (a literal string is written `{name}` in backticks)" if name.isidentifier() else ""
-        )
+        hint = f" (a literal string is written `{name}` in backticks)" if bare else ""
         return f"refers to unknown node {name!r}{hint}"
 
     def _quoting_hints(self, expression: str) -> Iterator[str]:

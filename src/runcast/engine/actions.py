@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import copy
 import functools
 import importlib
 import inspect
@@ -406,6 +407,8 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[Any, BaseException | Non
 
 async def _call(action: PythonAction, context: Mapping[str, JSON]) -> JSON:
     function = await _resolve(action.target)
+    # Its own copy: a callable that changes what it was given changes no later step.
+    context = copy.deepcopy(dict(context))
     try:
         if inspect.iscoroutinefunction(function):
             result = await function(context)

@@ -40,6 +40,7 @@ from runcast.engine._store import Store, StoreClosed
 from runcast.engine._versions import VersionBook
 from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.observer import EngineEvents, EngineObserver
+from runcast.engine.schedule import Clock, Scheduler, SystemClock
 from runcast.errors import (
     BadUserInput,
     NotTriggerable,
@@ -143,6 +144,7 @@ class Engine:
             ``retention:`` overrides it); expired runs are deleted in the background.
         retention_interval: seconds between two sweeps for expired runs.
         observers: told every run, step and commit event (metrics, traces).
+        clock: the time schedules (``schedule:``) run by; the real one by default.
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class Engine:
         retention: Retention = DEFAULT_RETENTION,
         retention_interval: float = 60.0,
         observers: Sequence[EngineObserver] = (),
+        clock: Clock | None = None,
     ) -> None:
         if max_running < 1:
             raise ValueError("max_running must be at least 1")
@@ -175,6 +178,7 @@ class Engine:
             http_client=http_client,
             events=events,
         )
+        self._scheduler = Scheduler(self, lambda: self._definitions, clock=clock or SystemClock())
         self._sweeper = RetentionSweeper(
             self._store, self._definitions, default=retention, interval=retention_interval
         )
@@ -210,6 +214,7 @@ class Engine:
             self._state = "closed"
             raise
         self._state = "started"
+        self._scheduler.start()
 
     def _register_op(self) -> Callable[[sqlite3.Connection], _store.Registered]:
         terminal = [status.value for status in TERMINAL_STATUSES]
@@ -254,6 +259,7 @@ class Engine:
         if self._state == "closed":
             return
         self._state = "closed"
+        await self._scheduler.close()
         await self._sweeper.close()
         await self._executor.close()
         await self._store.close()
@@ -332,6 +338,7 @@ class Engine:
         self._versions.load(self._definitions)
         if self._state == "started":
             self._store.submit(self._register_op()).add_done_callback(self._versions_registered)
+            self._scheduler.start()  # the new schedules, from now
 
     def list_workflows(self) -> list[Workflow]:
         """Every loaded workflow and script, by id."""
@@ -339,8 +346,12 @@ class Engine:
 
     def get_workflow(self, workflow_id: str) -> Workflow:
         """The workflow ``workflow_id`` with its current version; raises ``WorkflowNotFound``."""
-        described = self._definition(workflow_id).describe()
-        return dataclasses.replace(described, version=self._versions.current(workflow_id))
+        definition = self._definition(workflow_id)
+        return dataclasses.replace(
+            definition.describe(),
+            version=self._versions.current(workflow_id),
+            next_scheduled_at=self._scheduler.next_run_at(definition),
+        )
 
     def _check_workflow(self, workflow_id: str) -> None:
         """Raise ``WorkflowNotFound`` unless the workflow is loaded or its file was removed."""

@@ -115,11 +115,17 @@ def parse_duration(text: object) -> timedelta:
 
 
 def definition_files(folder: Path) -> list[Path]:
-    """The ``.yaml``, ``.yml`` and ``.json`` files of ``folder`` that are loaded, by name."""
+    """The ``.yaml``, ``.yml`` and ``.json`` files of ``folder`` that are loaded, by name.
+
+    Hidden files and ``*.schema.json`` (the editor schema kept beside the workflows) are not.
+    """
     return sorted(
         path
         for path in folder.iterdir()
-        if path.suffix.lower() in SUFFIXES and not path.name.startswith(".") and path.is_file()
+        if path.suffix.lower() in SUFFIXES
+        and not path.name.startswith(".")
+        and not path.name.lower().endswith(".schema.json")
+        and path.is_file()
     )
 
 

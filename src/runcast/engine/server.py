@@ -110,13 +110,16 @@ def _timestamp(value: datetime | None) -> str | None:
 
 
 def workflow_json(workflow: Workflow) -> dict[str, JSON]:
-    """The wire form of a workflow: ``{id, name, kind, url, version}``."""
+    """The wire form: ``{id, name, kind, url, version, inputSchema, schedule, nextScheduledAt}``."""
     return {
         "id": workflow.id,
         "name": workflow.name,
         "kind": workflow.kind.value,
         "url": workflow.url,
         "version": workflow.version,
+        "inputSchema": workflow.input_schema,
+        "schedule": workflow.schedule,
+        "nextScheduledAt": _timestamp(workflow.next_scheduled_at),
     }
 
 

@@ -2,8 +2,8 @@
 
 ``load_folder`` reports each problem as one line (``file: node 'name': what is
 wrong``), warns about a folder without workflow files, and with ``strict``
-refuses to go on. ``watch_folder`` reloads the folder into a running engine
-whenever a file is added, changed or removed: new runs use the new definitions,
+refuses to go on. ``reloading`` reloads the folder into a running engine
+whenever a file is added, changed or removed (and on SIGHUP): new runs use the new definitions,
 runs in flight keep the definition they started on, and a file that turns bad
 keeps its last good definition until it is fixed.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -80,8 +82,11 @@ def plan_reload(
 ) -> tuple[dict[str, WorkflowDefinition], list[str], list[str]]:
     """Load ``folder`` again: the new definitions, what changed (``added a``), problem lines.
 
-    A file that turned bad keeps its last good definition until it is fixed.
+    A file that turned bad keeps its last good definition until it is fixed, and a
+    folder that is gone keeps them all.
     """
+    if not folder.is_dir():
+        return dict(current), [], [f"{folder}: is not a folder; the loaded workflows stay"]
     result, lines = check_folder(folder)
     new = dict(result.definitions)
     broken = {problem.file for problem in result.problems}
@@ -115,17 +120,49 @@ async def reload_folder(engine: DefinitionSink, folder: Path, *, warn: Warn) -> 
 async def reloading(
     engine: DefinitionSink, folder: Path | None, *, enabled: bool, warn: Warn
 ) -> AsyncIterator[None]:
-    """Watch ``folder`` for changes while the block runs (nothing for the demo set)."""
-    if folder is None or not enabled:
+    """Reload ``folder`` while the block runs: on SIGHUP, and on every change if ``enabled``.
+
+    Nothing happens for the demo set (``folder`` is ``None``).
+    """
+    if folder is None:
         yield
         return
-    task = asyncio.create_task(watch_folder(engine, folder, warn=warn), name="workflow-reload")
+    requested = asyncio.Event()
+    tasks = [asyncio.create_task(_reload_on_request(engine, folder, warn, requested))]
+    if enabled:
+        tasks.append(asyncio.create_task(watch_folder(engine, folder, warn=warn)))
+    hangup = _on_hangup(requested.set)
     try:
         yield
     finally:
-        task.cancel()
+        hangup()
+        for task in tasks:
+            task.cancel()
         # Not suppress(CancelledError): a cancellation of this task itself must go on.
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _reload_on_request(
+    engine: DefinitionSink, folder: Path, warn: Warn, requested: asyncio.Event
+) -> None:
+    while True:
+        await requested.wait()
+        requested.clear()
+        await reload_folder(engine, folder, warn=warn)
+
+
+def _on_hangup(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on SIGHUP (main thread, POSIX only); returns the undo."""
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(hangup, callback)
+
+    def undo() -> None:
+        loop.remove_signal_handler(hangup)
+
+    return undo
 
 
 async def watch_folder(
@@ -134,5 +171,8 @@ async def watch_folder(
     """Reload ``folder`` into ``engine`` after every change to its files, until cancelled."""
     from watchfiles import awatch
 
-    async for _ in awatch(folder, debounce=debounce_ms, recursive=False):
-        await reload_folder(engine, folder, warn=warn)
+    try:
+        async for _ in awatch(folder, debounce=debounce_ms, recursive=False):
+            await reload_folder(engine, folder, warn=warn)
+    except (OSError, RuntimeError) as exc:  # the folder went away, or the watcher broke
+        warn(f"{folder}: stopped watching for changes ({exc}); SIGHUP still reloads")

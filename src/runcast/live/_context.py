@@ -30,16 +30,22 @@ Outcome = Literal[
 ]
 
 
+QUIET_FLOOR = 2.0
+"""Seconds a quiet watch may wait between polls even when the budget would allow less."""
+QUIET_BUDGET_SHARE = 0.5
+"""The part of the budget the polls of quiet watches may use together."""
+
+
 @dataclass(frozen=True, slots=True)
 class Intervals:
-    """How often a watch is polled: ``minimum`` while it changes, up to ``maximum`` when quiet."""
+    """How often a watch is polled: ``minimum`` while it changes, up to ``maximum`` when quiet.
+
+    ``maximum`` is the ceiling (``poll_max_interval``); the back-off of a quiet watch
+    stops earlier when the budget allows (see :meth:`LiveContext.quiet_interval`).
+    """
 
     minimum: float
     maximum: float
-
-    def next(self, current: float, *, changed: bool) -> float:
-        """The interval after a poll: back to the minimum on a change, else doubled."""
-        return self.minimum if changed else min(self.maximum, current * 2)
 
     def after_failures(self, failures: int) -> float:
         """The delay after ``failures`` transient failures in a row."""
@@ -58,6 +64,8 @@ class LiveContext:
         registry: every watch and its subscribers.
         intervals: the poll intervals.
         page_size: runs asked for per list request.
+        listed: the ``Run`` fields the upstream's list items carry.
+        riding: run watches carried by a list poll right now (they cost no request).
     """
 
     upstream: RunAPI
@@ -69,7 +77,25 @@ class LiveContext:
     page_size: int
     scheduler: PollScheduler[Watch]
     lister: ListPoller
+    listed: frozenset[str] = frozenset()
+    riding: int = 0
     open: bool = False
+
+    def quiet_interval(self) -> float:
+        """The longest a quiet watch waits between two polls.
+
+        As long as the budget allows: when every watch that polls on its own (riders do
+        not) is polled this often, they use ``QUIET_BUDGET_SHARE`` of the budget. Never
+        under ``QUIET_FLOOR`` (or ``minimum``), never over ``maximum``.
+        """
+        polled = len(self.registry) - self.riding
+        return quiet_interval(self.budget.rate, polled, self.intervals)
+
+    def next_interval(self, current: float, *, changed: bool) -> float:
+        """The interval after a poll: back to the minimum on a change, else doubled."""
+        if changed:
+            return self.intervals.minimum
+        return min(self.quiet_interval(), current * 2)
 
     async def call(self, kind: str, call: Awaitable[T]) -> T:
         """Await an upstream call, counting it by ``kind`` and outcome.
@@ -104,6 +130,15 @@ class LiveContext:
     def _count(self, kind: str, result: Outcome) -> None:
         name = self.upstream.name
         self.metrics.live_polls.labels(upstream=name, kind=kind, outcome=result).inc()
+
+
+def quiet_interval(rate: float | None, polled: int, intervals: Intervals) -> float:
+    """The longest a quiet watch waits when ``polled`` watches poll on their own at ``rate``/s.
+
+    See :meth:`LiveContext.quiet_interval`.
+    """
+    allowed = 0.0 if rate is None else max(1, polled) / (rate * QUIET_BUDGET_SHARE)
+    return min(intervals.maximum, max(intervals.minimum, QUIET_FLOOR, allowed))
 
 
 def now() -> datetime:

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Collection
 
 from runcast.live._change import RunChange
 from runcast.live._context import LiveContext, now
+from runcast.live._selection import RunFields
 from runcast.live._subscriber import Subscriber
 from runcast.models import Run, RunStatus
 
@@ -30,9 +31,11 @@ class Delivery:
         self._ctx = ctx
         self._pushes = pushes
 
-    def run_slot(self) -> Subscriber:
-        """A slot for one ``runStatus`` subscription."""
-        return Subscriber(capacity=PUSH_BUFFER if self._pushes else 1, metrics=self._ctx.metrics)
+    def run_slot(self, fields: RunFields) -> Subscriber:
+        """A slot for one ``runStatus`` subscription that selected ``fields`` of the run."""
+        return Subscriber(
+            capacity=PUSH_BUFFER if self._pushes else 1, metrics=self._ctx.metrics, fields=fields
+        )
 
     def workflow_slot(self, statuses: Collection[RunStatus] | None) -> Subscriber:
         """A slot for one ``workflowRuns`` subscription, optionally only ``statuses``."""

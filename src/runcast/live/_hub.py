@@ -17,6 +17,7 @@ from runcast.live._delivery import Delivery
 from runcast.live._lister import ListPoller
 from runcast.live._registry import WatchRegistry, WorkflowKey
 from runcast.live._scheduler import PollScheduler
+from runcast.live._selection import RunFields, listed_fields
 from runcast.live._watch import RunKey, RunWatch, Watch, WorkflowWatch
 from runcast.metrics import Metrics
 from runcast.models import Credentials, RunStatus
@@ -90,6 +91,7 @@ class LiveHub:
             page_size=max(1, settings.live_list_page_size),
             scheduler=scheduler,
             lister=ListPoller(),
+            listed=listed_fields(upstream),
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
@@ -142,12 +144,19 @@ class LiveHub:
     # ------------------------------------------------------------ subscriptions
 
     async def watch_run(
-        self, workflow_id: str, instance_id: str, credentials: Credentials
+        self,
+        workflow_id: str,
+        instance_id: str,
+        credentials: Credentials,
+        *,
+        fields: RunFields = None,
     ) -> AsyncGenerator[RunChange, None]:
         """The run's current state, then each observed change, ending after a terminal one.
 
-        The first state is fetched with ``credentials`` (or shared from a fetch made
-        just now with the same credentials), so a refusal reaches this subscriber.
+        The first state is read with ``credentials`` (or shared from a read made just
+        now with the same credentials), so a refusal reaches this subscriber. Where the
+        upstream's list items hold the ``fields`` selected, states come from its
+        workflow's list poll; ``None`` (not known) means every state is a GET of the run.
 
         Raises:
             RunNotFound: the run does not exist (at once, or when it disappears).
@@ -157,7 +166,7 @@ class LiveHub:
         self._check_open()
         ctx = self._ctx
         key: RunKey = (credentials.fingerprint, workflow_id, instance_id)
-        subscriber = self._delivery.run_slot()
+        subscriber = self._delivery.run_slot(fields)
         watch, created = ctx.registry.obtain(
             ("run", *key),
             lambda: RunWatch(credentials=credentials, interval=ctx.intervals.minimum, key=key),

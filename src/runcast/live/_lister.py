@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runcast.errors import Forbidden, NotFound
-from runcast.live._watch import UNFINISHED_STATUSES, Observable, WorkflowWatch
+from runcast.live._watch import UNFINISHED_STATUSES, WorkflowWatch
 from runcast.models import Run, RunPage, RunStatus
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ MAX_LIST_REQUESTS_PER_POLL = 10
 
 Seen = dict[str, Run]
 """Runs a poll saw, by instance id, newest first."""
-Unreached = dict[str, Observable]
+Unreached = dict[str, Run]
 """The known entries of the unfinished runs a poll did not reach."""
 
 
@@ -95,8 +95,8 @@ class ListPoller:
             return seen, {}
         pending = {
             instance_id
-            for instance_id, observable in watch.known.items()
-            if instance_id not in seen and not observable[0].is_terminal
+            for instance_id, known in watch.known.items()
+            if instance_id not in seen and not known.is_terminal
         }
         if not pending and not watch.discover:
             return seen, {}
@@ -118,14 +118,21 @@ class ListPoller:
             if cursor is None:
                 return seen, {}
         unreached = {
-            instance_id: observable
-            for instance_id, observable in watch.known.items()
-            if instance_id not in seen and observable[0] in statuses
+            instance_id: known
+            for instance_id, known in watch.known.items()
+            if instance_id not in seen and known.status in statuses
         }
         return seen, unreached
 
     async def _newest(self, reads: _Reads, *, switched: bool) -> tuple[Seen, str | None]:
-        """Newest-first pages of every run, while runs created since the last poll fill them."""
+        """Newest-first pages of every run, as many as the runs that may have changed need.
+
+        The next page is read while runs created since the last poll fill the pages, or
+        while the page just read held runs that may have changed (riders, or known runs
+        not finished) and some of those are still to be seen: a busy workflow's
+        changing runs are read from the list, however many pages they span, never the
+        finished history behind them.
+        """
         watch = reads.watch
         seen: Seen = {}
         cursor: str | None = None
@@ -134,13 +141,32 @@ class ListPoller:
             for run in listed.runs:
                 seen.setdefault(run.instance_id, run)
             cursor = listed.next_cursor
-            if cursor is None or not watch.baselined or switched or not listed.runs:
+            if cursor is None or not listed.runs:
                 return seen, cursor
-            if listed.runs[-1].instance_id in watch.known:
-                return seen, cursor  # the runs created since the last poll are all read
-            if reads.exhausted:
-                watch.discover = True  # new runs were left unread: look for unfinished ones
+            burst = watch.baselined and not switched
+            if burst and listed.runs[-1].instance_id not in watch.known:
+                if reads.exhausted:
+                    watch.discover = True  # new runs were left unread: look for unfinished ones
+                    return seen, cursor
+                continue
+            if reads.exhausted or not self._dense(reads, listed, seen):
                 return seen, cursor
+
+    @staticmethod
+    def _dense(reads: _Reads, listed: RunPage, seen: Seen) -> bool:
+        """Whether ``listed`` held runs that may change and some are not seen yet."""
+        watch = reads.watch
+        riders = {rider.instance_id for rider in watch.riders(reads.ctx)}
+
+        def changing(instance_id: str) -> bool:
+            known = watch.known.get(instance_id)
+            return instance_id in riders or (known is not None and not known.is_terminal)
+
+        if not any(changing(run.instance_id) for run in listed.runs):
+            return False
+        return any(
+            changing(instance_id) for instance_id in (riders | watch.known.keys()) - seen.keys()
+        )
 
     async def _unfinished(self, reads: _Reads, seen: Seen, pending: set[str]) -> None:
         """Look for ``pending`` runs in the unfinished listing; fetch those that left it."""

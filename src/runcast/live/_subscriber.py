@@ -31,6 +31,7 @@ class Subscriber:
         capacity: the most changes buffered; 1 makes a latest-value slot.
         metrics: where skipped changes are counted.
         statuses: deliver only states in these statuses (``None``: all).
+        fields: the ``Run`` fields the subscriber selected (``None``: unknown, so all).
     """
 
     def __init__(
@@ -39,8 +40,10 @@ class Subscriber:
         capacity: int,
         metrics: Metrics,
         statuses: Collection[RunStatus] | None = None,
+        fields: frozenset[str] | None = None,
     ) -> None:
         self.capacity = max(1, capacity)
+        self.fields = fields
         self.statuses = frozenset(statuses) if statuses else None
         self._metrics = metrics
         self._items: deque[RunChange] = deque()

@@ -16,6 +16,7 @@ from runcast.errors import NotFound, RunNotFound
 from runcast.live._bus import Topic
 from runcast.live._context import LiveContext, now
 from runcast.live._registry import WorkflowKey
+from runcast.live._selection import covers
 from runcast.live._subscriber import Subscriber
 from runcast.models import JSON, Credentials, Run, RunStatus
 
@@ -133,6 +134,8 @@ class RunWatch(Watch):
     run: Run | None = None
     riding: bool = False
     summary: Observable | None = None
+    detailed: bool = False
+    """Whether ``run`` came from a GET of the run (not from a list item)."""
 
     @property
     def topic(self) -> Topic:
@@ -178,13 +181,44 @@ class RunWatch(Watch):
                 ctx.scheduler.schedule(carrier, 0.0)
 
     async def first_state(self, ctx: LiveContext, subscriber: Subscriber) -> None:
-        """Give ``subscriber`` the run's state: the watch's own if fresh, else a new poll's."""
-        observed = self.observed_at
-        fresh = observed is not None and ctx.scheduler.clock() - observed < ctx.intervals.minimum
-        if self.run is None or not (fresh or ctx.budget.paused_for > 0):
-            await ctx.scheduler.refresh(self)
+        """Give ``subscriber`` the run's state, as cheaply as what it selected allows.
+
+        In order: this watch's state if it is fresh (or the upstream is rate limiting)
+        and holds the selection; what its workflow's list poll knows of the run, or reads
+        now (one list poll in flight answers every subscriber arriving meanwhile); and
+        only when those do not have it, a GET of the run.
+        """
+        if not self._answers(ctx, subscriber, fresh_only=True):
+            await self._from_carrier(ctx, subscriber)
+            if not self.ended and not self._answers(ctx, subscriber, fresh_only=False):
+                await ctx.scheduler.refresh(self)
         if not subscriber.has_state and self.run is not None and not self.ended:
             subscriber.offer(self.run, self.observed_wall or now())
+
+    def _answers(self, ctx: LiveContext, subscriber: Subscriber, *, fresh_only: bool) -> bool:
+        """Whether this watch's state can be ``subscriber``'s first message."""
+        run = self.run
+        if run is None or not (self.detailed or covers(run, subscriber.fields, ctx.listed)):
+            return False
+        if not fresh_only or ctx.budget.paused_for > 0:
+            return True
+        observed = self.observed_at
+        return observed is not None and ctx.scheduler.clock() - observed < ctx.intervals.minimum
+
+    async def _from_carrier(self, ctx: LiveContext, subscriber: Subscriber) -> None:
+        carrier = self.carrier(ctx)
+        if carrier is None or subscriber.fields is None:
+            return
+        known = carrier.known.get(self.instance_id)
+        if known is None:
+            await ctx.scheduler.refresh(carrier)  # its list rides this watch if it shows the run
+        elif covers(known, subscriber.fields, ctx.listed):
+            self.ride(ctx, known, carrier.observed_at, carrier.observed_wall or now())
+
+    def carrier(self, ctx: LiveContext) -> WorkflowWatch | None:
+        """The list poll that carries (or may carry) this run, if there is one."""
+        found = ctx.registry.find(("workflow", *self.group))
+        return found if isinstance(found, WorkflowWatch) else None
 
     async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
         """GET the run, publish it if it changed, and schedule the next poll."""
@@ -192,6 +226,7 @@ class RunWatch(Watch):
             "run",
             ctx.upstream.get_run(self.workflow_id, self.instance_id, credentials=self.credentials),
         )
+        self.detailed = True
         self.observe(ctx, run, self.mark_observed(ctx))
 
     def observe(self, ctx: LiveContext, run: Run, observed_at: datetime) -> None:
@@ -202,7 +237,7 @@ class RunWatch(Watch):
         if run.is_terminal:
             ctx.end(self, None)
             return
-        self.interval = ctx.intervals.next(self.interval, changed=changed)
+        self.interval = ctx.next_interval(self.interval, changed=changed)
         if not self.riding:  # else its workflow's list poll asks again when its summary changes
             ctx.scheduler.schedule(self, wake_delay(run, self.interval, ctx.intervals.minimum))
 
@@ -212,24 +247,37 @@ class RunWatch(Watch):
 
     def removed(self, ctx: LiveContext) -> None:
         """Leave the group; end its carrier if it carried only riders and none is left."""
+        self._set_riding(ctx, riding=False)
         if ctx.registry.drop_rider(self.group, self):
             return
         carrier = ctx.registry.find(("workflow", *self.group))
         if carrier is not None and carrier.idle(ctx):
             ctx.end(carrier, None)
 
-    def ride(self, ctx: LiveContext, summary: Run) -> bool:
-        """Take ``summary`` from the carrier's list; returns whether a detail GET was asked for."""
+    def ride(
+        self, ctx: LiveContext, summary: Run, observed_at: float | None, observed_wall: datetime
+    ) -> bool:
+        """Take ``summary`` from the carrier's list; returns whether that was news.
+
+        Where the list item holds what every subscriber selected, a change is delivered
+        from it; otherwise the run's detail is asked for (a budgeted GET, soon).
+        """
+        self._set_riding(ctx, riding=True)
         observable = summary.observable()
+        if all(covers(summary, sub.fields, ctx.listed) for sub in self.subscribers):
+            self.summary = observable
+            if self.run is not None and self.run.observable() == observable:
+                return False
+            self.detailed = False
+            self.observed_at, self.observed_wall = observed_at, observed_wall
+            self.observe(ctx, summary, observed_wall)
+            return True
         stale = (
             self.run is None
             or self.run.raw_status != summary.raw_status
             or (self.summary is not None and self.summary != observable)
         )
         self.summary = observable
-        if not self.riding:
-            self.riding = True
-            ctx.scheduler.unschedule(self)
         if stale and self.inflight is None:
             ctx.scheduler.schedule(self, 0.0)
             return True
@@ -238,9 +286,17 @@ class RunWatch(Watch):
     def dismount(self, ctx: LiveContext, delay: float) -> None:
         """Stop riding the list poll: poll on its own again, ``delay`` seconds from now."""
         if self.riding:
-            self.riding = False
+            self._set_riding(ctx, riding=False)
             self.summary = None
             ctx.scheduler.schedule(self, delay)
+
+    def _set_riding(self, ctx: LiveContext, *, riding: bool) -> None:
+        if riding == self.riding:
+            return
+        self.riding = riding
+        ctx.riding += 1 if riding else -1
+        if riding:
+            ctx.scheduler.unschedule(self)
 
 
 @dataclass(eq=False)
@@ -259,7 +315,7 @@ class WorkflowWatch(Watch):
     """
 
     key: WorkflowKey = ("", "")
-    known: dict[str, Observable] = field(default_factory=dict)
+    known: dict[str, Run] = field(default_factory=dict)
     baselined: bool = False
     discover: bool = True
     listed_with: tuple[RunStatus, ...] | None = None
@@ -315,18 +371,23 @@ class WorkflowWatch(Watch):
         return tuple(status for status in UNFINISHED_STATUSES if status in wanted)
 
     async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
-        """List what may have changed, publish the changes, update the riders, reschedule."""
+        """List what may have changed, publish the changes, update the riders, reschedule.
+
+        The next poll is due ``interval`` after this one started: a poll that took long
+        (many pages, each waiting for the budget) is followed at once while runs change.
+        """
+        started = ctx.scheduler.clock()
         statuses = self.list_filter(ctx)
         seen, unreached = await ctx.lister.read(ctx, self, statuses, urgent=urgent)
         observed_at = self.mark_observed(ctx)
         runs = tuple(seen.values())
         changed = self._publish(ctx, runs, statuses, observed_at)
-        self.known = {**unreached, **{run.instance_id: run.observable() for run in runs}}
+        self.known = {**unreached, **{run.instance_id: run for run in runs}}
         self.baselined = True
         self.listed_with = statuses
-        changed |= self._carry(ctx, runs)
-        self.interval = ctx.intervals.next(self.interval, changed=changed)
-        delay = self.interval
+        changed |= self._carry(ctx, runs, observed_at)
+        self.interval = ctx.next_interval(self.interval, changed=changed)
+        delay = self.interval - (ctx.scheduler.clock() - started)
         riders = {rider.instance_id for rider in self.riders(ctx)}
         for run in runs:
             if self.subscribers or run.instance_id in riders:
@@ -349,22 +410,22 @@ class WorkflowWatch(Watch):
             known = self.known.get(run.instance_id)
             if known is None and switched:
                 continue
-            if known != run.observable():
+            if known is None or known.observable() != run.observable():
                 changed = True
                 ctx.bus.publish(self.topic, run, observed_at)
         return changed
 
-    def _carry(self, ctx: LiveContext, runs: Iterable[Run]) -> bool:
-        """Update the riders from the list; returns whether any detail GET was asked for."""
+    def _carry(self, ctx: LiveContext, runs: Iterable[Run], observed_wall: datetime) -> bool:
+        """Update the riders from the list; returns whether any of them had news."""
         summaries = {run.instance_id: run for run in runs}
-        fetching = False
-        for rider in self.riders(ctx):
+        news = False
+        for rider in tuple(self.riders(ctx)):  # riders that finish leave the set
             summary = summaries.get(rider.instance_id)
             if summary is None:  # not in what this poll read: poll it on its own
                 rider.dismount(ctx, rider.interval)
             else:
-                fetching |= rider.ride(ctx, summary)
-        return fetching
+                news |= rider.ride(ctx, summary, self.observed_at, observed_wall)
+        return news
 
     def refused(self, ctx: LiveContext) -> None:
         """The list is not this caller's to read: its runs are polled alone from now on."""

@@ -10,10 +10,11 @@ are raised as ``runcast.errors``, which the schema maps to ``extensions.code``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import aclosing
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from runcast.errors import UpstreamUnavailable
 from runcast.live import LiveHub, RunChange
@@ -25,6 +26,25 @@ def _hub(context: GraphQLContext) -> LiveHub:
     if context.live is None:
         raise UpstreamUnavailable("live updates are not available on this server")
     return context.live
+
+
+def _field_names(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    """The fields of ``selections``, fragments flattened."""
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            yield selection
+        else:
+            yield from _field_names(selection.selections)
+
+
+def _run_fields(info: Info) -> frozenset[str]:
+    """The fields of ``run`` the subscriber selected (so the live layer reads no more)."""
+    names: set[str] = set()
+    for update in _field_names(info.selected_fields):
+        for field in _field_names(update.selections):
+            if field.name == "run":
+                names.update(inner.name for inner in _field_names(field.selections))
+    return frozenset(names)
 
 
 def _update(change: RunChange) -> RunStatusUpdate:
@@ -45,7 +65,9 @@ class Subscription:
         workflow = check_id(str(workflow_id), argument="workflowId")
         instance = check_id(str(instance_id), argument="instanceId")
         hub = _hub(info.context)
-        changes = hub.watch_run(workflow, instance, info.context.credentials)
+        changes = hub.watch_run(
+            workflow, instance, info.context.credentials, fields=_run_fields(info)
+        )
         async with aclosing(changes):
             async for change in changes:
                 yield _update(change)

@@ -210,11 +210,18 @@ def parse_workflow(body: object) -> Workflow:
         kind=kind,
         url=_optional_string(url),
         version=_optional_string(body.get("version")),
+        input_schema=_optional_object(body.get("inputSchema")),
+        schedule=_optional_string(body.get("schedule")),
+        next_scheduled_at=_parse_time(body.get("nextScheduledAt")),
     )
 
 
 _CONTROLS: dict[str, Control] = {"pause": "pause", "resume": "resume"}
 """The POST actions that are safe to send again (restart is not)."""
+
+
+def _optional_object(value: object) -> dict[str, object] | None:
+    return value if isinstance(value, dict) else None
 
 
 def _optional_string(value: object) -> str | None:
@@ -235,6 +242,11 @@ class AwaitStepUpstream:
     """
 
     name = "awaitstep"
+    listed_fields = frozenset(
+        {"input", "output", "error", "createdAt", "startedAt", "endedAt", "workflowVersion", "wait"}
+    )
+    """The ``Run`` fields a list item carries besides identity and status (and steps, if sent):
+    a change seen in a listing is delivered from the item, with no GET of the run."""
 
     def __init__(
         self,
