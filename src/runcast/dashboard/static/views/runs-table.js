@@ -52,9 +52,9 @@ export class RunsTable {
     const existing = this.rows.get(run.instanceId);
     if (existing) {
       this.fill(existing, run);
+      // Restart the highlight in the next frame: no forced layout of a long table.
       existing.tr.classList.remove("changed");
-      void existing.tr.offsetWidth;
-      existing.tr.classList.add("changed");
+      requestAnimationFrame(() => existing.tr.classList.add("changed"));
       return;
     }
     if (!insert(run)) return;
