@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
 from runcast.engine.server import create_engine_app
 from runcast.settings import Settings
@@ -192,6 +193,17 @@ def engine_server(engine: Engine) -> EngineServer:
         return running_server(create_engine_app(engine, api_keys=api_keys))
 
     return make
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A real redis-server on a free loopback port in tmp_path, killed after the test."""
+    server = RedisServer(free_port(), tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
 
 
 # -- the log guard: no stack trace and no credential in any info line of any test -----------
