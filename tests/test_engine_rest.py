@@ -66,7 +66,7 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
 
 
 async def test_lists_and_gets_workflows(api: httpx.AsyncClient) -> None:
-    """GET /workflows lists every definition with its kind and version; GET /{id} returns one."""
+    """GET /workflows lists every definition with its kind, version, input schema and schedule."""
     response = await api.get(API)
     assert response.status_code == 200
     workflows = {w["id"]: w for w in response.json()["data"]}
@@ -78,6 +78,9 @@ async def test_lists_and_gets_workflows(api: httpx.AsyncClient) -> None:
         "name": "Three steps",
         "kind": "workflow",
         "url": None,
+        "inputSchema": None,
+        "schedule": None,
+        "nextScheduledAt": None,
     }
     assert workflows["script"]["kind"] == "script"
     assert workflows["script"]["url"] == "https://example.invalid/hello"

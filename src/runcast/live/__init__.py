@@ -9,7 +9,10 @@ One :class:`LiveHub` per gateway wires these parts, each in its own module:
   its failures and its removal mean; nothing switches on a watch's type;
 - the poll scheduler (``_scheduler.py``): a heap of due times and the request budget,
   on an injected clock;
-- the list poller (``_lister.py``): what one poll of a workflow's runs reads;
+- the list poller (``_lister.py``): what one poll of a workflow's runs reads, as many
+  newest-first pages as its watched runs span; the runs it carries get their changes
+  (and new subscribers their first message) from its list items where those hold the
+  subscriber's selection (``_selection.py``);
 - the delivery side (``_delivery.py``): a bounded slot per subscription, and the
   upstream's pushes (the embedded engine) in place of polls;
 - the change bus (``_bus.py``) between them: pollers and pushes write, subscribers read.

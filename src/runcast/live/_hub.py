@@ -39,13 +39,17 @@ class LiveHub:
     go through a token bucket per upstream (:func:`~runcast.live.budget_for`),
     earliest due first, so when watches outnumber the budget every interval
     stretches evenly. A run that changes is polled every ``poll_min_interval``; one
-    that does not is polled half as often each time, down to ``poll_max_interval``;
+    that does not is polled half as often each time, down to every 2 s while the
+    budget allows and never less often than ``poll_max_interval``;
     a paused run with a known wake time is polled just after it; a finished run is
     not polled again. Where several runs of one workflow are watched with the same
     credentials, one list poll of that workflow carries them all (see
-    :class:`~runcast.live._lister.ListPoller`). A 429 holds every request to the
-    upstream for its Retry-After; 5xx and timeouts back a watch off while its
-    subscribers stay connected.
+    :class:`~runcast.live._lister.ListPoller`): a change seen in a list item is
+    delivered from it when the item holds what every subscriber of the run selected
+    (the adapter's ``listed_fields``), else the run is read; a new subscriber is
+    answered from what the list poll knows, or from the list read in flight. A 429
+    holds every request to the upstream for its Retry-After; 5xx and timeouts back a
+    watch off while its subscribers stay connected.
 
     When the upstream is a :class:`~runcast.upstream.RunChangeSource` (the embedded
     engine), nothing is polled: subscribers get every pushed change, in order.

@@ -8,6 +8,7 @@ kind a watch is.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -45,7 +46,7 @@ Observable = tuple[RunStatus, str, JSON, str | None]
 
 
 @dataclass(eq=False)
-class Watch:
+class Watch(ABC):
     """State shared by every subscriber of one watched thing, polled as one.
 
     Attributes:
@@ -70,34 +71,37 @@ class Watch:
     ended: bool = False
 
     @property
+    @abstractmethod
     def topic(self) -> Topic:
         """Where this watch's observations are published on the change bus."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def subject(self) -> tuple[str, ...]:
         """What is watched, whoever watches it: ``(workflow, instance)`` or ``(workflow,)``."""
-        raise NotImplementedError
 
     @property
     def label(self) -> str:
         """What is watched, for log lines (never the credentials)."""
         return "watch"
 
+    @abstractmethod
     async def poll(self, ctx: LiveContext, *, urgent: bool) -> None:
         """Ask the upstream, publish what changed, and schedule the next poll."""
-        raise NotImplementedError
 
     def not_found(self, exc: NotFound) -> BaseException:
         """The error this watch's subscribers end with when the upstream says 404."""
         return exc
 
+    @abstractmethod
     def refused(self, ctx: LiveContext) -> None:
-        """The upstream refused this watch's poll for good (404, 401, 403)."""
+        """The upstream refused this watch's poll for good (404, 401, 403); it ends."""
 
+    @abstractmethod
     def failed(self, ctx: LiveContext) -> None:
         """This watch's poll failed for now (5xx, timeout); it backs off."""
 
+    @abstractmethod
     def removed(self, ctx: LiveContext) -> None:
         """This watch has just left the registry."""
 
@@ -244,6 +248,12 @@ class RunWatch(Watch):
     def not_found(self, exc: NotFound) -> BaseException:
         """A 404 of this run's GET means the run is gone."""
         return exc if isinstance(exc, RunNotFound) else RunNotFound(*self.subject)
+
+    def refused(self, ctx: LiveContext) -> None:
+        """Nothing else to do: the refusal concerns this run and these credentials only."""
+
+    def failed(self, ctx: LiveContext) -> None:
+        """Nothing else to do: only this run's own poll backs off."""
 
     def removed(self, ctx: LiveContext) -> None:
         """Leave the group; end its carrier if it carried only riders and none is left."""
