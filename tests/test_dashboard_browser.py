@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from browser_support import CHROMEDRIVER, CHROMIUM, GatewayThread, chromium
 from runcast.settings import Settings
@@ -218,8 +218,10 @@ def test_run_view_sends_an_event_and_shows_the_output_live(
     trigger(gateway, "approval", "event-1", {"orderId": 5})
     open_view(page, gateway, "/ui/workflows/approval/runs/event-1", "form.event")
     wait_until(page, lambda d: fact(d, "Status").startswith("paused"), "paused")
+    assert fact(page, "Waiting for") == "the event approve"
     form = page.find_element(By.CSS_SELECTOR, "form.event")
-    fill(form.find_element(By.CSS_SELECTOR, "input[name=eventType]"), "approve")
+    event_type = form.find_element(By.CSS_SELECTOR, "input[name=eventType]")
+    assert event_type.get_attribute("value") == "approve", "prefilled from Run.wait"
     fill(form.find_element(By.CSS_SELECTOR, "textarea"), '{"by": "grace"}')
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait_until(page, lambda d: fact(d, "Status").startswith("complete"), "complete")
@@ -248,6 +250,37 @@ def test_terminate_then_a_refused_action_shows_its_code(
     wait_until(page, lambda d: "RUN_FINISHED" in alert.text, "the refusal")
     assert alert.get_attribute("role") == "alert"
     assert "finished" in alert.text.lower()
+
+
+def test_restart_from_a_step_then_delete(page: WebDriver, gateway: GatewayThread) -> None:
+    """Restart from a chosen step waits for the event again; delete is refused until finished."""
+    trigger(gateway, "approval", "again", {"orderId": 9})
+    gateway.graphql(SEND, {"w": "approval", "i": "again", "t": "approve", "p": {"by": "ada"}})
+    open_view(page, gateway, "/ui/workflows/approval/runs/again", "form.restart")
+    wait_until(page, lambda d: fact(d, "Status").startswith("complete"), "complete")
+    select = Select(page.find_element(By.CSS_SELECTOR, "select[name=fromStep]"))
+    assert [o.get_attribute("value") for o in select.options] == [
+        "",
+        "prepare",
+        "approval",
+        "finish",
+    ]
+    select.select_by_value("approval")
+    page.find_element(By.CSS_SELECTOR, 'form.restart button[type="submit"]').click()
+    wait_until(page, lambda d: fact(d, "Waiting for") == "the event approve", "waiting again")
+    steps = gateway.graphql(
+        '{ run(workflowId: "approval", instanceId: "again") { steps { name status } } }'
+    )["data"]["run"]["steps"]
+    assert steps[0] == {"name": "prepare", "status": "complete"}, "kept, not run again"
+    page.find_element(By.CSS_SELECTOR, 'button[data-action="deleteRun"]').click()
+    alert = page.find_element(By.CSS_SELECTOR, "aside .message")
+    wait_until(page, lambda d: "BAD_USER_INPUT" in alert.text, "delete refused while waiting")
+    page.find_element(By.CSS_SELECTOR, 'button[data-action="terminateRun"]').click()
+    wait_until(page, lambda d: fact(d, "Status").startswith("terminated"), "terminated")
+    page.find_element(By.CSS_SELECTOR, 'button[data-action="deleteRun"]').click()
+    wait_until(page, lambda d: d.current_url.endswith("/ui/workflows/approval"), "back to runs")
+    wait_until(page, lambda d: d.find_elements(By.CSS_SELECTOR, "table.runs"), "the table")
+    assert row_status(page, "again") is None
 
 
 def test_bulk_terminate_and_restart_selected_runs(page: WebDriver, gateway: GatewayThread) -> None:
@@ -283,6 +316,37 @@ def test_every_control_has_a_label_and_keyboard_reaches_it(
         assert page.execute_script(unlabelled) == [], path
     page.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert page.switch_to.active_element.text == "Skip to content"
+
+
+AXE = Path(__file__).parent.parent / ".ci" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+"""axe-core, the accessibility checker (`npm ci --prefix .ci/node` installs it)."""
+
+AXE_RUN = """const done = arguments[arguments.length - 1];
+axe.run(document, { runOnly: ["wcag2a", "wcag2aa", "best-practice"] })
+  .then((r) => done(r.violations.map((v) => [v.id, v.nodes.map((n) => n.target.join(" "))])))
+  .catch((e) => done([["axe failed", [String(e)]]]));"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_view_is_axe_clean(page: WebDriver, gateway: GatewayThread, scheme: str) -> None:
+    """axe-core finds no WCAG A/AA or best-practice violation on any view, light or dark."""
+    assert AXE.exists(), "run `npm ci --prefix .ci/node` (installs axe-core)"
+    trigger(gateway, "approval", f"axe-{scheme}", {"orderId": 3})
+    page.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+    )
+    try:
+        for path, ready in (
+            ("/", "table.workflows"),
+            ("/ui/workflows/approval", "table.runs tbody tr"),
+            (f"/ui/workflows/approval/runs/axe-{scheme}", ".timeline"),
+        ):
+            open_view(page, gateway, path, ready)
+            page.execute_script(AXE.read_text())
+            assert page.execute_async_script(AXE_RUN) == [], path
+    finally:
+        page.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
 
 def test_narrow_screens_and_dark_mode(page: WebDriver, gateway: GatewayThread) -> None:

@@ -72,3 +72,15 @@ export function parseJSONInput(text) {
     return { ok: false, message: `Not valid JSON: ${error.message}` };
   }
 }
+
+/** What a suspended run waits for, in words, and the time it resumes by itself (or null). */
+export function waitText(wait) {
+  if (!wait) return null;
+  switch (wait.reason) {
+    case "EVENT": return `the event ${wait.eventType ?? "(any type)"}`;
+    case "SLEEP": return "the end of a sleep";
+    case "RETRY": return "its next retry";
+    case "REQUESTED_PAUSE": return "a resume (paused by request)";
+    default: return String(wait.reason).toLowerCase();
+  }
+}

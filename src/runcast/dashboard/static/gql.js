@@ -74,6 +74,7 @@ export async function mutate(document, variables) {
 export const RUN_ROW_FIELDS = "instanceId status rawStatus createdAt startedAt endedAt";
 
 /** The fields the run view reads. */
-export const RUN_FIELDS = `instanceId workflowId status rawStatus isTerminal input output error
-  createdAt startedAt endedAt
+export const RUN_FIELDS = `instanceId workflowId workflowVersion status rawStatus isTerminal
+  input output error createdAt startedAt endedAt
+  wait { reason eventType until }
   steps { name type status attempts error startedAt endedAt }`;

@@ -2,7 +2,7 @@
 
 import { h, replace, showOutcome, uid } from "../dom.js";
 import { GraphQLError, mutate, query, RUN_FIELDS } from "../gql.js";
-import { parseJSONInput, prettyJSON, statusBadge, statusLabel, timeElement } from "../format.js";
+import { parseJSONInput, prettyJSON, statusBadge, statusLabel, timeElement, waitText } from "../format.js";
 import { errorBox, startView, workflowPath } from "./common.js";
 import { timeline } from "./timeline.js";
 
@@ -16,12 +16,17 @@ const ACTIONS = [
   ["pauseRun", "Pause", "Paused"],
   ["resumeRun", "Resume", "Resumed"],
   ["terminateRun", "Terminate", "Terminated"],
-  ["restartRun", "Restart", "Restarted"],
 ];
 
 function action(field) {
   return `mutation DashboardAction($w: ID!, $i: ID!) { ${field}(workflowId: $w, instanceId: $i) { ${RUN_FIELDS} } }`;
 }
+
+const RESTART = `mutation DashboardRestart($w: ID!, $i: ID!, $from: String) {
+  restartRun(workflowId: $w, instanceId: $i, fromStep: $from) { ${RUN_FIELDS} }
+}`;
+
+const DELETE = "mutation DashboardDelete($w: ID!, $i: ID!) { deleteRun(workflowId: $w, instanceId: $i) }";
 
 const SEND_EVENT = `mutation DashboardSendEvent($w: ID!, $i: ID!, $type: String!, $payload: JSON) {
   sendEvent(workflowId: $w, instanceId: $i, eventType: $type, payload: $payload) { ${RUN_FIELDS} }
@@ -88,9 +93,15 @@ class RunView {
 
   render(run) {
     this.run = run;
+    this.updateSteps(run);
+    if (this.eventType && !this.eventType.value && run.wait?.reason === "EVENT" && run.wait.eventType) {
+      this.eventType.value = run.wait.eventType;
+    }
     const rows = [
       ["Status", [statusBadge(run.status, run.rawStatus), run.rawStatus && run.status === "UNKNOWN" ? ` (${run.rawStatus})` : "", " ", this.liveNote]],
-      ["Workflow", h("a", { href: workflowPath(run.workflowId) }, run.workflowId)],
+      ["Waiting for", run.wait ? [waitText(run.wait), run.wait.until ? [" (until ", timeElement(run.wait.until), ")"] : ""] : h("span", { class: "muted" }, "—")],
+      ["Workflow", [h("a", { href: workflowPath(run.workflowId) }, run.workflowId),
+        run.workflowVersion ? h("span", { class: "muted" }, ` version ${run.workflowVersion}`) : ""]],
       ["Instance id", h("code", {}, run.instanceId)],
       ["Created", timeElement(run.createdAt)],
       ["Started", timeElement(run.startedAt)],
@@ -114,14 +125,53 @@ class RunView {
     return h("section", { class: "card", "aria-label": "Actions" },
       h("h2", {}, "Actions"),
       h("div", { class: "actions" }, buttons),
+      this.restartForm(),
       this.outcome,
-      this.eventForm());
+      this.eventForm(),
+      h("div", { class: "actions" }, h("button", {
+        type: "button", class: "danger", "data-action": "deleteRun", onclick: () => this.remove(),
+      }, "Delete run")));
+  }
+
+  restartForm() {
+    const fromId = uid("restart-from");
+    this.fromStep = h("select", { id: fromId, name: "fromStep" }, h("option", { value: "" }, "the beginning"));
+    const submit = (event) => {
+      event.preventDefault();
+      const from = this.fromStep.value || null;
+      const done = from ? `Restarted from ${from}` : "Restarted";
+      this.act(() => mutate(RESTART, { ...this.ids, from }).then((d) => d.restartRun), done);
+    };
+    return h("form", { class: "restart", onsubmit: submit, "aria-label": "Restart the run" },
+      h("label", { for: fromId }, "Restart from"), this.fromStep,
+      h("button", { type: "submit", "data-action": "restartRun" }, "Restart"));
+  }
+
+  /** Offer the run's steps to restart from, keeping the current choice. */
+  updateSteps(run) {
+    if (!this.fromStep) return;
+    const chosen = this.fromStep.value;
+    const steps = run.steps ?? [];
+    const names = steps.map((step) => step.name);
+    replace(this.fromStep, h("option", { value: "" }, "the beginning"),
+      steps.map((step) => h("option", { value: step.name }, `${step.name} (${step.type})`)));
+    this.fromStep.value = names.includes(chosen) ? chosen : "";
+  }
+
+  async remove() {
+    try {
+      await mutate(DELETE, this.ids);
+      this.context.navigate(workflowPath(this.ids.w));
+    } catch (error) {
+      showOutcome(this.outcome, { error });
+    }
   }
 
   eventForm() {
     const typeId = uid("event-type");
     const payloadId = uid("event-payload");
     const type = h("input", { id: typeId, name: "eventType", required: true, autocomplete: "off", placeholder: "user-approval" });
+    this.eventType = type;
     const payload = h("textarea", { id: payloadId, name: "payload", rows: "3", spellcheck: "false", placeholder: '{"approved": true}' });
     const submit = (event) => {
       event.preventDefault();

@@ -12,7 +12,7 @@ const BULK_CHUNK = 20;
 
 const RUNS = `query DashboardRuns($id: ID!, $status: [RunStatus!], $first: Int, $after: String) {
   workflow(id: $id) {
-    id name kind url
+    id name kind url version inputSchema
     runs(status: $status, first: $first, after: $after) {
       edges { node { ${RUN_ROW_FIELDS} } }
       pageInfo { hasNextPage endCursor }
@@ -106,7 +106,7 @@ class RunsView {
         h("code", {}, workflow.url ?? "its URL"), " instead."));
       return;
     }
-    this.layout();
+    this.layout(workflow);
     this.show(workflow.runs, { append: false });
     this.stop = this.context.live.subscribe(LIVE, { id: this.workflowId }, {
       next: (payload) => this.live(payload),
@@ -120,7 +120,7 @@ class RunsView {
     this.stop?.();
   }
 
-  layout() {
+  layout(workflow) {
     const filter = filterForm(this.filter, (chosen) => this.refilter(chosen));
     const runs = h("section", { class: "card", "aria-label": "Runs" },
       h("h2", {}, "Runs"),
@@ -133,7 +133,7 @@ class RunsView {
     const started = (run) => {
       if (!this.table.rows.has(run.instanceId)) this.table.apply(run, { insert: (r) => this.matches(r) });
     };
-    const trigger = triggerForm(this.workflowId, started);
+    const trigger = triggerForm(this.workflowId, started, { inputSchema: workflow.inputSchema });
     replace(this.section, h("div", { class: "columns" }, runs, h("aside", {}, trigger)));
     this.selectionChanged();
   }

@@ -2,7 +2,7 @@
 
 import { h, showOutcome, uid } from "../dom.js";
 import { mutate, RUN_ROW_FIELDS } from "../gql.js";
-import { parseJSONInput } from "../format.js";
+import { parseJSONInput, prettyJSON } from "../format.js";
 import { runPath } from "./common.js";
 
 const TRIGGER = `mutation DashboardTrigger($w: ID!, $input: JSON, $i: ID) {
@@ -10,7 +10,7 @@ const TRIGGER = `mutation DashboardTrigger($w: ID!, $input: JSON, $i: ID) {
 }`;
 
 /** The form; ``onRun(run)`` is called with each run it starts. */
-export function triggerForm(workflowId, onRun) {
+export function triggerForm(workflowId, onRun, { inputSchema = null } = {}) {
   const inputId = uid("trigger-input");
   const instanceId = uid("trigger-instance");
   const helpId = uid("trigger-help");
@@ -49,6 +49,10 @@ export function triggerForm(workflowId, onRun) {
     h("h2", {}, "Trigger a run"),
     h("div", { class: "field" }, h("label", { for: inputId }, "Input (JSON)"), input,
       h("span", { id: helpId, class: "muted small" }, "Empty means no input (null).")),
+    inputSchema
+      ? h("details", { class: "schema" }, h("summary", {}, "Input schema (JSON Schema; the gateway checks it)"),
+        h("pre", { class: "json" }, prettyJSON(inputSchema)))
+      : null,
     h("div", { class: "field" }, h("label", { for: instanceId }, "Instance id (optional)"), instance),
     h("div", { class: "actions" }, button),
     outcome);

@@ -2,14 +2,14 @@
 
 import { h, replace } from "../dom.js";
 import { query } from "../gql.js";
-import { STATUSES, statusBadge } from "../format.js";
+import { STATUSES, statusBadge, timeElement } from "../format.js";
 import { errorBox, startView, workflowPath } from "./common.js";
 
 const COUNTED = 100;
 
 const WORKFLOWS = `query DashboardWorkflows {
   workflows {
-    id name kind url
+    id name kind url version schedule nextScheduledAt
     runs(first: ${COUNTED}) { edges { node { status } } pageInfo { hasNextPage } }
   }
 }`;
@@ -39,7 +39,11 @@ function row(workflow) {
   return h("tr", { "data-workflow": workflow.id },
     h("th", { scope: "row" },
       h("a", { href: workflowPath(workflow.id) }, workflow.name),
-      h("div", { class: "muted small" }, workflow.id)),
+      h("div", { class: "muted small" }, workflow.id, workflow.version ? ` · version ${workflow.version}` : ""),
+      workflow.schedule
+        ? h("div", { class: "muted small" }, "schedule ", h("code", {}, workflow.schedule),
+          workflow.nextScheduledAt ? [" · next ", timeElement(workflow.nextScheduledAt)] : "")
+        : null),
     h("td", {}, workflow.kind === "SCRIPT" ? "script" : "workflow"),
     countsCell(workflow));
 }
