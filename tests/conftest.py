@@ -7,8 +7,9 @@ work on it); keep fixtures that one test module needs in that module.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
 from runcast.engine.server import create_engine_app
 from runcast.settings import Settings
@@ -192,3 +194,49 @@ def engine_server(engine: Engine) -> EngineServer:
         return running_server(create_engine_app(engine, api_keys=api_keys))
 
     return make
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A real redis-server on a free loopback port in tmp_path, killed after the test."""
+    server = RedisServer(free_port(), tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.kill()
+
+
+# -- the log guard: no stack trace and no credential in any info line of any test -----------
+
+
+class _InfoLineGuard(logging.Handler):
+    """Keeps runcast's info records that hold a traceback or a credential."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.bad: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.INFO or not record.name.startswith("runcast"):
+            return
+        text = record.getMessage()
+        if record.exc_info is not None or "Traceback" in text or "Bearer " in text:
+            self.bad.append(f"{record.name}: {text}")
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_or_tracebacks_at_info() -> Iterator[None]:
+    """Every test: runcast's info lines carry no traceback and no bearer credential."""
+    guard = _InfoLineGuard()
+    logger = logging.getLogger("runcast")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # as `runcast serve` logs
+    logger.addHandler(guard)
+    try:
+        yield
+    finally:
+        logger.removeHandler(guard)
+        logger.setLevel(level)
+    assert not guard.bad, guard.bad

@@ -393,18 +393,22 @@ def test_a_thousand_runs_render_quickly_with_one_subscription(
     )
     newest = answer["data"]["workflow"]["runs"]["edges"][0]["node"]["instanceId"]
     started = time.monotonic()
+    page_started = page.execute_script("return performance.now()")
     assert "errors" not in gateway.graphql(SEND, {"w": "bulk", "i": newest, "t": "go"})
+    answered = time.monotonic() - started
     wait_until(page, lambda d: row_status(d, newest) == "complete", "a live change in 1,000 rows")
     live = time.monotonic() - started
-    applied = page.execute_script(
-        "return performance.getEntriesByName('runcast:live-update').at(-1).duration"
+    arrived, applied = page.execute_script(
+        "const m = performance.getEntriesByName('runcast:live-update').at(-1);"
+        "return [m.startTime, m.duration];"
     )
     worst = max(duration for _, duration in renders)
     total = sum(duration for _, duration in renders)
     print(
         f"\n1,000-run table: {len(renders)} renders of 100 rows, total {total:.1f} ms, "
-        f"slowest {worst:.1f} ms; a live change shown {live * 1000:.0f} ms after the event, "
-        f"applied to the table in {applied:.1f} ms"
+        f"slowest {worst:.1f} ms; after sending the event: mutation answered in "
+        f"{answered * 1000:.0f} ms, change reached the page at {arrived - page_started:.0f} ms, "
+        f"seen by the test at {live * 1000:.0f} ms; applied to the table in {applied:.1f} ms"
     )
 
 

@@ -134,3 +134,28 @@ async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the condition never held"
         await asyncio.sleep(0.02)
+
+
+async def test_clients_that_prefer_json_get_json(engine: Engine) -> None:
+    """An Accept listing text/event-stream beside JSON types (urql's) gets JSON, not a stream."""
+    app = create_app(Settings(), upstream=LocalUpstream(engine))
+    accept = (
+        "application/graphql-response+json, application/graphql+json, application/json, "
+        "text/event-stream, multipart/mixed"
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://localhost") as http,
+    ):
+        answer = await http.get(
+            "/graphql", params={"query": "{ workflows { id } }"}, headers={"accept": accept}
+        )
+        streamed = await http.get(
+            "/graphql",
+            params={"query": "{ workflows { id } }"},
+            headers={"accept": "text/event-stream, application/json;q=0.5"},
+        )
+    assert answer.headers["content-type"].startswith("application/graphql-response+json")
+    assert "workflows" in answer.json()["data"]
+    assert [name for name, _ in sse_events(streamed.text)] == ["next", "complete"]
+    assert "\r" not in streamed.text, "events end with LF, which every client parses"

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from observability_support import Serve, observed_gateway, play, scenario_settings, subscribe
+from observability_support import (
+    Serve,
+    collected_records,
+    observed_gateway,
+    play,
+    scenario_settings,
+    subscribe,
+)
 from runcast.metrics import ANONYMOUS_OPERATION, OTHER_OPERATION, OperationNames, code_label
+from runcast.settings import Settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -164,3 +177,41 @@ async def test_subscriptions_count_when_they_end_or_their_client_leaves(
     assert value(found, operations, code="ok", **labels) == 2
     assert value(found, operations, code="NOT_FOUND", **labels) == 1
     assert total(found, "runcast_graphql_operation_duration_seconds_count", **labels) == 0
+
+
+async def test_an_operation_cut_at_its_time_limit_counts_as_cancelled(serve: Serve) -> None:
+    """A query cancelled at RUNCAST_OPERATION_TIMEOUT counts once, with the code CANCELLED."""
+    release = asyncio.Event()
+
+    async def never_answers(request: Request) -> Response:
+        await release.wait()
+        return JSONResponse({"error": {"code": "gone", "message": "released"}}, status_code=503)
+
+    upstream = Starlette(routes=[Route("/api/v1/workflows/{w}/runs/{i}", never_answers)])
+    async with serve(upstream) as upstream_url:
+        settings = Settings(upstream=f"{upstream_url}/api/v1", operation_timeout=0.2)
+        async with observed_gateway(serve, settings) as scenario:
+            body = await scenario.send(
+                "query", "Slow", 'query Slow { run(workflowId: "w", instanceId: "i") { status } }'
+            )
+            found = samples(await scenario.scrape())
+        release.set()
+    assert body["errors"][0]["extensions"]["code"] == "OPERATION_TIMEOUT"
+    labels = {"type": "query", "operation": "Slow"}
+    assert value(found, "runcast_graphql_operations_total", code="CANCELLED", **labels) == 1
+
+
+async def test_the_field_cost_guard_is_counted_and_logged_with_its_rule(
+    serve: Serve, workflows_dir: Path, tmp_path: Path
+) -> None:
+    """A document over RUNCAST_MAX_QUERY_FIELDS: code QUERY_TOO_COMPLEX, one info line."""
+    settings = scenario_settings(workflows_dir, tmp_path).replace(max_query_fields=3)
+    with collected_records("runcast.graphql") as collector:
+        async with observed_gateway(serve, settings) as scenario:
+            query = "query Wide { workflows { id name kind url } }"
+            await scenario.send("query", "Wide", query)
+            found = samples(await scenario.scrape())
+    labels = {"type": "query", "operation": "Wide", "code": "QUERY_TOO_COMPLEX"}
+    assert value(found, "runcast_graphql_operations_total", **labels) == 1
+    lines = [r.getMessage() for r in collector.records if r.levelno == logging.INFO]
+    assert [line.split(":")[0] for line in lines] == ["query refused by guard max_fields"]

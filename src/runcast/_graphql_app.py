@@ -58,7 +58,9 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from runcast._accept import media_weights
 from runcast._graphiql import with_offline_notice
+from runcast._sse import EventStreamTransport
 from runcast._wire_guards import (
     INVALID_MESSAGE_CLOSE_CODE,
     UnreadableJSON,
@@ -109,20 +111,7 @@ def preferred_media_type(accept: str | None) -> str:
     high as ``application/json``; ``application/json`` otherwise (also for a
     missing header and ``*/*``).
     """
-    if not accept:
-        return APPLICATION_JSON
-    weights: dict[str, float] = {}
-    for part in accept.split(","):
-        media, *params = (piece.strip() for piece in part.split(";"))
-        weight = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        weights[media.lower()] = max(weight, weights.get(media.lower(), 0.0))
+    weights = media_weights(accept)
     graphql_weight = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
     if graphql_weight > 0 and graphql_weight >= weights.get(APPLICATION_JSON, 0.0):
         return GRAPHQL_RESPONSE_JSON
@@ -209,6 +198,10 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
     graphql_ws_handler_class = LegacyWSHandler
     graphql_transport_ws_handler_class = TransportWSHandler
     websocket_adapter_class = _CheckedWebSocketAdapter
+    stream_transport_classes_by_protocol = {
+        **GraphQL.stream_transport_classes_by_protocol,
+        GRAPHQL_SSE_PROTOCOL: EventStreamTransport,
+    }
 
     def __init__(
         self, schema: BaseSchema, *, settings: Settings, resources: GatewayResources

@@ -33,7 +33,8 @@ from runcast._graphql_app import GraphQLTransport
 from runcast._process import freeze_startup_objects
 from runcast.documents import OperationDocuments, PersistedQueryStore
 from runcast.errors import RuncastError, UpstreamError
-from runcast.live import LiveHub
+from runcast.live import LiveHub, budget_for
+from runcast.live.cluster import ClusterCheck, ClusterLive
 from runcast.logs import configure_logging, parse_log_format, parse_log_level
 from runcast.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from runcast.metrics import Metrics
@@ -444,7 +445,7 @@ def create_app(
             resources.upstream = opened
             stack.callback(setattr, resources, "upstream", None)
             resources.live = await stack.enter_async_context(
-                LiveHub(opened, settings, metrics=metrics)
+                await _open_live(stack, opened, settings, metrics, readiness)
             )
             stack.callback(setattr, resources, "live", None)
             _add_checks(readiness, opened, resources.live)
@@ -496,6 +497,32 @@ def create_app(
     app.state.metrics = metrics
     app.state.readiness = readiness
     return app
+
+
+async def _open_live(
+    stack: AsyncExitStack,
+    upstream: RunAPI,
+    settings: Settings,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> LiveHub:
+    """The live hub: of this process alone, or (``redis_url`` set) shared with the cluster."""
+    if settings.redis_url is None:
+        return LiveHub(upstream, settings, metrics=metrics)
+    cluster = await stack.enter_async_context(ClusterLive(settings, registry=metrics.registry))
+    name = cluster.budget_name(upstream.name, settings.cloudflare_token)
+    hub = LiveHub(
+        upstream,
+        settings,
+        metrics=metrics,
+        bus=cluster.bus,
+        budget=cluster.budget(name, budget_for(upstream.name, settings)),
+        gate=cluster.bus,
+    )
+    cluster.on_gained = hub.poll_now
+    cluster.on_alone = hub.poll_all
+    readiness.add(ClusterCheck(cluster))
+    return hub
 
 
 async def _load_trusted_documents(documents: OperationDocuments, settings: Settings) -> None:

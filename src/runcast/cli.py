@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
         "--upstream",
         help="embedded (default), an AwaitStep base URL, or cloudflare://ACCOUNT_ID",
     )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="cluster mode: share the live layer and request budget with other replicas "
+        "through this Redis (redis://HOST:PORT/DB); needs RUNCAST_CLUSTER_SECRET",
+    )
     _add_engine_arguments(serve)
 
     engine = commands.add_parser(
@@ -99,6 +105,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         ("db", "db_path"),
         ("host", "host"),
         ("port", "port"),
+        ("redis", "redis_url"),
         ("strict", "workflows_strict"),
     ]:
         value = getattr(args, arg, None)
@@ -131,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serve_engine(settings)
         from runcast.app import serve
+        from runcast.live.cluster import check_cluster_settings
 
+        check_cluster_settings(settings)
         return serve(settings)
     except RuncastError as exc:
         sys.stderr.write(f"runcast: {exc.message}\n")

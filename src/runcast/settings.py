@@ -113,6 +113,13 @@ class Settings:
     # --ws compares their memory per idle subscriber.
     ws_implementation: str = "websockets-sansio"
 
+    # cluster mode (several replicas sharing one live layer and one budget through Redis)
+    # ``redis_url`` may hold a password, so neither it nor the secret is in ``repr``.
+    redis_url: str | None = field(default=None, repr=False)
+    cluster_secret: str | None = field(default=None, repr=False)
+    cluster_lease_seconds: float = 5.0
+    cluster_key_prefix: str = "runcast"
+
     # observability
     log_format: str = "text"  # text | json (one object per line)
     log_level: str = "info"
@@ -290,6 +297,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "ws_connection_init_timeout": _seconds(600),
     "ws_max_operations": SettingRange(1, 100_000),
     "ws_keepalive_interval": _seconds(3600),
+    "cluster_lease_seconds": _seconds(3600),
     "persisted_queries_cache_size": SettingRange(0, 10_000_000),
     "persisted_queries_cache_bytes": SettingRange(0, 64 * 1024 * MIB, unit="bytes"),
 }

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from runcast.settings import Settings
 
@@ -33,6 +34,37 @@ def budget_for(upstream_name: str, settings: Settings) -> float | None:
         rate = settings.request_budget_per_second
         return rate if rate > 0 else None
     return DEFAULT_BUDGETS.get(upstream_name, UNKNOWN_UPSTREAM_BUDGET)
+
+
+class Budget(Protocol):
+    """Hands out one token per upstream request, and holds every request during a 429.
+
+    :class:`RequestBudget` is the one of a single process; cluster mode's budget
+    (``runcast.live.cluster.ClusterBudget``) is shared by every replica through Redis.
+    """
+
+    rate: float | None
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the current hold (0 when not held)."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` from now (extends, never shortens, a hold)."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is there right now, without waiting."""
+        ...
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was not sent."""
+        ...
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a token (and for any hold to end), then take it."""
+        ...
 
 
 class RequestBudget:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from runcast.errors import Forbidden, NotFound, RateLimited, Unauthenticated, UpstreamError
-from runcast.live._budget import RequestBudget
+from runcast.live._budget import Budget
 from runcast.live._bus import ChangeBus
 from runcast.live._registry import WatchRegistry
 from runcast.live._subscriber import Subscriber
@@ -70,7 +70,7 @@ class LiveContext:
 
     upstream: RunAPI
     metrics: Metrics
-    budget: RequestBudget
+    budget: Budget
     bus: ChangeBus
     registry: WatchRegistry
     intervals: Intervals

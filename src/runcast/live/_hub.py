@@ -9,11 +9,12 @@ from types import TracebackType
 from typing import Literal
 
 from runcast.errors import Forbidden, NotFound, RateLimited, RuncastError, Unauthenticated
-from runcast.live._budget import RequestBudget, budget_for
-from runcast.live._bus import ChangeBus, LocalChangeBus
+from runcast.live._budget import Budget, RequestBudget, budget_for
+from runcast.live._bus import ChangeBus, LocalChangeBus, Topic
 from runcast.live._change import RunChange
 from runcast.live._context import Intervals, LiveContext, now
 from runcast.live._delivery import Delivery
+from runcast.live._gate import PollGate
 from runcast.live._lister import ListPoller
 from runcast.live._registry import WatchRegistry, WorkflowKey
 from runcast.live._scheduler import PollScheduler
@@ -63,6 +64,10 @@ class LiveHub:
         metrics: where requests, watches, subscribers and latencies are counted.
         bus: where observations travel from pollers to subscribers (in-process by default).
         clock: a monotonic clock in seconds, for the budget and the scheduler.
+        budget: the request budget to use instead of one of this process alone (cluster
+            mode shares one through Redis).
+        gate: says which watches this process polls (cluster mode: those whose lease it
+            holds); every watch when ``None``.
     """
 
     def __init__(
@@ -73,13 +78,16 @@ class LiveHub:
         metrics: Metrics,
         bus: ChangeBus | None = None,
         clock: Callable[[], float] = time.monotonic,
+        budget: Budget | None = None,
+        gate: PollGate | None = None,
     ) -> None:
         self.upstream = upstream
         self.settings = settings
         self.metrics = metrics
         self.pushes = isinstance(upstream, RunChangeSource)
         rate = None if self.pushes else budget_for(upstream.name, settings)
-        self.budget = RequestBudget(rate, clock=clock)
+        self.budget: Budget = budget if budget is not None else RequestBudget(rate, clock=clock)
+        self._gate = gate
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
         minimum = max(0.001, settings.poll_min_interval)
         scheduler: PollScheduler[Watch] = PollScheduler(
@@ -233,9 +241,26 @@ class LiveHub:
 
     # ----------------------------------------------------------------- polling
 
+    def poll_all(self) -> None:
+        """Poll every watch now (the poll gate opened for all, e.g. cluster mode alone)."""
+        for watch in self._ctx.registry.watches():
+            if watch.inflight is None:
+                self._ctx.scheduler.schedule(watch, 0.0)
+
+    def poll_now(self, topic: Topic) -> None:
+        """Poll the watch of ``topic`` (and a list poll carrying it) now, if there is one."""
+        for key in (topic, ("workflow", *topic[1:3])):
+            watch = self._ctx.registry.find(key)
+            if watch is not None and watch.inflight is None:
+                self._ctx.scheduler.schedule(watch, 0.0)
+
     async def _poll(self, watch: Watch, urgent: bool) -> None:
         """One poll of ``watch``, and what its failures mean for it and for the upstream."""
         ctx = self._ctx
+        if self._gate is not None and not self._gate.may_poll(watch.served_topics(ctx)):
+            # Another process polls it for everyone; the gate says when to start (poll_now).
+            self.budget.refund()
+            return
         try:
             await watch.poll(ctx, urgent=urgent)
         except RateLimited as exc:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from runcast.live._budget import RequestBudget
+from runcast.live._budget import Budget
 
 MAX_CONCURRENT_POLLS = 64
 """Scheduled polls in flight at once (the budget paces them; this bounds slow upstreams)."""
@@ -46,7 +46,7 @@ class PollScheduler(Generic[W]):
 
     def __init__(
         self,
-        budget: RequestBudget,
+        budget: Budget,
         poll: PollCall[W],
         *,
         clock: Callable[[], float] = time.monotonic,

@@ -109,6 +109,10 @@ class Watch(ABC):
         """Whether nothing needs this watch any more."""
         return not self.subscribers
 
+    def served_topics(self, ctx: LiveContext) -> tuple[Topic, ...]:
+        """The topics this watch's polls serve (in cluster mode, it polls if it holds one)."""
+        return (self.topic,)
+
     def mark_observed(self, ctx: LiveContext) -> datetime:
         """Record a successful poll; returns its wall-clock time."""
         self.failures = 0
@@ -357,6 +361,10 @@ class WorkflowWatch(Watch):
     def idle(self, ctx: LiveContext) -> bool:
         """Nothing needs it once it has neither subscribers nor runs to carry."""
         return not self.subscribers and not self.riders(ctx)
+
+    def served_topics(self, ctx: LiveContext) -> tuple[Topic, ...]:
+        """Its own topic and those of the runs it carries."""
+        return (self.topic, *(rider.topic for rider in self.riders(ctx)))
 
     def needs_refresh(self, ctx: LiveContext) -> bool:
         """Whether a new subscriber must wait for a poll (no baseline, or another filter)."""

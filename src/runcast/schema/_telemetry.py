@@ -25,12 +25,17 @@ from runcast.logs import bound_fields
 logger = logging.getLogger("runcast.graphql")
 
 GUARD_RULES = (
+    ("max_fields", "fields with its fragments expanded"),
     ("max_depth", "exceeds maximum operation depth"),
     ("max_aliases", "aliases found. Allowed:"),
     ("max_tokens", "Document contains more than"),
     ("introspection", "introspection has been disabled"),
 )
 """Each guard's rule name and a phrase of the error message it reports."""
+
+
+CANCELLED_CODE = "CANCELLED"
+"""The outcome code of a query or mutation cancelled before it had a result."""
 
 
 class OperationRecorder(Protocol):
@@ -85,15 +90,20 @@ class OperationTelemetry(SchemaExtension):
         try:
             yield
         except BaseException:
-            # A subscription whose client went away ends here; it still counts.
-            self._record(context, time.perf_counter() - started)
+            # A subscription whose client went away ends here, and so does an operation
+            # cancelled at its time limit: each still counts.
+            self._record(context, time.perf_counter() - started, cancelled=True)
             raise
         self._record(context, time.perf_counter() - started)
 
-    def _record(self, context: ExecutionContext, seconds: float) -> None:
+    def _record(
+        self, context: ExecutionContext, seconds: float, *, cancelled: bool = False
+    ) -> None:
         kind = _operation_type(context)
         name = context.operation_name
         code = _first_code(context.result) or self._stream_code
+        if cancelled and code is None and kind != "subscription":
+            code = CANCELLED_CODE
         if self._recorder is not None:
             self._recorder.observe_operation(
                 kind, name, code, None if kind == "subscription" else seconds

@@ -107,6 +107,8 @@ class RunView {
       ["Started", timeElement(run.startedAt)],
       ["Ended", timeElement(run.endedAt)],
     ];
+    // Keep a focused step bar focused across live re-renders (its details stay shown).
+    const focusedStep = this.state.contains(document.activeElement) ? document.activeElement.dataset.step : null;
     replace(this.state,
       h("section", { class: "card" }, h("h2", {}, "Run"),
         h("dl", { class: "facts" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", { "data-fact": term }, value)]))),
@@ -115,6 +117,7 @@ class RunView {
         jsonBlock("Input", run.input, { hidden: false }),
         jsonBlock("Output", run.output, { hidden: false })),
       h("section", { class: "card" }, h("h2", {}, "Steps"), timeline(run)));
+    if (focusedStep) this.state.querySelector(`.bar[data-step="${CSS.escape(focusedStep)}"]`)?.focus();
   }
 
   actions() {

@@ -51,10 +51,12 @@ export class RunsTable {
   apply(run, { insert }) {
     const existing = this.rows.get(run.instanceId);
     if (existing) {
+      const changed = existing.run.status !== run.status;
       this.fill(existing, run);
+      if (!changed) return;
+      // Restart the highlight in the next frame: no forced layout of a long table.
       existing.tr.classList.remove("changed");
-      void existing.tr.offsetWidth;
-      existing.tr.classList.add("changed");
+      requestAnimationFrame(() => existing.tr.classList.add("changed"));
       return;
     }
     if (!insert(run)) return;

@@ -1,0 +1,214 @@
+"""The cluster's request budget: one GCRA bucket in Redis shared by every replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from types import TracebackType
+from typing import Literal
+
+from runcast.live._budget import RequestBudget
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+
+URGENT_YIELD = 0.005
+"""Seconds an ordinary caller waits while an urgent one on this replica goes first."""
+
+# GCRA in one script, on Redis's clock. KEYS: the budget hash. ARGV: op (take, refund,
+# hold), emission interval ms, capacity ms (burst * interval), hold ms (for hold).
+# Returns {taken 0/1, wait ms, hold ms left, tokens left} (numbers as strings).
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local op, interval, capacity = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
+local hold = tonumber(redis.call('HGET', KEYS[1], 'hold') or '0')
+if tat < now then tat = now end
+local function tokens(at)
+  if interval <= 0 then return '-1' end
+  return tostring((capacity - (at - now)) / interval)
+end
+local function keep()
+  redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(hold - now, 0) + capacity) + 60000)
+end
+if op == 'hold' then
+  hold = math.max(hold, now + tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], 'hold', tostring(hold))
+  keep()
+  return {0, '0', tostring(hold - now), tokens(tat)}
+end
+if op == 'refund' then
+  tat = math.max(now, tat - interval)
+  redis.call('HSET', KEYS[1], 'tat', tostring(tat))
+  keep()
+  return {0, '0', '0', tokens(tat)}
+end
+if hold > now then
+  return {0, tostring(hold - now), tostring(hold - now), tokens(tat)}
+end
+local after = tat + interval
+if after - now > capacity then
+  return {0, tostring(after - now - capacity), '0', tokens(tat)}
+end
+redis.call('HSET', KEYS[1], 'tat', tostring(after))
+keep()
+return {1, '0', '0', tokens(after)}
+"""
+
+
+class ClusterBudget:
+    """A request budget of ``rate`` per second for the whole cluster, with the interface
+    of :class:`~runcast.live._budget.RequestBudget` so the live layer takes either.
+
+    Every token comes from one GCRA bucket in Redis (one script call, on Redis's clock),
+    so however many replicas run, together they send at most ``rate`` requests per
+    second (plus ``burst``). :meth:`pause` (a 429's Retry-After) is written to the same
+    bucket and holds every replica. While Redis is gone, each replica takes tokens from
+    a local bucket of ``rate / replicas`` (the replicas last seen), so the cluster stays
+    within the budget during the outage too; it returns to the shared bucket as soon as
+    Redis answers again.
+
+    Args:
+        link: the replica's Redis link.
+        name: the budget's name in Redis (the upstream, and for Cloudflare the token's
+            fingerprint).
+        rate: requests per second; ``None`` for no limit (holds still apply).
+        burst: the most tokens the bucket holds; defaults to one second's worth.
+    """
+
+    def __init__(
+        self, link: RedisLink, name: str, rate: float | None, *, burst: float | None = None
+    ) -> None:
+        self.link = link
+        self.name = name
+        self.rate = rate
+        self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
+        self._interval_ms = 1000.0 / rate if rate else 0.0
+        self._key = link.keys.budget(name)
+        self._script = link.client.register_script(_GCRA)
+        self._credit = 0.0
+        self._paused_until = 0.0
+        self._urgent_waiting = 0
+        self._local: RequestBudget | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._state: Literal["open", "closed"] = "open"
+
+    async def __aenter__(self) -> ClusterBudget:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for the holds being written to Redis (a closed budget writes no more)."""
+        self._state = "closed"
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left in the hold this replica knows of (0 when not held)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    def pause(self, seconds: float) -> None:
+        """Hold every replica for ``seconds`` from now (extends, never shortens, a hold)."""
+        seconds = max(0.0, seconds)
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        if self._local is not None:
+            self._local.pause(seconds)
+        if self._state == "open":
+            task = asyncio.create_task(self._write_hold(seconds))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def try_acquire(self) -> bool:
+        """Take a token without waiting: only one this replica kept (Redis was gone)."""
+        if self.paused_for > 0 or self._credit < 1.0:
+            return False
+        self._credit -= 1.0
+        return True
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was not sent (to the whole cluster)."""
+        if self._local is not None and not self.link.up:
+            self._local.refund()
+        elif self._state == "open":
+            task = asyncio.create_task(self._give_back())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a token of the cluster (and for any hold to end), then take it."""
+        if urgent:
+            self._urgent_waiting += 1
+        try:
+            while True:
+                wait = await self._try_take(urgent)
+                if wait <= 0:
+                    return
+                await asyncio.sleep(wait)
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
+
+    async def _try_take(self, urgent: bool) -> float:
+        """Take a token if there is one (returns 0), or return the seconds to wait."""
+        if self.paused_for > 0:
+            return self.paused_for
+        if not urgent and self._urgent_waiting:
+            return URGENT_YIELD
+        if self._credit >= 1.0:
+            self._credit -= 1.0
+            return 0.0
+        if not self.link.up:
+            return self._take_alone()
+        try:
+            taken, wait_ms, hold_ms, _ = await self._run("take")
+        except ClusterUnavailable:
+            return self._take_alone()
+        if hold_ms > 0:
+            self._paused_until = max(self._paused_until, time.monotonic() + hold_ms / 1000)
+        return 0.0 if taken else max(wait_ms / 1000, 0.001)
+
+    def _take_alone(self) -> float:
+        """Take from this replica's share of the budget while Redis is gone."""
+        local = self._share()
+        if local.try_acquire():
+            return 0.0
+        if local.paused_for > 0:
+            return local.paused_for
+        return 1.0 / local.rate if local.rate else URGENT_YIELD
+
+    def _share(self) -> RequestBudget:
+        replicas = max(1, self.link.replicas)
+        rate = self.rate / replicas if self.rate else None
+        if self._local is None or self._local.rate != rate:
+            self._local = RequestBudget(rate, burst=max(1.0, self.burst / replicas))
+            self._local.pause(self.paused_for)
+        return self._local
+
+    async def _give_back(self) -> None:
+        try:
+            await self._run("refund")
+        except ClusterUnavailable:
+            self._credit = min(self.burst, self._credit + 1.0)  # this replica reuses it
+
+    async def _write_hold(self, seconds: float) -> None:
+        # If Redis is gone this replica is held meanwhile; the others hold on their own 429s.
+        with contextlib.suppress(ClusterUnavailable):
+            await self._run("hold", seconds * 1000)
+
+    async def _run(self, op: str, hold_ms: float = 0.0) -> tuple[bool, float, float, float]:
+        capacity = self.burst * self._interval_ms
+        result = await self.link.call(
+            "budget",
+            lambda: self._script(keys=[self._key], args=[op, self._interval_ms, capacity, hold_ms]),
+        )
+        taken, wait_ms, held_ms, tokens = (float(value) for value in result)
+        if tokens >= 0:
+            self.link.metrics.budget_tokens.labels(budget=self.name).set(tokens)
+        return bool(taken), wait_ms, held_ms, tokens

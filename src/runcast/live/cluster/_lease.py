@@ -1,0 +1,250 @@
+"""Leases: which replica polls a watch for the whole cluster, with a rising fencing number."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+
+from runcast.live.cluster._keys import WatchName
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+
+logger = logging.getLogger(__name__)
+
+FENCE_TTL_MS = 7 * 24 * 3600 * 1000
+"""How long a watch's fencing number outlives its last holder (milliseconds)."""
+
+# KEYS: lease, fence. ARGV: replica, ttl ms, fence ttl ms. Returns the fence held, or 0.
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  local sep = string.find(holder, ':', 1, true)
+  if sep and string.sub(holder, 1, sep - 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(holder, sep + 1))
+  end
+  return 0
+end
+local fence = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence, 'NX', 'PX', ARGV[2])
+return fence
+"""
+# Check-and-extend. KEYS: lease. ARGV: REPLICA:FENCE, ttl ms. Returns 1 if still held.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+# KEYS: lease. ARGV: REPLICA:FENCE. Deletes the lease only if it is still this holder's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A lease this replica holds: the watch, its fencing number, when it was last renewed."""
+
+    watch: WatchName
+    fence: int
+    renewed_at: float
+
+
+class LeaseKeeper:
+    """Competes for the leases of the watches this replica has subscribers for.
+
+    A replica competes only for watches with a local subscriber (whose credentials it
+    therefore has). Every ``ttl / 3`` seconds it renews what it holds (check and extend)
+    and tries to take what it does not (``SET NX PX`` in a script that also raises the
+    watch's fencing number). ``on_gained(watch, fence)`` and ``on_lost(watch)`` tell the
+    live layer when to start and stop polling a watch for the cluster. A lease not
+    renewed within ``ttl`` counts as lost here too, since another replica may take it.
+    If Redis is gone every lease counts as lost. :meth:`aclose` hands every lease back.
+
+    Args:
+        link: the replica's Redis link.
+        ttl: seconds a lease lasts unless renewed.
+        on_gained: called when this replica becomes a watch's holder.
+        on_lost: called when it stops being one (lost, withdrawn or handed back).
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        *,
+        ttl: float,
+        on_gained: Callable[[WatchName, int], None],
+        on_lost: Callable[[WatchName], None],
+    ) -> None:
+        self.link = link
+        self.ttl = ttl
+        self._on_gained = on_gained
+        self._on_lost = on_lost
+        self._ttl_ms = max(1, int(ttl * 1000))
+        self._wanted: set[WatchName] = set()
+        self._held: dict[WatchName, Held] = {}
+        self._gained: set[WatchName] = set()  # told to on_gained and not yet to on_lost
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._acquire = link.client.register_script(_ACQUIRE)
+        self._renew = link.client.register_script(_RENEW)
+        self._release = link.client.register_script(_RELEASE)
+        self._state: Literal["new", "open", "closed"] = "new"
+
+    async def __aenter__(self) -> LeaseKeeper:
+        if self._state != "new":
+            raise RuntimeError("a LeaseKeeper can be opened only once")
+        self._state = "open"
+        self._task = asyncio.create_task(self._keep(), name="cluster-leases")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop competing and hand every held lease back at once."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._task is not None:
+            await stop_task(self._task)
+        await self._hand_back(list(self._held))
+        self._wanted.clear()
+
+    def fence(self, watch: WatchName) -> int | None:
+        """The fencing number of ``watch`` if this replica holds its lease."""
+        held = self._held.get(watch)
+        return held.fence if held is not None else None
+
+    @property
+    def held_count(self) -> int:
+        """Leases held right now."""
+        return len(self._held)
+
+    def compete(self, watch: WatchName) -> None:
+        """Try to hold ``watch`` from now on (at once, then at every round)."""
+        if watch not in self._wanted:
+            self._wanted.add(watch)
+            self._wake.set()
+
+    def wake(self) -> None:
+        """Run a round now (Redis is back: take the watches again without waiting)."""
+        self._wake.set()
+
+    async def withdraw(self, watch: WatchName) -> None:
+        """Stop competing for ``watch``; hand its lease back if held."""
+        self._wanted.discard(watch)
+        if watch in self._held:
+            await self._hand_back([watch])
+
+    async def _keep(self) -> None:
+        while self._state == "open":
+            try:
+                async with asyncio.timeout(self.ttl / 3):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.round()
+            except ClusterUnavailable:
+                self._lose(list(self._held))
+
+    async def round(self) -> None:
+        """Renew what is held and try to take what is wanted, in one pipeline.
+
+        Raises:
+            ClusterUnavailable: Redis is gone (the caller drops every lease).
+        """
+        now = time.monotonic()
+        self._lose([w for w, h in self._held.items() if now - h.renewed_at >= self.ttl])
+        watches = sorted(self._wanted, key=lambda w: w.slug)
+        if not watches:
+            return
+        keys = self.link.keys
+        pipe = self.link.client.pipeline(transaction=False)
+        for watch in watches:
+            held = self._held.get(watch)
+            if held is not None:
+                token = f"{self.link.replica_id}:{held.fence}"
+                _queue(
+                    self._renew, keys=[keys.lease(watch)], args=[token, self._ttl_ms], client=pipe
+                )
+            else:
+                _queue(
+                    self._acquire,
+                    keys=[keys.lease(watch), keys.fence(watch)],
+                    args=[self.link.replica_id, self._ttl_ms, FENCE_TTL_MS],
+                    client=pipe,
+                )
+        results = await self.link.call("lease", pipe.execute)
+        self._settle(watches, [int(result) for result in results], now)
+        strays = [watch for watch in self._held if watch not in self._wanted]
+        if strays:  # withdrawn while this round was in flight
+            await self._hand_back(strays)
+
+    def _settle(self, watches: list[WatchName], results: list[int], now: float) -> None:
+        for watch, result in zip(watches, results, strict=True):
+            held = self._held.get(watch)
+            if held is not None:
+                if result:
+                    self._held[watch] = Held(watch, held.fence, now)
+                else:
+                    self._lose([watch])
+            elif result:
+                self._held[watch] = Held(watch, result, now)
+                if result > 1:
+                    self.link.metrics.takeovers.inc()
+                self.link.metrics.leases_held.set(len(self._held))
+                if watch in self._wanted:
+                    self._gained.add(watch)
+                    self._on_gained(watch, result)
+
+    def _lose(self, watches: Iterable[WatchName]) -> None:
+        for watch in list(watches):
+            if self._held.pop(watch, None) is not None:
+                self.link.metrics.leases_held.set(len(self._held))
+                if watch in self._gained:
+                    self._gained.discard(watch)
+                    self._on_lost(watch)
+
+    async def _hand_back(self, watches: list[WatchName]) -> None:
+        held = [self._held[w] for w in watches if w in self._held]
+        self._lose(watches)
+        if not held or not self.link.up:
+            return
+        pipe = self.link.client.pipeline(transaction=False)
+        for lease in held:
+            token = f"{self.link.replica_id}:{lease.fence}"
+            _queue(
+                self._release, keys=[self.link.keys.lease(lease.watch)], args=[token], client=pipe
+            )
+        try:
+            await self.link.call("release", pipe.execute)
+        except ClusterUnavailable:
+            logger.debug("cluster: could not hand %d leases back; they expire", len(held))
+
+
+def _queue(
+    script: AsyncScript, *, keys: list[str], args: list[str | int], client: Pipeline
+) -> None:
+    """Add a script call to ``client``'s pipeline (its result comes with ``execute``)."""
+    client.scripts.add(script)  # type: ignore[arg-type]  # loaded by execute() if missing
+    client.evalsha(script.sha, len(keys), *keys, *args)

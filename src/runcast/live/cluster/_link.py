@@ -1,0 +1,225 @@
+"""One replica's connection to the cluster's Redis: timed commands, health and heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from runcast.errors import RuncastError
+from runcast.live.cluster._keys import ClusterKeys
+from runcast.live.cluster._metrics import ClusterMetrics
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+COMMAND_TIMEOUT = 1.0
+"""Seconds a Redis command may take before Redis counts as gone."""
+HEARTBEAT_INTERVAL = 1.0
+"""Seconds between a replica's heartbeats (and, while Redis is gone, reconnection tries)."""
+REPLICA_SILENCE = 5.0
+"""Seconds without a heartbeat after which a replica no longer counts as running."""
+
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it, cancelling again while it runs on.
+
+    redis-py can take a cancellation for a failed command and carry on, so the loops
+    of this package also check their own state, and this asks until they notice.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
+
+
+class ClusterUnavailable(RuncastError):
+    """Redis did not answer (or failed) a command; callers fall back to working alone."""
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
+
+
+class RedisLink:
+    """The replica's Redis client, its health, and the count of replicas running.
+
+    Every command goes through :meth:`call`, which times it, counts failures, and
+    raises :class:`ClusterUnavailable` instead of a Redis error. The first failure
+    marks Redis gone (one warning in the log); a background task then tries again
+    every ``heartbeat`` seconds and marks it back (one line more). While Redis
+    answers, the same task keeps this replica's heartbeat, from which
+    :attr:`replicas` counts the replicas running.
+
+    Use it as an async context manager; it cannot be reopened.
+
+    Args:
+        url: ``redis://`` URL of the cluster's Redis.
+        keys: the key names of the cluster.
+        metrics: where latency, errors, health and replicas are reported.
+        replica_id: this replica's name in Redis (a random one by default).
+        heartbeat: seconds between heartbeats.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        keys: ClusterKeys,
+        metrics: ClusterMetrics,
+        replica_id: str | None = None,
+        heartbeat: float = HEARTBEAT_INTERVAL,
+    ) -> None:
+        self.url = url
+        self.keys = keys
+        self.metrics = metrics
+        self.replica_id = replica_id or uuid.uuid4().hex[:12]
+        self.heartbeat = heartbeat
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=COMMAND_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._health: bool | None = None
+        self.replicas = 1
+        self._heartbeat_script = self.client.register_script(_HEARTBEAT)
+        self._listeners: list[Callable[[bool], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+
+    async def __aenter__(self) -> RedisLink:
+        if self._state != "new":
+            raise RuntimeError("a RedisLink can be opened only once")
+        self._state = "open"
+        with contextlib.suppress(ClusterUnavailable):  # reported; the heartbeat keeps trying
+            await self._beat()
+        self._task = asyncio.create_task(self._keep_beating(), name="cluster-heartbeat")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat, leave the replica count, and close the connections."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        if self._task is not None:
+            await stop_task(self._task)
+        if self.up:
+            with contextlib.suppress(ClusterUnavailable):
+                await self.call(
+                    "leave", lambda: self.client.zrem(self.keys.replicas, self.replica_id)
+                )
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                await self.client.aclose()
+        except TimeoutError:
+            logger.debug("cluster: Redis connections closed by timeout")
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis answered the last command."""
+        return self._health is True
+
+    def on_health(self, listener: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``listener(up)`` whenever Redis goes or comes back; returns the remover."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    async def call(self, op: str, command: Callable[[], Awaitable[T]]) -> T:
+        """Run ``command()`` against Redis, timed and counted under ``op``.
+
+        Raises:
+            ClusterUnavailable: Redis failed or did not answer in time.
+        """
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT * 2):
+                result = await command()
+        except (RedisError, OSError, TimeoutError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py may report a cancellation as a connection error: keep it one.
+                raise asyncio.CancelledError from exc
+            self.metrics.redis_errors.labels(op=op).inc()
+            self._set_up(False)
+            raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
+        self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
+        return result
+
+    async def _keep_beating(self) -> None:
+        while self._state == "open":
+            await asyncio.sleep(self.heartbeat)
+            if self._health is False:
+                # Connections opened before Redis went are dead; start the return on new ones.
+                await self.client.connection_pool.disconnect()
+            try:
+                await self._beat()
+            except ClusterUnavailable:
+                continue
+
+    async def _beat(self) -> None:
+        silence_ms = int(max(REPLICA_SILENCE, self.heartbeat * 3) * 1000)
+        count = await self.call(
+            "heartbeat",
+            lambda: self._heartbeat_script(
+                keys=[self.keys.replicas], args=[self.replica_id, silence_ms]
+            ),
+        )
+        self.replicas = max(1, int(count))
+        self.metrics.replicas.set(self.replicas)
+        self._set_up(True)
+
+    def _set_up(self, up: bool) -> None:
+        if up == self._health:
+            return
+        self._health = up
+        self.metrics.redis_up.set(1 if up else 0)
+        if up:
+            logger.info(
+                "cluster: replica %s: Redis at %s answers; sharing the live layer",
+                self.replica_id,
+                redacted(self.url),
+            )
+        else:
+            logger.warning(
+                "cluster: replica %s: Redis at %s is unreachable; polling alone with 1/%d of "
+                "the budget until it is back",
+                self.replica_id,
+                redacted(self.url),
+                self.replicas,
+            )
+        for listener in tuple(self._listeners):
+            listener(up)
