@@ -172,7 +172,12 @@ class ClusterBudget:
             return self._take_alone()
         if hold_ms > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + hold_ms / 1000)
-        return 0.0 if taken else max(wait_ms / 1000, 0.001)
+        if not taken:
+            return max(wait_ms / 1000, 0.001)
+        # Spent from this replica's share too, so that falling back to it (Redis gone)
+        # starts from what was just used instead of a full bucket.
+        self._share().try_acquire()
+        return 0.0
 
     def _take_alone(self) -> float:
         """Take from this replica's share of the budget while Redis is gone."""

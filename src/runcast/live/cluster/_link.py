@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from runcast.errors import RuncastError
@@ -174,7 +175,8 @@ class RedisLink:
                 # redis-py may report a cancellation as a connection error: keep it one.
                 raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
-            self._set_up(False)
+            if op == "heartbeat" or isinstance(exc, RedisConnectionError | OSError):
+                self._set_up(False)  # a slow answer alone (a busy host) is not Redis gone
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
         self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
         return result

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PUBLISH_QUEUE = 10_000
 """Publications waiting for Redis at most; beyond, the oldest are dropped (and counted)."""
+PUBLISH_RETRY_DELAY = 0.2
+"""Seconds before a failed publication is sent again (while this replica holds the lease)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +205,25 @@ class ClusterChangeBus:
                 if isinstance(item, _Withdrawal):
                     if not any(f.watch == item.watch for f in self._following.values()):
                         await self.keeper.withdraw(item.watch)
-                elif not self.alone:
-                    await self.redis.publish(item.watch, item.fence, item.run, item.observed_at)
+                else:
+                    await self._publish(item)
             except ClusterUnavailable:
-                pass  # counted by the link; the holder's next poll publishes again
+                pass  # counted by the link; Redis is gone and every replica polls alone
             finally:
                 self._queue.task_done()
+
+    async def _publish(self, item: _Publication) -> None:
+        """Publish ``item``, trying again while Redis answers and the lease is still ours.
+
+        A change is observed once: if its publication were lost, the other replicas
+        would not see it until the run changed again.
+        """
+        while not self.alone and self.keeper.fence(item.watch) == item.fence:
+            try:
+                await self.redis.publish(item.watch, item.fence, item.run, item.observed_at)
+                return
+            except ClusterUnavailable:
+                await asyncio.sleep(PUBLISH_RETRY_DELAY)
 
 
 class ClusterLive:
