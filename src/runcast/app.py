@@ -569,6 +569,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     )
     return {
         "http": guarded_protocol(settings.http_parser, limits),
+        "ws": settings.ws_implementation,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.idle_timeout,
         # SIGTERM stops the server within this even with WebSockets open.
