@@ -47,6 +47,8 @@ from typing import Any
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
+from runcast.settings import Settings
+
 WORKFLOW = """
 id: bench-wait
 nodes:
@@ -56,6 +58,9 @@ nodes:
     action:
       return: {done: "`true`"}
 """
+
+DEFAULT_WS = Settings.ws_implementation
+"""The gateway's default WebSocket implementation."""
 
 RUN_STATUS = """
 subscription Watch($workflowId: ID!, $instanceId: ID!) {
@@ -162,8 +167,13 @@ class NaiveHub:
         yield
 
 
-def child_gateway(port: int, upstream: str, naive: bool, interval: float, budget: float) -> None:
-    """Serve the gateway in front of ``upstream``, with the shared poller or the naive one."""
+def child_gateway(
+    port: int, upstream: str, naive: bool, interval: float, budget: float, ws: str
+) -> None:
+    """Serve the gateway in front of ``upstream``, with the shared poller or the naive one.
+
+    ``ws`` names uvicorn's WebSocket implementation (the ``ws_implementation`` setting).
+    """
     import logging
 
     import httpx
@@ -175,7 +185,6 @@ def child_gateway(port: int, upstream: str, naive: bool, interval: float, budget
     # Upstream failures of the naive design would flood the log: the clients count them.
     logging.getLogger("runcast").setLevel(logging.CRITICAL)
     from runcast.app import create_app
-    from runcast.settings import Settings
     from runcast.upstream.awaitstep import AwaitStepUpstream
 
     if naive:  # the app builds whichever LiveHub its module sees
@@ -187,6 +196,7 @@ def child_gateway(port: int, upstream: str, naive: bool, interval: float, budget
         request_budget_per_second=budget,
         ws_max_operations=10,
         ws_connection_init_timeout=120.0,
+        ws_implementation=ws,
     )
     # Both designs get a pool big enough that the upstream, not the pool, is the limit.
     pool = httpx.AsyncHTTPTransport(
@@ -202,6 +212,7 @@ def child_gateway(port: int, upstream: str, naive: bool, interval: float, budget
         backlog=8192,
         ws_ping_interval=None,
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        ws=settings.ws_implementation,
     )
 
 
@@ -342,8 +353,8 @@ def child(*args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
                 process.wait()
 
 
-def measure(design: str, subscribers: int, args: argparse.Namespace) -> Result:
-    """Run one design with ``subscribers`` clients and return what was measured."""
+def measure(design: str, subscribers: int, args: argparse.Namespace, ws: str) -> Result:
+    """Run one design on WebSocket implementation ``ws`` with ``subscribers`` clients."""
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -353,7 +364,7 @@ def measure(design: str, subscribers: int, args: argparse.Namespace) -> Result:
         with child("_engine", str(engine_port), tmp):
             wait_http(engine_url + "/_bench/gets")
             gateway_args = ["_gateway", str(gateway_port), engine_url, str(args.interval)]
-            gateway_args += [str(args.budget), "naive" if design == "naive" else "shared"]
+            gateway_args += [str(args.budget), "naive" if design == "naive" else "shared", ws]
             with child(*gateway_args) as gateway, httpx.Client(timeout=30) as http:
                 wait_http(gateway_url + "/healthz")
                 runs = [
@@ -401,7 +412,7 @@ def measure(design: str, subscribers: int, args: argparse.Namespace) -> Result:
     )
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
     return Result(
-        design=design,
+        design=design if ws == DEFAULT_WS else f"{design} ({ws})",
         subscribers=subscribers,
         runs=args.runs,
         subscribed=subscribed,
@@ -443,8 +454,8 @@ def main(argv: list[str]) -> int:
         child_engine(int(argv[1]), Path(argv[2]))
         return 0
     if argv and argv[0] == "_gateway":
-        port, upstream, interval, budget, design = argv[1:6]
-        child_gateway(int(port), upstream, design == "naive", float(interval), float(budget))
+        port, upstream, interval, budget, design, ws = argv[1:7]
+        child_gateway(int(port), upstream, design == "naive", float(interval), float(budget), ws)
         return 0
     if argv and argv[0] == "_clients":
         url, runs, count, deadline, out = argv[1:6]
@@ -459,6 +470,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hold", type=float, default=10.0, help="seconds of each phase")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds to give up")
     parser.add_argument("--designs", default="shared,naive", help="shared and/or naive")
+    parser.add_argument(
+        "--ws",
+        default=DEFAULT_WS,
+        help="comma-separated uvicorn WebSocket implementations to compare "
+        "(websockets, websockets-sansio, wsproto)",
+    )
     args = parser.parse_args(argv)
     limit = raise_fd_limit()
     counts = [int(n) for n in args.subscribers.split(",")]
@@ -469,8 +486,11 @@ def main(argv: list[str]) -> int:
     results: list[Result] = []
     for count in counts:
         for design in args.designs.split(","):
-            print(f"measuring {design} with {count} subscribers ...", file=sys.stderr, flush=True)
-            results.append(measure(design, count, args))
+            for ws in args.ws.split(","):
+                print(
+                    f"measuring {design} ({ws}), {count} subscribers", file=sys.stderr, flush=True
+                )
+                results.append(measure(design, count, args, ws))
     text = (
         f"# Live fan-out: shared poller against per-subscription polling\n\n"
         f"Command: `{command.strip()}`\n\n"

@@ -27,6 +27,7 @@ Usage::
 
     python bench/http.py [--duration S] [--connections N] [--rounds R] [--no-profile]
     python bench/http.py --observability [--duration S] [--connections N] [--rounds R]
+    python bench/http.py --peers [--duration S] [--connections N] [--rounds R]
 """
 
 from __future__ import annotations
@@ -728,6 +729,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead: the GraphQL read through two gateways, h11 and httptools, in one run",
     )
     parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="instead: the read and the trigger through raw REST, graphql-yoga, runcast "
+        "(remote and embedded) and a naive Strawberry gateway, in one run (needs node, npm)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS_DIR / "http.md",
@@ -766,10 +773,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         command += f" --http-parser {args.http_parser}"
     if args.compare_parsers:
         command += " --compare-parsers"
+    if args.peers:
+        command += " --peers"
     workdir = Path(tempfile.mkdtemp(prefix="runcast-bench-"))
     try:
         if args.observability:
             return _run_observability(args, workdir, command)
+        if args.peers:
+            return compare_peers(args, workdir, command)
         return _run(args, workdir, command)
     except BenchError as exc:
         print(f"bench/http.py: {exc}", file=sys.stderr)
@@ -1193,6 +1204,211 @@ def render_parser_report(
             f"| {ratio(cpu, base_cpu)} |"
         )
     return "\n".join([*lines, "", "Reproduce:", "", "```sh", command, "```", ""])
+
+
+# --- peers: the same read and trigger through every path, one table ---------------------------
+
+YOGA_DIR = ROOT / "bench" / "yoga"
+NAIVE_LAUNCHER = ROOT / "bench" / "_naive_gateway.py"
+
+
+@dataclass(frozen=True)
+class PeerPath:
+    """One way to serve the operations: its row label, its server's name and what it calls."""
+
+    label: str
+    server: str
+    behind_engine: bool
+
+
+PEER_PATHS = (
+    PeerPath("raw REST on the engine", "engine", False),
+    PeerPath("graphql-yoga (Node, one resolver using fetch) over that REST API", "yoga", True),
+    PeerPath("runcast over that REST API", "gateway", True),
+    PeerPath("runcast on the embedded engine (no HTTP hop)", "embedded", False),
+    PeerPath("a naive Strawberry gateway (one httpx resolver, no caches)", "naive", True),
+)
+
+
+def install_yoga() -> None:
+    """``npm ci`` in bench/yoga (its package-lock.json pins graphql-yoga); BenchError if not."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise BenchError(
+            "node and npm are needed for the yoga peer (apt-get install -y nodejs npm)"
+        )
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=YOGA_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"npm ci in {YOGA_DIR} failed:\n{done.stdout}\n{done.stderr}")
+
+
+@contextlib.contextmanager
+def peers_running(workdir: Path) -> Iterator[dict[str, Server]]:
+    """The engine, and in front of it yoga, runcast and the naive gateway; plus embedded runcast."""
+    started: dict[str, Server] = {}
+    engine_port = free_port()
+    engine_url = f"http://127.0.0.1:{engine_port}"
+    python = sys.executable
+    try:
+        started["engine"] = start_server(
+            "engine",
+            engine_argv(workdir, TEST_WORKFLOWS, engine_port),
+            workdir / "engine.log",
+            engine_url,
+        )
+        argvs = {
+            "yoga": lambda port: ["node", str(YOGA_DIR / "server.mjs"), str(port), engine_url],
+            "gateway": lambda port: variant_gateway_argv(engine_url, port, None),
+            "embedded": lambda port: [
+                python,
+                "-m",
+                "runcast.cli",
+                "serve",
+                "--workflows",
+                str(TEST_WORKFLOWS),
+                "--db",
+                str(workdir / "embedded.db"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            "naive": lambda port: [python, str(NAIVE_LAUNCHER), str(port), engine_url],
+        }
+        for name, argv in argvs.items():
+            port = free_port()
+            started[name] = start_server(
+                name, argv(port), workdir / f"{name}.log", f"http://127.0.0.1:{port}"
+            )
+        yield started
+    finally:
+        for server in reversed(started.values()):
+            stop_server(server)
+
+
+def peer_targets(
+    servers: Mapping[str, Server], client: httpx.Client
+) -> dict[str, dict[str, Target]]:
+    """For each operation, the request each path is loaded with (read runs created first)."""
+    wait_ready(servers["engine"], client, ["/api/v1/workflows"])
+    wait_ready(servers["yoga"], client, ["/graphql?query=%7B__typename%7D"])
+    wait_ready(servers["naive"], client, ["/graphql?query=%7B__typename%7D"])
+    for name in ("gateway", "embedded"):
+        wait_ready(servers[name], client, ["/healthz", "/readyz"])
+    remote_run = create_completed_run(client, servers["gateway"].base_url + "/graphql")
+    embedded_run = create_completed_run(client, servers["embedded"].base_url + "/graphql")
+    runs = f"/api/v1/workflows/{WORKFLOW_ID}/runs"
+    targets: dict[str, dict[str, Target]] = {"read a run": {}, "trigger a run": {}}
+    for path in PEER_PATHS:
+        base = servers[path.server].base_url
+        instance_id = embedded_run if path.server == "embedded" else remote_run
+        if path.server == "engine":
+            targets["read a run"][path.server] = Target(path.label, f"{base}{runs}/{instance_id}")
+            targets["trigger a run"][path.server] = Target(
+                path.label, base + runs, "POST", json.dumps(REST_TRIGGER_BODY)
+            )
+            continue
+        for name, target in operation_targets(base + "/graphql", instance_id):
+            targets[name][path.server] = Target(path.label, target.url, "POST", target.body)
+    return targets
+
+
+def render_peers_report(
+    results: Mapping[tuple[str, str], Measurement],
+    *,
+    command: str,
+    args: argparse.Namespace,
+    load: tuple[float, float],
+) -> str:
+    """The issue's table: every path for each operation, with ratios to raw REST and to yoga."""
+    lines = [
+        "## runcast against its peers over the same engine (`bench/http.py --peers`)",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, Node "
+        f"{subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}, "
+        f"{os.cpu_count()} cores shared with other work; wrk 1 thread {args.connections} "
+        f"connections, {args.duration:g} s per measurement after {args.warmup:g} s warm-up, "
+        f"median of {args.rounds} round(s), the paths alternating order. Every server with its "
+        f"defaults (runcast's access log on). Load average {load[0]:.1f} before, "
+        f"{load[1]:.1f} after.",
+        "",
+        "| operation | path | req/s | p50 ms | p99 ms | server CPU ms/req | CPU x raw REST "
+        "| req/s x yoga |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for operation in ("read a run", "trigger a run"):
+        rest = results[(operation, "engine")]
+        yoga = results[(operation, "yoga")]
+        rest_cpu = rest.cpu_ms_per_request.get("engine", 0.0)
+        for path in PEER_PATHS:
+            m = results[(operation, path.server)]
+            own = m.cpu_ms_per_request.get(path.server, 0.0)
+            behind = m.cpu_ms_per_request.get("engine", 0.0) if path.behind_engine else 0.0
+            cpu = f"{own:.2f}" + (f" (+ engine {behind:.2f})" if path.behind_engine else "")
+            lines.append(
+                f"| {operation} | {path.label} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} "
+                f"| {cpu} | {ratio(own + behind, rest_cpu)} | {ratio(m.rps, yoga.rps)} |"
+            )
+    lines += [
+        "",
+        "Server CPU: the path's own process, plus the engine behind it where it calls the "
+        "engine over HTTP; CPU x raw REST compares that sum with the engine alone.",
+        "",
+        "Reproduce:",
+        "",
+        "```sh",
+        command,
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def compare_peers(args: argparse.Namespace, workdir: Path, command: str) -> int:
+    """Every path of PEER_PATHS for the read and the trigger, rounds alternating; the table."""
+    install_yoga()
+    load_before = os.getloadavg()[0]
+    samples: dict[tuple[str, str], list[Measurement]] = collections.defaultdict(list)
+    with peers_running(workdir) as servers, httpx.Client(timeout=10.0) as client:
+        targets = peer_targets(servers, client)
+        every = list(servers.values())
+        for operation, by_path in targets.items():
+            for target in by_path.values():
+                check_target(client, target)
+            for round_index in range(max(args.rounds, 1)):
+                order = list(by_path.items())
+                if round_index % 2:
+                    order.reverse()
+                for name, target in order:
+                    wait_idle(every)
+                    if args.warmup > 0:
+                        run_wrk(target, duration=args.warmup, connections=args.connections)
+                        wait_idle(every)
+                    m = measure(target, every, duration=args.duration, connections=args.connections)
+                    print(
+                        f"  {operation} / {name}: {m.rps:,.0f} req/s, p50 {m.p50_ms:.2f} ms, "
+                        f"{m.errors} errors, CPU ms/req {name} "
+                        f"{m.cpu_ms_per_request.get(name, 0.0):.2f} engine "
+                        f"{m.cpu_ms_per_request.get('engine', 0.0):.2f}",
+                        flush=True,
+                    )
+                    samples[(operation, name)].append(m)
+    results = {key: median_measurement(ms) for key, ms in samples.items()}
+    report = render_peers_report(
+        results, command=command, args=args, load=(load_before, os.getloadavg()[0])
+    )
+    print()
+    print(report)
+    output: Path = args.output.with_name("http-peers.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report)
+    print(f"written to {output}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
         lifespan=lifespan,  # type: ignore[arg-type]
         log_level="warning",
         ws_ping_interval=None,
+        ws=Settings.ws_implementation,  # WebSocket tests run on the gateway's implementation
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

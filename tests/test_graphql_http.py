@@ -344,3 +344,18 @@ async def test_coded_errors_are_not_logged_as_errors(
     )
     assert response.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_response_bodies_are_compact_json_even_where_orjson_refuses() -> None:
+    """Bodies are compact JSON; integers beyond 64 bits and non-string keys fall back to json."""
+    import json
+
+    from runcast._graphql_app import encode_json_body
+
+    plain = {"data": {"run": {"status": "COMPLETE", "output": [1.5, "é", None, True]}}}
+    refused = {"data": {"big": 2**70, 1: "one"}}
+    for value in (plain, refused):
+        body = encode_json_body(value)
+        assert json.loads(body) == json.loads(json.dumps(value))
+        assert b", " not in body
+        assert b": " not in body

@@ -248,20 +248,28 @@ async def test_500_is_unavailable_without_retry(
 async def test_mutations_are_never_retried_blindly(
     fake: tuple[FakeAwaitStep, str], client: AwaitStepUpstream
 ) -> None:
-    """A POST without an idempotency key meets 503 once and raises; it is not sent twice."""
+    """A POST without an idempotency key meets 503 once and raises; it is not sent twice.
+
+    Terminate is idempotent (a repeat of an applied terminate is a success), so its
+    502 is retried like a read.
+    """
     server, _ = fake
     server.on("POST", RUNS_PATH, reply(503, None))
     server.on("POST", f"{RUN_PATH}/events", reply(503, None))
+    server.on("POST", f"{RUN_PATH}/restart", reply(503, None))
     server.on("DELETE", RUN_PATH, reply(502, None))
     with pytest.raises(UpstreamUnavailable):
         await client.trigger("wf", input={}, credentials=ANONYMOUS)
     with pytest.raises(UpstreamUnavailable):
         await client.send_event("wf", "r1", event_type="x", credentials=ANONYMOUS)
     with pytest.raises(UpstreamUnavailable):
+        await client.restart("wf", "r1", credentials=ANONYMOUS)
+    with pytest.raises(UpstreamUnavailable):
         await client.terminate("wf", "r1", credentials=ANONYMOUS)
     assert server.count("POST", RUNS_PATH) == 1
     assert server.count("POST", f"{RUN_PATH}/events") == 1
-    assert server.count("DELETE", RUN_PATH) == 1
+    assert server.count("POST", f"{RUN_PATH}/restart") == 1
+    assert server.count("DELETE", RUN_PATH) > 1
 
 
 async def test_trigger_with_an_instance_id_is_retried(

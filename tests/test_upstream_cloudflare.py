@@ -1111,7 +1111,7 @@ async def test_exhausted_ratelimit_header_holds_the_next_call(
 async def test_5xx_is_retried_for_reads_only(
     fake: tuple[FakeCloudflare, CloudflareUpstream],
 ) -> None:
-    """A 503 read is retried then UpstreamUnavailable; a 500 on a status change is not retried."""
+    """A 503 read is retried then UpstreamUnavailable; so is an idempotent pause, not a restart."""
     server, upstream = fake
     server.on("GET", INSTANCE, reply(503, failure(10001, "workflows.api.error.internal_server")))
     with pytest.raises(UpstreamUnavailable) as caught:
@@ -1120,8 +1120,11 @@ async def test_5xx_is_retried_for_reads_only(
     assert server.count("GET", INSTANCE) == 2
     server.on("PATCH", f"{INSTANCE}/status", reply(503, failure(10001, "internal")))
     with pytest.raises(UpstreamUnavailable):
-        await upstream.pause("wf", "i1", credentials=ANONYMOUS)
+        await upstream.restart("wf", "i1", credentials=ANONYMOUS)
     assert server.count("PATCH", f"{INSTANCE}/status") == 1
+    with pytest.raises(UpstreamUnavailable):
+        await upstream.pause("wf", "i1", credentials=ANONYMOUS)
+    assert server.count("PATCH", f"{INSTANCE}/status") == 3
 
 
 async def test_a_body_that_is_not_json(fake: tuple[FakeCloudflare, CloudflareUpstream]) -> None:

@@ -23,12 +23,14 @@ What this adds to ``strawberry.asgi.GraphQL``:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any, Protocol
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -114,6 +116,17 @@ def preferred_media_type(accept: str | None) -> str:
     if graphql_weight > 0 and graphql_weight >= weights.get(APPLICATION_JSON, 0.0):
         return GRAPHQL_RESPONSE_JSON
     return APPLICATION_JSON
+
+
+def encode_json_body(data: object) -> bytes:
+    """``data`` as compact JSON bytes: orjson, or the standard library for what orjson refuses.
+
+    orjson refuses integers beyond 64 bits and non-string keys, which ``json`` writes.
+    """
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 def is_request_error(result: ExecutionResult) -> bool:
@@ -247,6 +260,22 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
                     if request.state.request_error and media_type == GRAPHQL_RESPONSE_JSON:
                         response.status_code = 400
         await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        # Text, since WebSocket messages must be text frames; HTTP bodies skip the str.
+        return encode_json_body(data).decode()
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = Response(encode_json_body(response_data), media_type=APPLICATION_JSON)
+        response.headers.raw.extend(sub_response.headers.raw)
+        response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # A hash-only persisted query is a GET with no `query`: an operation, not a page.

@@ -42,7 +42,7 @@ from runcast.readiness import BudgetCheck, EngineStoreCheck, Readiness, Upstream
 from runcast.schema import ExtensionFactory, build_schema
 from runcast.schema._telemetry import OperationTelemetry
 from runcast.settings import Settings, default_db_path
-from runcast.upstream import RunAPI
+from runcast.upstream import LimitedUpstream, RunAPI
 
 if TYPE_CHECKING:
     import httpx
@@ -454,6 +454,9 @@ def create_app(
                     documents=documents if persisted_queries is None else None,
                 )
             )
+            if isinstance(opened, LimitedUpstream):
+                # One budget for every request: polls, operations, retries and resends.
+                opened.limit_requests(resources.live.budget)
             stack.callback(setattr, resources, "live", None)
             _add_checks(readiness, opened, resources.live)
             stack.callback(readiness.checks.clear)
@@ -587,6 +590,7 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     )
     return {
         "http": guarded_protocol(settings.http_parser, limits),
+        "ws": settings.ws_implementation,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "timeout_keep_alive": settings.idle_timeout,
         # SIGTERM stops the server within this even with WebSockets open.

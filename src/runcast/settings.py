@@ -109,6 +109,9 @@ class Settings:
     # permessage-deflate costs a zlib compressor and decompressor per WebSocket (about
     # 40 KiB each connection measured); our messages are small JSON, so it is off.
     ws_per_message_deflate: bool = False
+    # uvicorn's WebSocket implementation (its "websockets" one is deprecated); bench/fanout.py
+    # --ws compares their memory per idle subscriber.
+    ws_implementation: str = "websockets-sansio"
 
     # cluster mode (several replicas sharing one live layer and one budget through Redis)
     # ``redis_url`` may hold a password, so neither it nor the secret is in ``repr``.
@@ -304,6 +307,7 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     # h11 is the parser whose request heads are bounded by uvicorn too (and it stops reading
     # pipelined requests); httptools is faster (bench/http.py measures both).
     "http_parser": ("h11", "httptools"),
+    "ws_implementation": ("websockets-sansio", "wsproto"),
     "log_format": LOG_FORMATS,
     "log_level": LOG_LEVELS,
 }

@@ -14,7 +14,7 @@ from runcast.live._bus import ChangeBus
 from runcast.live._registry import WatchRegistry
 from runcast.live._subscriber import Subscriber
 from runcast.metrics import Metrics
-from runcast.upstream import RunAPI
+from runcast.upstream import RunAPI, prepaid_request
 
 if TYPE_CHECKING:
     from runcast.live._lister import ListPoller
@@ -98,9 +98,14 @@ class LiveContext:
         return min(self.quiet_interval(), current * 2)
 
     async def call(self, kind: str, call: Awaitable[T]) -> T:
-        """Await an upstream call, counting it by ``kind`` and outcome."""
+        """Await an upstream call, counting it by ``kind`` and outcome.
+
+        Every live call is made after taking its token from ``budget``: the HTTP
+        boundary is told so, and takes tokens only for the call's retries and resends.
+        """
         try:
-            result = await call
+            with prepaid_request():
+                result = await call
         except Exception as exc:
             self._count(kind, outcome(exc))
             raise

@@ -6,19 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.schema import StreamResult
@@ -28,8 +22,8 @@ from strawberry.types.graphql import OperationType
 
 from runcast.documents import OperationDocuments
 from runcast.errors import RuncastError
-from runcast.schema._cost import CostGuardedValidation
 from runcast.schema._errors import ErrorCodes, FreshLoaders, log_errors, refusal
+from runcast.schema._prepared import PreparedDocuments, PreparedOperations
 from runcast.schema.mutation import Mutation
 from runcast.schema.query import Query
 from runcast.schema.subscription import Subscription
@@ -48,28 +42,8 @@ from runcast.settings import Settings
 
 ExtensionFactory = type[SchemaExtension] | Callable[[], SchemaExtension]
 
-PARSE_CACHE_SIZE = 512
-"""Distinct query texts whose parsed documents are kept (an app sends a handful)."""
-VALIDATION_CACHE_SIZE = 512
-"""Distinct (document, rules) pairs whose validation results are kept."""
-
-
-class _ParserCache(ParserCache):
-    """Strawberry's ``ParserCache``, except for documents that fail to parse.
-
-    Strawberry's own hook raises the syntax error out of the extension, past every
-    ``on_operation`` hook (so ``ErrorCodes`` would never give it a code). Here the
-    failure leaves the document unset and Strawberry's parse step, which handles
-    errors, parses it again: only invalid documents pay twice, and none is cached.
-    """
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        with suppress(GraphQLError):
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
-        yield
+PREPARED_CACHE_SIZE = 512
+"""Distinct query texts whose parsed document and validation verdict are kept."""
 
 
 class RuncastSchema(strawberry.Schema):
@@ -158,27 +132,25 @@ def build_schema(
         documents: persisted queries and trusted documents; from ``settings`` when ``None``.
     """
     settings = settings or Settings()
-    # The guard rules are built once per schema, so that validation results stay
-    # cacheable: ValidationCache keys on the document and the rule classes.
+    # The guard rules are built once per schema, so that validation verdicts stay
+    # cacheable with the document (see PreparedDocuments).
     guard_rules: list[type[ASTValidationRule]] = [
         depth_rule(settings.max_query_depth, None),
         aliases_rule(settings.max_aliases),
     ]
     if not settings.introspection:
         guard_rules.append(NoSchemaIntrospectionCustomRule)
+    prepared = PreparedDocuments(
+        max_tokens=settings.max_query_tokens,
+        max_fields=settings.max_query_fields,
+        guard_rules=guard_rules,
+        maxsize=PREPARED_CACHE_SIZE,
+    )
     extensions: list[ExtensionFactory] = [
         *observers,
         ErrorCodes,
         FreshLoaders,
-        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        # After MaxTokensLimiter, whose token limit is part of the parse options and so
-        # of the cache key. Both caches are bounded LRUs shared across requests.
-        lambda: _ParserCache(maxsize=PARSE_CACHE_SIZE),
-        lambda: AddValidationRules(guard_rules),
-        # Counts fields with fragments expanded before the rules that expand them.
-        lambda: CostGuardedValidation(
-            max_fields=settings.max_query_fields, maxsize=VALIDATION_CACHE_SIZE
-        ),
+        lambda: PreparedOperations(prepared),
     ]
     kwargs: dict[str, Any] = {"extensions": extensions}
     return RuncastSchema(

@@ -6,13 +6,11 @@ do work that doubles with every fragment that spreads the previous one twice: a
 expansion with one memoised pass over the document (each fragment is counted
 once, however often it is spread) and stops as soon as the count passes the
 limit, so any document the token limit lets through is measured in well under a
-millisecond. :class:`CostGuardedValidation` refuses an expensive document before
-any other validation rule sees it.
+millisecond. ``PreparedDocuments`` (``_prepared.py``) refuses an expensive document
+before any other validation rule sees it.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from graphql import (
     DocumentNode,
@@ -24,13 +22,12 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import ValidationCache
 
 MAX_COUNTED_NESTING = 100
 """Selection sets below this nesting are not counted: the depth rule refuses such documents."""
 
 COST_CODE = "QUERY_TOO_COMPLEX"
-"""The ``extensions.code`` of a document refused by :class:`CostGuardedValidation`."""
+"""The ``extensions.code`` of a document refused for its cost."""
 
 
 class _Counter:
@@ -103,25 +100,3 @@ def cost_error(limit: int) -> GraphQLError:
         "expanded (the limit is RUNCAST_MAX_QUERY_FIELDS)",
         extensions={"code": COST_CODE, "limit": limit},
     )
-
-
-class CostGuardedValidation(ValidationCache):
-    """Validation (cached), refused up front for a document over the field limit.
-
-    Args:
-        max_fields: the most fields a document may resolve, fragments expanded.
-        maxsize: distinct validation results kept (see ``ValidationCache``).
-    """
-
-    def __init__(self, *, max_fields: int, maxsize: int) -> None:
-        super().__init__(maxsize=maxsize)
-        self.max_fields = max_fields
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        if document is not None and query_cost(document, limit=self.max_fields) > self.max_fields:
-            context.pre_execution_errors = [cost_error(self.max_fields)]
-            yield
-            return
-        yield from super().on_validate()

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from runcast.upstream._port import RunAPI, RunChangeSource, RunListener
+from runcast.upstream._http import prepaid_request
+from runcast.upstream._port import (
+    LimitedUpstream,
+    RequestLimiter,
+    RunAPI,
+    RunChangeSource,
+    RunListener,
+)
 
-__all__ = ["RunAPI", "RunChangeSource", "RunListener"]
+__all__ = [
+    "LimitedUpstream",
+    "RequestLimiter",
+    "RunAPI",
+    "RunChangeSource",
+    "RunListener",
+    "prepaid_request",
+]

@@ -27,6 +27,17 @@ What it promises:
   errors raise ``UpstreamUnavailable``. Every other response (2xx, 3xx and the
   remaining 4xx) is returned for the adapter to interpret, since each upstream
   spells its errors differently.
+- Budget: with a :class:`RequestLimiter` (``limiter``, set by the app to the live
+  layer's request budget), every request that goes on the wire takes a token
+  first: each retry, and each resend the pooled transport makes by itself (it is
+  seen by an aiohttp client middleware). A caller that took the token for a
+  request already (the live layer's scheduled polls) says so with
+  :func:`prepaid_request`, so that request is counted once. While the limiter is
+  paused after a 429, a request that was not prepaid raises ``RateLimited``
+  without being sent.
+- Attempts: :meth:`UpstreamHttpClient.request_with_attempts` says how many times
+  a request went on the wire (resends included), so adapters can tell their own
+  earlier attempt from someone else's call (idempotent terminate, pause, resume).
 - Observation: ``on_request(upstream_name, outcome)`` is called once per HTTP
   attempt (retries count), with an outcome from :data:`RequestOutcome`, so the
   live layer can count requests against its budget and export metrics. A
@@ -51,7 +62,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -70,6 +83,7 @@ from runcast.errors import (
 )
 from runcast.models import JSON
 from runcast.settings import Settings
+from runcast.upstream._port import RequestLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +97,29 @@ RequestObserver: TypeAlias = Callable[[str, RequestOutcome], None]
 
 ErrorMessageReader: TypeAlias = Callable[[httpx.Response], str | None]
 """Extracts the upstream's own error message from an error response, if it has one."""
+
+
+AttemptHook: TypeAlias = Callable[[], Awaitable[None]]
+"""Awaited before each request goes on the wire; may raise to keep it from being sent."""
+
+_prepaid: ContextVar[bool] = ContextVar("runcast_prepaid_request", default=False)
+_wire_attempts: ContextVar[list[int] | None] = ContextVar("runcast_wire_attempts", default=None)
+
+
+@contextmanager
+def prepaid_request() -> Iterator[None]:
+    """Within the block, the first request sent has been taken from the budget already.
+
+    The live layer takes a token before it starts a poll (that is how it paces them);
+    this keeps the HTTP boundary from taking a second one for the same request.
+    Retries and resends of that request still take their own.
+    """
+    reset = _prepaid.set(True)
+    try:
+        yield
+    finally:
+        _prepaid.reset(reset)
+
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -203,12 +240,17 @@ class PooledTransport(AiohttpTransport):
     allows; the httpx layer sees one attempt. A POST is sent once. Timeouts and
     refused connections are not resent by aiohttp.
 
+    Every request on the wire, those resends included, first awaits ``on_attempt``
+    (an aiohttp client middleware sees each one), which is how the budget counts them.
+
     Args:
         limits: the pool size and keep-alive expiry.
+        on_attempt: awaited before each request goes on the wire.
     """
 
-    def __init__(self, *, limits: httpx.Limits) -> None:
+    def __init__(self, *, limits: httpx.Limits, on_attempt: AttemptHook | None = None) -> None:
         super().__init__(limits=limits)
+        self._on_attempt = on_attempt
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -216,7 +258,18 @@ class PooledTransport(AiohttpTransport):
             keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            middlewares=(self._each_attempt,) if self._on_attempt is not None else (),
+        )
+
+    async def _each_attempt(
+        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        if self._on_attempt is not None:
+            await self._on_attempt()
+        return await handler(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if isinstance(request.stream, httpx.ByteStream) and len(request.content) > LARGE_BODY_BYTES:
@@ -276,6 +329,8 @@ class UpstreamHttpClient:
         self.name = name
         self.on_request = on_request
         """The observer of every attempt; may be set after construction (the app's metrics)."""
+        self.limiter: RequestLimiter | None = None
+        """Takes a token for every request on the wire; may be set after construction."""
         self._error_message = error_message
         self._retries = max(0, settings.upstream_get_retries)
         self._retry_base_delay = retry_base_delay
@@ -287,11 +342,17 @@ class UpstreamHttpClient:
             pool=settings.upstream_connect_timeout,
         )
         limits = UPSTREAM_LIMITS
+        # An injected transport is not seen on the wire: each httpx attempt is counted instead.
+        self._counts_attempts = transport is not None
         # One client serves every caller: a cookie set for one must never reach another.
         cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=()))
         self._client = httpx.AsyncClient(
             base_url=base_url,
-            transport=PooledTransport(limits=limits) if transport is None else transport,
+            transport=(
+                PooledTransport(limits=limits, on_attempt=self._take_attempt)
+                if transport is None
+                else transport
+            ),
             timeout=timeout,
             headers={"User-Agent": "runcast", **(headers or {})},
             cookies=cookies,
@@ -355,11 +416,32 @@ class UpstreamHttpClient:
 
         Returns:
             The response, for any status but 401, 403, 429 and 5xx, and the number
-            of attempts made (1 when there was no retry).
+            of times the request went on the wire (1 when there was no retry and no
+            resend).
 
         Raises:
             Unauthenticated, Forbidden, RateLimited, UpstreamUnavailable, UpstreamProtocolError.
         """
+        counter = [0]
+        reset = _wire_attempts.set(counter)
+        try:
+            response, attempts = await self._send(
+                method, path, headers=headers, params=params, json=json, idempotent=idempotent
+            )
+        finally:
+            _wire_attempts.reset(reset)
+        return response, max(attempts, counter[0])
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None,
+        json: JSON,
+        idempotent: bool | None,
+    ) -> tuple[httpx.Response, int]:
         if self._closed:
             raise UpstreamUnavailable(f"upstream {self.name}: the client has been closed")
         method = method.upper()
@@ -369,6 +451,8 @@ class UpstreamHttpClient:
         query = httpx.QueryParams(tuple(pairs)) if pairs else None
         attempt = 0
         while True:
+            if self._counts_attempts:
+                await self._take_attempt()
             try:
                 response = await self._client.request(
                     method, path, headers=request_headers, params=query, json=json
@@ -453,6 +537,25 @@ class UpstreamHttpClient:
                 return response, attempt + 1
             self._observe("ok")
             return response, attempt + 1
+
+    async def _take_attempt(self) -> None:
+        """Count one request going on the wire, and take its token from the limiter."""
+        counter = _wire_attempts.get()
+        if counter is not None:
+            counter[0] += 1
+        if _prepaid.get():
+            _prepaid.set(False)
+            return
+        limiter = self.limiter
+        if limiter is None:
+            return
+        paused = limiter.paused_for
+        if paused > 0:
+            raise RateLimited(
+                f"upstream {self.name} asked for no requests after a 429; retry in {paused:.0f} s",
+                retry_after=paused,
+            )
+        await limiter.acquire(urgent=True)
 
     def _describe(self, response: httpx.Response, fallback: str) -> str:
         if self._error_message is None:

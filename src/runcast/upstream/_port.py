@@ -128,3 +128,33 @@ class RunChangeSource(Protocol):
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
         """Register ``listener``; the returned callable unregisters it."""
         ...
+
+
+class RequestLimiter(Protocol):
+    """Paces the requests sent to one upstream; the live layer's ``RequestBudget`` is one.
+
+    Promises that :meth:`acquire` returns once a request may be sent, and that
+    :attr:`paused_for` is positive while the upstream asked for no requests at all.
+    """
+
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of a pause the upstream asked for (a 429); 0 when not paused."""
+        ...
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait until one more request may be sent, and count it."""
+        ...
+
+
+@runtime_checkable
+class LimitedUpstream(Protocol):
+    """An upstream whose every request can be paced by a :class:`RequestLimiter`.
+
+    The HTTP adapters are; the app hands them the live layer's request budget, so
+    that polls, queries, mutations, retries and resends all come out of one budget.
+    """
+
+    def limit_requests(self, limiter: RequestLimiter) -> None:
+        """Take a token from ``limiter`` before every request from now on."""
+        ...

@@ -46,6 +46,8 @@ from runcast.models import (
 )
 from runcast.settings import Settings
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
+from runcast.upstream._idempotent import Control, already_applied
+from runcast.upstream._port import RequestLimiter
 
 API_PREFIX = "/api/v1"
 MAX_MESSAGE_CHARS = 500
@@ -214,6 +216,10 @@ def parse_workflow(body: object) -> Workflow:
     )
 
 
+_CONTROLS: dict[str, Control] = {"pause": "pause", "resume": "resume"}
+"""The POST actions that are safe to send again (restart is not)."""
+
+
 def _optional_object(value: object) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
@@ -339,13 +345,27 @@ class AwaitStepUpstream:
         operation: Operation,
         credentials: Credentials,
         json: JSON = None,
+        control: Control | None = None,
     ) -> Run:
-        response = await self.http.request(
-            method, path, headers=credentials.authorization_header(), json=json
+        response, attempts = await self.http.request_with_attempts(
+            method,
+            path,
+            headers=credentials.authorization_header(),
+            json=json,
+            idempotent=True if control is not None else None,
         )
-        self._raise_for_error(
-            response, operation=operation, workflow_id=workflow_id, instance_id=instance_id
-        )
+        try:
+            self._raise_for_error(
+                response, operation=operation, workflow_id=workflow_id, instance_id=instance_id
+            )
+        except RunFinished:
+            if control is None or attempts < 2:
+                raise
+            # An earlier attempt of this call may have been applied before its answer was lost.
+            run = await self.get_run(workflow_id, instance_id, credentials=credentials)
+            if not already_applied(control, run):
+                raise
+            return run
         return parse_run(self._json(response), workflow_id=workflow_id)
 
     # -- the port --------------------------------------------------------------------------
@@ -479,6 +499,7 @@ class AwaitStepUpstream:
             instance_id,
             operation="control",
             credentials=credentials,
+            control="terminate",
         )
 
     async def _control(
@@ -497,6 +518,7 @@ class AwaitStepUpstream:
             operation="control",
             credentials=credentials,
             json=body,
+            control=_CONTROLS.get(action),
         )
 
     async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
@@ -540,6 +562,10 @@ class AwaitStepUpstream:
             await self.http.request("GET", f"{API_PREFIX}/workflows")
         except (Unauthenticated, Forbidden, RateLimited):
             return
+
+    def limit_requests(self, limiter: RequestLimiter) -> None:
+        """Take a token from ``limiter`` before every request (retries and resends too)."""
+        self.http.limiter = limiter
 
     async def aclose(self) -> None:
         """Close the connection pool; later calls raise ``UpstreamUnavailable``."""

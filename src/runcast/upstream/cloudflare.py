@@ -98,6 +98,8 @@ from runcast.upstream._http import (
     UpstreamHttpClient,
     decode_json,
 )
+from runcast.upstream._idempotent import Control, already_applied
+from runcast.upstream._port import RequestLimiter
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 MAX_PER_PAGE = 100
@@ -222,7 +224,10 @@ class CloudflareUpstream:
         body = decode_json(response, upstream=self.name)
         errors = envelope_errors(body)
         if response.status_code >= 400 or not isinstance(body, dict) or not body.get("success"):
-            raise self._error(response.status_code, errors, route, workflow_id, instance_id)
+            error = self._error(response.status_code, errors, route, workflow_id, instance_id)
+            if isinstance(error, _Conflict):
+                error.attempts = attempts
+            raise error
         info = body.get("result_info")
         return body.get("result"), info if isinstance(info, dict) else {}
 
@@ -502,8 +507,16 @@ class CloudflareUpstream:
         instance_id: str,
         credentials: Credentials,
     ) -> Run:
+        control: Control | None = action if action != "restart" else None
         return await self._act(
-            "PATCH", "/status", "status", workflow_id, instance_id, credentials, {"status": action}
+            "PATCH",
+            "/status",
+            "status",
+            workflow_id,
+            instance_id,
+            credentials,
+            {"status": action},
+            control=control,
         )
 
     async def _act(
@@ -515,8 +528,14 @@ class CloudflareUpstream:
         instance_id: str,
         credentials: Credentials,
         body: JSON,
+        *,
+        control: Control | None = None,
     ) -> Run:
-        """Send an action to the instance (a 409 explained), then read the instance back."""
+        """Send an action to the instance (a 409 explained), then read the instance back.
+
+        A ``control`` is sent again after a lost answer, and a 409 on a later attempt
+        is a success when the run is where the control leaves it (see ``_idempotent``).
+        """
         try:
             await self._call(
                 method,
@@ -526,8 +545,13 @@ class CloudflareUpstream:
                 workflow_id=workflow_id,
                 instance_id=instance_id,
                 json=body,
+                idempotent=True if control is not None else None,
             )
         except _Conflict as conflict:
+            if control is not None and conflict.attempts > 1:
+                run = await self._instance(workflow_id, instance_id, credentials)
+                if already_applied(control, run):
+                    return run
             raise await self._finished_or_refused(
                 conflict, workflow_id, instance_id, credentials
             ) from None
@@ -584,6 +608,10 @@ class CloudflareUpstream:
         except (Unauthenticated, Forbidden, RateLimited):
             return
 
+    def limit_requests(self, limiter: RequestLimiter) -> None:
+        """Take a token from ``limiter`` before every request (retries and resends too)."""
+        self.http.limiter = limiter
+
     async def aclose(self) -> None:
         """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
         await self.http.aclose()
@@ -591,6 +619,9 @@ class CloudflareUpstream:
 
 class _Conflict(UpstreamError):
     """A 409 on an instance route, resolved into ``RunFinished`` or ``BadUserInput``."""
+
+    attempts = 1
+    """How many times the refused request went on the wire."""
 
 
 class _CreatedByRetry(Exception):
