@@ -70,6 +70,23 @@ class GraphQLClient:
         )
         return data["run"]
 
+    async def wait_for_event_wait(
+        self, workflow_id: str, instance_id: str, *, within: float = 10.0
+    ) -> Any:
+        """Poll until the run is PAUSED at a ``wait_for_event`` (not at an earlier sleep)."""
+        query = (
+            "query($w: ID!, $i: ID!) { run(workflowId: $w, instanceId: $i)"
+            " { status wait { reason eventType } } }"
+        )
+        deadline = time.monotonic() + within
+        while True:
+            run = (await self.data(query, {"w": workflow_id, "i": instance_id}))["run"]
+            if run and run["status"] == "PAUSED" and (run["wait"] or {}).get("reason") == "EVENT":
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run never reached its event wait: {run}")
+            await asyncio.sleep(0.02)
+
     async def wait_for_status(
         self,
         workflow_id: str,

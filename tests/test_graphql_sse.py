@@ -57,7 +57,7 @@ async def test_graphql_sse_client_follows_run_status_to_completion(
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         client = GraphQLClient(http, headers=headers)
         await client.trigger("approval", {"orderId": "A"}, instance_id="sse")
-        await client.wait_for_status("approval", "sse", {"PAUSED"})
+        await client.wait_for_event_wait("approval", "sse")
         async with node_script(
             "sse_run_status.mjs",
             f"{url}/graphql",

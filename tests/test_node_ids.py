@@ -121,7 +121,7 @@ async def test_apollo_cache_updates_a_listed_run_from_a_subscription(
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         client = GraphQLClient(http)
         await client.trigger("approval", {"orderId": "A"}, instance_id="cached")
-        await client.wait_for_status("approval", "cached", {"PAUSED"})
+        await client.wait_for_event_wait("approval", "cached")
         async with node_script(
             "apollo_cache.mjs", f"{url}/graphql", "approval", "cached", package="@apollo/client"
         ) as script:

@@ -88,7 +88,7 @@ async def test_readme_client_setup_keeps_a_listed_run_current(
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         client = GraphQLClient(http)
         await client.trigger("approval", {"orderId": "A"}, instance_id=f"spa-{name}")
-        await client.wait_for_status("approval", f"spa-{name}", {"PAUSED"})
+        await client.wait_for_event_wait("approval", f"spa-{name}")
         process = await asyncio.create_subprocess_exec(
             node,
             "--input-type=module",

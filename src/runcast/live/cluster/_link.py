@@ -108,6 +108,8 @@ class RedisLink:
             retry=Retry(NoBackoff(), 0),
         )
         self._health: bool | None = None
+        # Rises each time Redis comes back: a failure of a command begun earlier is stale.
+        self._up_era = 0
         self.replicas = 1
         self._heartbeat_script = self.client.register_script(_HEARTBEAT)
         self._listeners: list[Callable[[bool], None]] = []
@@ -166,6 +168,7 @@ class RedisLink:
             ClusterUnavailable: Redis failed or did not answer in time.
         """
         started = time.perf_counter()
+        era = self._up_era
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
                 result = await command()
@@ -175,8 +178,11 @@ class RedisLink:
                 # redis-py may report a cancellation as a connection error: keep it one.
                 raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
-            if op == "heartbeat" or isinstance(exc, RedisConnectionError | OSError):
-                self._set_up(False)  # a slow answer alone (a busy host) is not Redis gone
+            # A slow answer alone (a busy host) is not Redis gone, nor is a command sent on a
+            # connection from before Redis last came back.
+            lost = op == "heartbeat" or isinstance(exc, RedisConnectionError | OSError)
+            if lost and era == self._up_era:
+                self._set_up(False)
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
         self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
         return result
@@ -208,6 +214,8 @@ class RedisLink:
         if up == self._health:
             return
         self._health = up
+        if up:
+            self._up_era += 1
         self.metrics.redis_up.set(1 if up else 0)
         if up:
             logger.info(
