@@ -231,7 +231,10 @@ async def test_followers_survive_a_redis_restart(
         got: list[ClusterChange] = []
         bus.follow(WATCH, got.append)
         now = datetime.now(UTC)
+        # One at a time: a follower whose first read-back comes after both would start from
+        # the current state (RUNNING) alone, as a new follower should.
         await out.publish(WATCH, 1, run_in(RunStatus.QUEUED), now)
+        await wait_for(lambda: len(got) == 1, what="the first change")
         await out.publish(WATCH, 1, run_in(RunStatus.RUNNING), now)
         await wait_for(lambda: len(got) == 2, what="two changes")
         await redis_server.kill()
