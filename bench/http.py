@@ -50,7 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +80,7 @@ TRIGGER_MUTATION = (
 TRIGGER_INPUT = {"orderId": "bench"}
 REST_TRIGGER_BODY = {"input": TRIGGER_INPUT}
 
+UNBUDGETED = {"RUNCAST_REQUEST_BUDGET_PER_SECOND": "0"}
 READY_TIMEOUT = 30.0
 IDLE_CPU_FRACTION = 0.10
 IDLE_TIMEOUT = 120.0
@@ -144,8 +145,13 @@ def start_server(
     base_url: str,
     env_extra: Mapping[str, str] | None = None,
 ) -> Server:
-    """Start ``argv`` in its own session with output to ``log`` (and ``env_extra`` set)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+    """Start ``argv`` in its own session with output to ``log`` (and ``env_extra`` set).
+
+    The gateways get no request budget: ``runcast engine`` has no rate limit, and the
+    budget a gateway keeps for an AwaitStep-like upstream (3 requests/s) would throttle
+    the load to that.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **UNBUDGETED, **(env_extra or {}))
     with log.open("wb") as out:
         process = subprocess.Popen(
             list(argv),
@@ -608,28 +614,32 @@ def render_report(
         "```",
     ]
     if profile is not None:
-        lines += [
-            "",
-            f"### Where the gateway's time goes (py-spy, read load, {profile.samples} samples)",
-            "",
-            "Self time, each sample given to the nearest frame of a known library "
-            "(generic stdlib frames fold into their caller):",
-            "",
-            "| where | share |",
-            "|---|---:|",
-            *(f"| {name} | {pct:.1f}% |" for name, pct in profile.self_by_category),
-            "",
-            "Inclusive (a sample counts for every library on its stack): "
-            + ", ".join(f"{name.split(' (')[0]} {pct:.0f}%" for name, pct in profile.inclusive)
-            + ".",
-            "",
-            "Hottest functions (self):",
-            "",
-            "| function | share |",
-            "|---|---:|",
-            *(f"| `{name}` | {pct:.1f}% |" for name, pct in profile.top_functions),
-        ]
+        lines += ["", *profile_lines("the gateway", profile)]
     return "\n".join(lines) + "\n"
+
+
+def profile_lines(what: str, profile: ProfileSummary) -> list[str]:
+    """A profile summary as markdown: self time by library, inclusive shares, hot functions."""
+    return [
+        f"### Where {what}'s time goes (py-spy, read load, {profile.samples} samples)",
+        "",
+        "Self time, each sample given to the nearest frame of a known library "
+        "(generic stdlib frames fold into their caller):",
+        "",
+        "| where | share |",
+        "|---|---:|",
+        *(f"| {name} | {pct:.1f}% |" for name, pct in profile.self_by_category),
+        "",
+        "Inclusive (a sample counts for every library on its stack): "
+        + ", ".join(f"{name.split(' (')[0]} {pct:.0f}%" for name, pct in profile.inclusive)
+        + ".",
+        "",
+        "Hottest functions (self):",
+        "",
+        "| function | share |",
+        "|---|---:|",
+        *(f"| `{name}` | {pct:.1f}% |" for name, pct in profile.top_functions),
+    ]
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -735,6 +745,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(remote and embedded) and a naive Strawberry gateway, in one run (needs node, npm)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --peers: also record py-spy profiles of the runcast paths under the read load",
+    )
+    parser.add_argument(
+        "--before-src",
+        type=Path,
+        help="with --peers: also the two runcast paths started with PYTHONPATH=BEFORE_SRC "
+        "(a copy of another commit's src/, for before/after rows in one run)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS_DIR / "http.md",
@@ -775,6 +796,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command += " --compare-parsers"
     if args.peers:
         command += " --peers"
+    if args.profile:
+        command += " --profile"
+    if args.before_src:
+        command += " --before-src BEFORE_SRC"
     workdir = Path(tempfile.mkdtemp(prefix="runcast-bench-"))
     try:
         if args.observability:
@@ -1228,6 +1253,18 @@ PEER_PATHS = (
     PeerPath("runcast on the embedded engine (no HTTP hop)", "embedded", False),
     PeerPath("a naive Strawberry gateway (one httpx resolver, no caches)", "naive", True),
 )
+BEFORE_PATHS = (
+    PeerPath("runcast over that REST API, before (--before-src)", "gateway-before", True),
+    PeerPath("runcast on the embedded engine, before (--before-src)", "embedded-before", False),
+)
+"""With ``--before-src``: the two runcast paths again, started from another source tree."""
+PROFILED_PATHS = ("gateway", "embedded", "gateway-before", "embedded-before")
+"""The paths ``--peers --profile`` records with py-spy under the read load."""
+
+
+def peer_paths(args: argparse.Namespace) -> tuple[PeerPath, ...]:
+    """PEER_PATHS, plus the before rows when ``--before-src`` names a source tree."""
+    return PEER_PATHS + (BEFORE_PATHS if args.before_src else ())
 
 
 def install_yoga() -> None:
@@ -1248,13 +1285,24 @@ def install_yoga() -> None:
         raise BenchError(f"npm ci in {YOGA_DIR} failed:\n{done.stdout}\n{done.stderr}")
 
 
+def embedded_argv(db: Path, port: int) -> list[str]:
+    """``runcast serve`` on its own embedded engine with the database ``db``."""
+    return [
+        sys.executable,
+        *("-m", "runcast.cli", "serve", "--workflows", str(TEST_WORKFLOWS), "--db", str(db)),
+        *("--host", "127.0.0.1", "--port", str(port)),
+    ]
+
+
 @contextlib.contextmanager
-def peers_running(workdir: Path) -> Iterator[dict[str, Server]]:
-    """The engine, and in front of it yoga, runcast and the naive gateway; plus embedded runcast."""
+def peers_running(workdir: Path, before_src: Path | None) -> Iterator[dict[str, Server]]:
+    """The engine, and in front of it yoga, runcast and the naive gateway; plus embedded runcast.
+
+    With ``before_src``, the two runcast servers once more with ``PYTHONPATH=before_src``.
+    """
     started: dict[str, Server] = {}
     engine_port = free_port()
     engine_url = f"http://127.0.0.1:{engine_port}"
-    python = sys.executable
     try:
         started["engine"] = start_server(
             "engine",
@@ -1262,29 +1310,22 @@ def peers_running(workdir: Path) -> Iterator[dict[str, Server]]:
             workdir / "engine.log",
             engine_url,
         )
-        argvs = {
+        argvs: dict[str, Callable[[int], list[str]]] = {
             "yoga": lambda port: ["node", str(YOGA_DIR / "server.mjs"), str(port), engine_url],
             "gateway": lambda port: variant_gateway_argv(engine_url, port, None),
-            "embedded": lambda port: [
-                python,
-                "-m",
-                "runcast.cli",
-                "serve",
-                "--workflows",
-                str(TEST_WORKFLOWS),
-                "--db",
-                str(workdir / "embedded.db"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            "naive": lambda port: [python, str(NAIVE_LAUNCHER), str(port), engine_url],
+            "embedded": lambda port: embedded_argv(workdir / "embedded.db", port),
+            "naive": lambda port: [sys.executable, str(NAIVE_LAUNCHER), str(port), engine_url],
         }
+        if before_src is not None:
+            argvs["gateway-before"] = argvs["gateway"]
+            argvs["embedded-before"] = lambda port: embedded_argv(
+                workdir / "embedded-before.db", port
+            )
         for name, argv in argvs.items():
             port = free_port()
+            env = {"PYTHONPATH": str(before_src)} if name.endswith("-before") else None
             started[name] = start_server(
-                name, argv(port), workdir / f"{name}.log", f"http://127.0.0.1:{port}"
+                name, argv(port), workdir / f"{name}.log", f"http://127.0.0.1:{port}", env
             )
         yield started
     finally:
@@ -1293,21 +1334,26 @@ def peers_running(workdir: Path) -> Iterator[dict[str, Server]]:
 
 
 def peer_targets(
-    servers: Mapping[str, Server], client: httpx.Client
+    servers: Mapping[str, Server], client: httpx.Client, paths: Sequence[PeerPath]
 ) -> dict[str, dict[str, Target]]:
     """For each operation, the request each path is loaded with (read runs created first)."""
     wait_ready(servers["engine"], client, ["/api/v1/workflows"])
     wait_ready(servers["yoga"], client, ["/graphql?query=%7B__typename%7D"])
     wait_ready(servers["naive"], client, ["/graphql?query=%7B__typename%7D"])
-    for name in ("gateway", "embedded"):
+    runcast = [name for name in servers if name.startswith(("gateway", "embedded"))]
+    for name in runcast:
         wait_ready(servers[name], client, ["/healthz", "/readyz"])
     remote_run = create_completed_run(client, servers["gateway"].base_url + "/graphql")
-    embedded_run = create_completed_run(client, servers["embedded"].base_url + "/graphql")
+    embedded_runs = {
+        name: create_completed_run(client, servers[name].base_url + "/graphql")
+        for name in runcast
+        if name.startswith("embedded")
+    }
     runs = f"/api/v1/workflows/{WORKFLOW_ID}/runs"
     targets: dict[str, dict[str, Target]] = {"read a run": {}, "trigger a run": {}}
-    for path in PEER_PATHS:
+    for path in paths:
         base = servers[path.server].base_url
-        instance_id = embedded_run if path.server == "embedded" else remote_run
+        instance_id = embedded_runs.get(path.server, remote_run)
         if path.server == "engine":
             targets["read a run"][path.server] = Target(path.label, f"{base}{runs}/{instance_id}")
             targets["trigger a run"][path.server] = Target(
@@ -1325,6 +1371,7 @@ def render_peers_report(
     command: str,
     args: argparse.Namespace,
     load: tuple[float, float],
+    profiles: Mapping[str, ProfileSummary],
 ) -> str:
     """The issue's table: every path for each operation, with ratios to raw REST and to yoga."""
     lines = [
@@ -1346,7 +1393,7 @@ def render_peers_report(
         rest = results[(operation, "engine")]
         yoga = results[(operation, "yoga")]
         rest_cpu = rest.cpu_ms_per_request.get("engine", 0.0)
-        for path in PEER_PATHS:
+        for path in peer_paths(args):
             m = results[(operation, path.server)]
             own = m.cpu_ms_per_request.get(path.server, 0.0)
             behind = m.cpu_ms_per_request.get("engine", 0.0) if path.behind_engine else 0.0
@@ -1366,7 +1413,28 @@ def render_peers_report(
         command,
         "```",
     ]
+    for name, profile in profiles.items():
+        lines += ["", *profile_lines(f"{name}, read a run", profile)]
     return "\n".join(lines) + "\n"
+
+
+def profile_peers(
+    servers: Mapping[str, Server], reads: Mapping[str, Target], args: argparse.Namespace
+) -> dict[str, ProfileSummary]:
+    """py-spy profiles of the runcast paths under the read load, one after the other."""
+    profiles: dict[str, ProfileSummary] = {}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    for name in PROFILED_PATHS:
+        if name not in servers:
+            continue
+        wait_idle(list(servers.values()))
+        folded = args.output.with_name(f"http-peers.{name}-read.folded")
+        profile = profile_gateway(
+            servers[name], reads[name], folded, duration=args.duration, connections=args.connections
+        )
+        if profile is not None:
+            profiles[name] = profile
+    return profiles
 
 
 def compare_peers(args: argparse.Namespace, workdir: Path, command: str) -> int:
@@ -1374,8 +1442,12 @@ def compare_peers(args: argparse.Namespace, workdir: Path, command: str) -> int:
     install_yoga()
     load_before = os.getloadavg()[0]
     samples: dict[tuple[str, str], list[Measurement]] = collections.defaultdict(list)
-    with peers_running(workdir) as servers, httpx.Client(timeout=10.0) as client:
-        targets = peer_targets(servers, client)
+    profiles: dict[str, ProfileSummary] = {}
+    with (
+        peers_running(workdir, args.before_src) as servers,
+        httpx.Client(timeout=10.0) as client,
+    ):
+        targets = peer_targets(servers, client, peer_paths(args))
         every = list(servers.values())
         for operation, by_path in targets.items():
             for target in by_path.values():
@@ -1398,9 +1470,15 @@ def compare_peers(args: argparse.Namespace, workdir: Path, command: str) -> int:
                         flush=True,
                     )
                     samples[(operation, name)].append(m)
+        if args.profile:
+            profiles = profile_peers(servers, targets["read a run"], args)
     results = {key: median_measurement(ms) for key, ms in samples.items()}
     report = render_peers_report(
-        results, command=command, args=args, load=(load_before, os.getloadavg()[0])
+        results,
+        command=command,
+        args=args,
+        load=(load_before, os.getloadavg()[0]),
+        profiles=profiles,
     )
     print()
     print(report)

@@ -60,6 +60,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from runcast._accept import media_weights
 from runcast._graphiql import with_offline_notice
+from runcast._json_post import JSONPostAnswerer
 from runcast._sse import EventStreamTransport
 from runcast._wire_guards import (
     INVALID_MESSAGE_CLOSE_CODE,
@@ -219,6 +220,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
         )
         self.settings = settings
         self.resources = resources
+        self.json_posts = JSONPostAnswerer(self)
         self._graphiql_page = with_offline_notice(
             super().graphql_ide_html, dashboard_url="/" if settings.dashboard else None
         )
@@ -244,7 +246,7 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
             response: Response = self._too_large(media_type)
         else:
             try:
-                response = await self.run(request)
+                response = await self._answer(request)
             except HTTPException as exc:
                 response = self._error_response(exc.status_code, exc.reason, media_type)
                 if exc.status_code == 405:
@@ -260,6 +262,13 @@ class GraphQLTransport(GraphQL[GraphQLContext, None]):
                     if request.state.request_error and media_type == GRAPHQL_RESPONSE_JSON:
                         response.status_code = 400
         await response(scope, receive, send)
+
+    async def _answer(self, request: Request) -> Response:
+        if self.json_posts.accepts(request):
+            answered = await self.json_posts.answer(request)
+            if answered is not None:
+                return answered
+        return await self.run(request)
 
     def encode_json(self, data: object) -> str:
         # Text, since WebSocket messages must be text frames; HTTP bodies skip the str.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from runcast.limits import MAX_JSON_NESTING, json_nesting_exceeds
 
 INVALID_MESSAGE_CLOSE_CODE = 4400
@@ -44,6 +46,19 @@ def decode_json_strictly(data: str | bytes) -> object:
             objects and arrays deeper than ``MAX_JSON_NESTING``.
     """
     try:
+        # orjson refuses everything the strict reading below refuses, in a few percent of
+        # its time; it also refuses a little that JSON allows (integers past 64 bits, lone
+        # surrogates), so whatever it refuses is read again below, which has the reason.
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = _decode_with_reason(data)
+    if json_nesting_exceeds(value):
+        raise UnreadableJSON(_too_deep())
+    return value
+
+
+def _decode_with_reason(data: str | bytes) -> object:
+    try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise UnreadableJSON("The body is not valid UTF-8") from exc
@@ -53,8 +68,6 @@ def decode_json_strictly(data: str | bytes) -> object:
         raise UnreadableJSON(_too_deep()) from exc
     except ValueError as exc:
         raise UnreadableJSON("The body is not valid JSON") from exc
-    if json_nesting_exceeds(value):
-        raise UnreadableJSON(_too_deep())
     return value
 
 
