@@ -33,6 +33,7 @@ from ulid import ULID
 from runcast.engine import _store
 from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
+from runcast.engine._finished_runs import FinishedRuns
 from runcast.engine._lock import DatabaseLock, LockHeld
 from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
 from runcast.engine._state import RunState, encode, run_from_rows
@@ -178,6 +179,8 @@ class Engine:
             http_client=http_client,
             events=events,
         )
+        self._finished = FinishedRuns()
+        self._executor.add_listener(self._finished.changed)
         self._scheduler = Scheduler(self, lambda: self._definitions, clock=clock or SystemClock())
         self._sweeper = RetentionSweeper(
             self._store, self._definitions, default=retention, interval=retention_interval
@@ -336,6 +339,7 @@ class Engine:
         self._definitions.clear()
         self._definitions.update(definitions)
         self._versions.load(self._definitions)
+        self._finished.forget_all()
         if self._state == "started":
             self._store.submit(self._register_op()).add_done_callback(self._versions_registered)
             self._scheduler.start()  # the new schedules, from now
@@ -406,10 +410,16 @@ class Engine:
         active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             return active.to_model()
+        kept = self._finished.get(workflow_id, instance_id, swept=self._sweeper.deleted)
+        if kept is not None:
+            return kept
+        generation = self._finished.generation
         found = await self._store.run(_store.select_run(workflow_id, instance_id))
         if found is None:
             raise RunNotFound(workflow_id, instance_id)
-        return run_from_rows(workflow_id, *found, self._definitions.get(workflow_id))
+        run = run_from_rows(workflow_id, *found, self._definitions.get(workflow_id))
+        self._finished.keep(run, *found, generation=generation)
+        return run
 
     async def list_runs(
         self,
@@ -571,6 +581,7 @@ class Engine:
             raise RunNotFound(workflow_id, instance_id)
         if status not in terminal:
             raise RunNotFinished(workflow_id, instance_id, status)
+        self._finished.forget(workflow_id, instance_id)
         return True
 
     async def sweep_expired(self) -> int:
