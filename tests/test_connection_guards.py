@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from runcast._connection_guard import MAX_PIPELINED
 from runcast.app import connection_options, create_app
 from runcast.engine import Engine
 from runcast.settings import Settings
@@ -111,6 +112,36 @@ async def test_slow_heads_and_idle_connections_are_closed(engine: Engine, parser
         assert answers == [b""] * 40
         for _, writer in silent + slow:
             writer.close()
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+async def test_a_few_pipelined_requests_are_all_answered(engine: Engine, parser: str) -> None:
+    """Requests pipelined up to MAX_PIPELINED deep are answered in order on one connection."""
+    async with guarded_gateway(engine, Settings(http_parser=parser)) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET_HEALTHZ * (MAX_PIPELINED + 1))
+        received = b""
+        async with asyncio.timeout(10):
+            while received.count(b"HTTP/1.1 200 ") < MAX_PIPELINED + 1:
+                chunk = await reader.read(65536)
+                assert chunk, "closed before every answer"
+                received += chunk
+        writer.close()
+
+
+async def test_a_pipelined_flood_is_closed_after_one_answer(engine: Engine) -> None:
+    """httptools: thousands of requests pipelined at once get one answer each read, then a close."""
+    async with guarded_gateway(engine, Settings(http_parser="httptools")) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(GET_HEALTHZ * 5000)
+        with suppress(ConnectionError):
+            await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await closed_by_server(reader)
+        writer.close()
+        assert 1 <= answer.count(b"HTTP/1.1 200 ") <= MAX_PIPELINED + 1
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
 
 
 async def test_a_kept_alive_connection_is_closed_after_idle_timeout(engine: Engine) -> None:

@@ -12,7 +12,11 @@ HTTP/1.1 protocols:
   seconds after it opened (or after it sent the head's first byte, on a kept-alive
   connection) is closed;
 - ``max_connections``: a connection beyond this many open ones (HTTP and
-  WebSocket together) is answered ``503`` with ``Retry-After`` and closed.
+  WebSocket together) is answered ``503`` with ``Retry-After`` and closed;
+- ``MAX_PIPELINED``: a connection with more requests than this waiting behind the one
+  being answered is closed once that one is answered. httptools parses every request
+  in a read at once and queues them (h11 takes one at a time), so without it one read
+  of tiny pipelined requests would hold thousands of request objects.
 
 The idle timeout between requests is uvicorn's ``timeout_keep_alive``. This module
 imports nothing from runcast, so the gateway and the engine can both use it.
@@ -29,6 +33,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HEAD_END = b"\r\n\r\n"
+MAX_PIPELINED = 32
+"""Requests a connection may have waiting behind the one being answered (see above)."""
 PARSERS: dict[str, type[asyncio.Protocol]] = {"h11": H11Protocol, "httptools": HttpToolsProtocol}
 """uvicorn's HTTP/1.1 protocols by the name the ``http_parser`` setting gives them."""
 
@@ -62,6 +68,7 @@ class _HeadGuard:
         self.tail = b""
         self.complete = False
         self.timer: asyncio.TimerHandle | None = None
+        self.close_after_response = False
 
     def cancel_timer(self) -> None:
         if self.timer is not None:
@@ -123,10 +130,15 @@ def guarded_protocol(parser: str, limits: ConnectionLimits) -> type[asyncio.Prot
                 if done:
                     guard.cancel_timer()
             super().data_received(data)
+            if len(getattr(self, "pipeline", ())) > MAX_PIPELINED:
+                self.pipeline.clear()
+                self._guard.close_after_response = True
 
         def on_response_complete(self) -> None:
             self._guard.next_request()
             super().on_response_complete()
+            if self._guard.close_after_response and not self.transport.is_closing():
+                self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._guard.cancel_timer()

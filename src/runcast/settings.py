@@ -74,7 +74,7 @@ class Settings:
     operation_timeout: float = 30.0
 
     # HTTP server connections (runcast serve)
-    http_parser: str = "h11"
+    http_parser: str = "httptools"
     max_header_bytes: int = 32 * 1024
     header_timeout: float = 15.0
     idle_timeout: float = 15.0
