@@ -14,14 +14,7 @@ from runcast.engine._finished_runs import FinishedRuns
 from runcast.engine._store import RunRow, StepRow
 from runcast.errors import RunNotFound
 from runcast.models import Run, RunStatus
-
-SHORT = """
-id: short-lived
-retention: {complete: 300ms}
-nodes:
-  - step: only
-    action: {return: input}
-"""
+from test_engine_retention import SHORT
 
 
 async def completed(engine: Engine, instance_id: str, payload: object = None) -> Run:
