@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "transports",
         (
             "runcast._graphql_app",
+            "runcast._json_post",
             "runcast._ws_protocols",
             "runcast._sse",
             "runcast._accept",

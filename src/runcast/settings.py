@@ -117,7 +117,7 @@ class Settings:
     ws_per_message_deflate: bool = False
     # uvicorn's WebSocket implementation (its "websockets" one is deprecated); bench/fanout.py
     # --ws compares their memory per idle subscriber.
-    ws_implementation: str = "websockets-sansio"
+    ws_implementation: str = "wsproto"
 
     # cluster mode (several replicas sharing one live layer and one budget through Redis)
     # ``redis_url`` may hold a password, so neither it nor the secret is in ``repr``.
