@@ -82,11 +82,19 @@ class GraphQLContext:
     settings: Settings
     live: LiveHub | None = None
     connection_params: dict[str, Any] | None = field(default=None, repr=False)
-    loaders: Loaders = field(init=False, repr=False)
+    _loaders: Loaders | None = field(default=None, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.loaders = Loaders(self)
+    @property
+    def loaders(self) -> Loaders:
+        """The operation's DataLoaders, made at the first lookup (most operations make none).
+
+        A subscription holds its context as long as it runs, so loaders it never uses
+        would be memory held per subscriber.
+        """
+        if self._loaders is None:
+            self._loaders = Loaders(self)
+        return self._loaders
 
     def reset_loaders(self) -> None:
         """Start a fresh loader cache (one per operation on long-lived WebSocket contexts)."""
-        self.loaders = Loaders(self)
+        self._loaders = None
