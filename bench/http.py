@@ -28,6 +28,7 @@ Usage::
     python bench/http.py [--duration S] [--connections N] [--rounds R] [--no-profile]
     python bench/http.py --observability [--duration S] [--connections N] [--rounds R]
     python bench/http.py --peers [--duration S] [--connections N] [--rounds R]
+        [--profile] [--before-src DIR]
 """
 
 from __future__ import annotations
