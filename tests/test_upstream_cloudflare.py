@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import cloudflare_shapes as shapes
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
@@ -51,6 +50,8 @@ from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
 from runcast.settings import MIB, Settings
 from runcast.upstream import RunAPI
 from runcast.upstream.cloudflare import CloudflareUpstream, RateLimitGate, parse_ratelimit
+from runcast.wire import cloudflare as wire
+from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 Responder = Callable[[Request], Awaitable[Response]]
@@ -632,8 +633,28 @@ async def fake(serve: Serve) -> AsyncIterator[tuple[FakeCloudflare, CloudflareUp
 
 def test_the_documented_example_passes_the_shape_checker() -> None:
     """The fake's canned instance is the documented shape (so the fake is a fair one)."""
-    shapes.check(envelope(documented_instance()), shapes.success(shapes.INSTANCE))
-    shapes.check(envelope([list_item("a")]), shapes.success(shapes.arr(shapes.LIST_ITEM)))
+    check(envelope(documented_instance()), wire.Success[wire.Instance])
+    check(envelope([list_item("a")]), wire.Success[list[wire.ListItem]])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"undocumented": 1},
+        {"step_count": True},
+        {"step_count": 4.0},
+        {"versionId": "not-a-uuid"},
+        {"queued": "yesterday"},
+        {"status": "unknown"},
+        {"steps": [{"type": "sleep", "name": "s"}]},
+    ],
+)
+def test_the_shape_checker_refuses_what_the_reference_does_not_list(
+    changes: dict[str, Any],
+) -> None:
+    """An undocumented field, a wrong type, format or enum value, or a missing field fails."""
+    with pytest.raises(AssertionError):
+        check(documented_instance(**changes), wire.Instance)
 
 
 async def test_reads_the_documented_instance(
@@ -787,7 +808,7 @@ async def test_step_variants(fake: tuple[FakeCloudflare, CloudflareUpstream]) ->
         },
     ]
     body = documented_instance(status="waiting", success=None, error=None, steps=steps)
-    shapes.check(body, shapes.INSTANCE)
+    check(body, wire.Instance)
     server.on("GET", INSTANCE, reply(200, envelope(body)))
     run = await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert run.steps is not None
@@ -812,7 +833,7 @@ async def test_trigger_sends_instance_id_and_params(
     created = envelope(
         {"id": "i1", "status": "queued", "version_id": VERSION, "workflow_id": WORKFLOW_UUID}
     )
-    shapes.check(created, shapes.success(shapes.CREATED))
+    check(created, wire.Success[wire.Created])
     server.on("POST", INSTANCES, reply(200, created))
     server.on("GET", INSTANCE, reply(200, envelope(documented_instance(status="queued"))))
     await upstream.trigger("wf", input={"a": 1}, instance_id="i1", credentials=ANONYMOUS)
@@ -892,7 +913,7 @@ async def test_list_sends_one_status_and_filters_several(
         [list_item("a", "running"), list_item("b", "complete"), list_item("c", "rollingBack")],
         result_info={"count": 3, "per_page": 50, "total_count": 9, "cursor": "next-1"},
     )
-    shapes.check(page, shapes.success(shapes.arr(shapes.LIST_ITEM), listing=True))
+    check(page, wire.Listing[list[wire.ListItem]])
     server.on("GET", INSTANCES, reply(200, page))
     gone = reply(404, failure(10400, "workflows.api.error.instance.not_found"))
     server.on("GET", f"{INSTANCES}/b", gone)

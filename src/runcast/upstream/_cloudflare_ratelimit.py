@@ -13,7 +13,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -23,6 +22,7 @@ from runcast.errors import (
 from runcast.upstream._http import (
     parse_retry_after,
 )
+from runcast.wire.times import parse_http_date
 
 RATE_LIMIT_REQUESTS = 1200
 RATE_LIMIT_WINDOW_SECONDS = 300.0
@@ -65,12 +65,7 @@ def parse_ratelimit(headers: httpx.Headers, *, now: datetime | None = None) -> f
         try:
             seconds = float(reset_header)
         except ValueError:
-            try:
-                when = parsedate_to_datetime(reset_header)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+            when = parse_http_date(reset_header)
             current = now or datetime.now(UTC)
             seconds = (when - current).total_seconds() if when is not None else None
         wait = max(wait or 0.0, seconds if seconds is not None else LOCKOUT_SECONDS, 0.0)

@@ -8,37 +8,18 @@ number, ``params`` as JSON text, steps) are listed in the docstring of
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 
 from runcast.errors import UpstreamProtocolError
 from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step, Workflow
+from runcast.wire import cloudflare as cf
+from runcast.wire.cloudflare import decode_json_text
+from runcast.wire.times import parse_iso_time as _parse_time
 
 MAX_MESSAGE_CHARS = 500
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def decode_json_text(value: JSON) -> JSON:
-    """A string that holds JSON as that JSON, other strings and values unchanged."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def decode_output(value: JSON) -> JSON:
@@ -61,7 +42,7 @@ def error_text(value: JSON) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _step_status(item: Mapping[str, Any], attempts: list[Any]) -> str:
+def _step_status(item: cf.TaskStep, attempts: list[Any]) -> str:
     success = item.get("success")
     if success is True:
         return "complete"
@@ -74,7 +55,7 @@ def _step_status(item: Mapping[str, Any], attempts: list[Any]) -> str:
     return "running"
 
 
-def _wait_status(item: Mapping[str, Any]) -> str:
+def _wait_status(item: cf.SleepStep | cf.WaitStep) -> str:
     if item.get("error") is not None:
         return "errored"
     # An unfinished sleep or wait is a durable suspension: "paused" in the run vocabulary.
@@ -90,42 +71,42 @@ def parse_step(item: object) -> Step | None:
         return None
     name = item.get("name")
     name = name if isinstance(name, str) and name else kind
-    started_at = _parse_time(item.get("start"))
-    ended_at = _parse_time(item.get("end"))
     if kind in ("step", "rollback"):
-        attempts = item.get("attempts")
-        attempts = attempts if isinstance(attempts, list) else []
-        errors = [
-            error_text(a.get("error"))
-            for a in attempts
-            if isinstance(a, dict) and a.get("error") is not None
-        ]
-        status = _step_status(item, attempts)
-        last_failed = (
-            bool(attempts)
-            and isinstance(attempts[-1], dict)
-            and (attempts[-1].get("success") is False)
-        )
-        return Step(
-            name=name,
-            type=kind,
-            status=status,
-            attempts=len(attempts),
-            output=decode_json_text(item.get("output")),
-            error=errors[-1] if errors and (last_failed or status != "complete") else None,
-            started_at=started_at,
-            ended_at=ended_at if status in ("complete", "errored") else None,
-        )
-    status = _wait_status(item)
+        return _task_step(cast(cf.TaskStep, item), name, kind)
+    wait = cast(cf.SleepStep | cf.WaitStep, item)
+    return Step(
+        name=name,
+        type=kind,
+        status=_wait_status(wait),
+        attempts=0,
+        output=decode_json_text(wait.get("output")),
+        error=error_text(wait.get("error")),
+        started_at=_parse_time(wait.get("start")),
+        ended_at=_parse_time(wait.get("end")) if wait.get("finished") is True else None,
+    )
+
+
+def _task_step(item: cf.TaskStep, name: str, kind: str) -> Step:
+    listed: object = item.get("attempts")
+    attempts: list[Any] = listed if isinstance(listed, list) else []
+    errors = [
+        error_text(a.get("error"))
+        for a in attempts
+        if isinstance(a, dict) and a.get("error") is not None
+    ]
+    status = _step_status(item, attempts)
+    last_failed = (
+        bool(attempts) and isinstance(attempts[-1], dict) and (attempts[-1].get("success") is False)
+    )
     return Step(
         name=name,
         type=kind,
         status=status,
-        attempts=0,
+        attempts=len(attempts),
         output=decode_json_text(item.get("output")),
-        error=error_text(item.get("error")),
-        started_at=started_at,
-        ended_at=ended_at if item.get("finished") is True else None,
+        error=errors[-1] if errors and (last_failed or status != "complete") else None,
+        started_at=_parse_time(item.get("start")),
+        ended_at=_parse_time(item.get("end")) if status in ("complete", "errored") else None,
     )
 
 
@@ -137,8 +118,9 @@ def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run
     """A :class:`Run` from the result of get-instance (steps left ``None`` when absent)."""
     if not isinstance(result, dict):
         raise UpstreamProtocolError("upstream cloudflare sent an instance that is not an object")
-    raw_status = _raw_status(result.get("status"))
-    steps_body = result.get("steps")
+    body = cast(cf.Instance, result)
+    raw_status = _raw_status(body.get("status"))
+    steps_body: object = body.get("steps")
     steps: tuple[Step, ...] | None = None
     if isinstance(steps_body, list):
         steps = tuple(s for s in map(parse_step, steps_body) if s is not None)
@@ -147,14 +129,14 @@ def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run
         instance_id=instance_id,
         status=RunStatus.parse(raw_status),
         raw_status=raw_status,
-        input=decode_json_text(result.get("params")),
-        output=decode_output(result.get("output")),
-        error=error_text(result.get("error")),
-        created_at=_parse_time(result.get("queued")),
-        started_at=_parse_time(result.get("start")),
-        ended_at=_parse_time(result.get("end")),
+        input=decode_json_text(body.get("params")),
+        output=decode_output(body.get("output")),
+        error=error_text(body.get("error")),
+        created_at=_parse_time(body.get("queued")),
+        started_at=_parse_time(body.get("start")),
+        ended_at=_parse_time(body.get("end")),
         steps=steps,
-        workflow_version=_optional_text(result.get("versionId")),
+        workflow_version=_optional_text(body.get("versionId")),
         wait=_instance_wait(raw_status, steps_body),
     )
 
@@ -172,7 +154,7 @@ def _instance_wait(raw_status: str, steps_body: object) -> RunWait | None:
         if isinstance(steps_body, list)
         else []
     )
-    last = items[-1] if items else None
+    last = cast(cf.InstanceStep, items[-1]) if items else None
     unfinished = (
         last is not None and last.get("finished") is not True and last.get("success") is None
     )
@@ -189,16 +171,17 @@ def parse_instance_item(item: object, *, workflow_id: str) -> Run:
     """A :class:`Run` (no input, output or steps) from a list or create result item."""
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
         raise UpstreamProtocolError("upstream cloudflare sent an instance without an id")
-    raw_status = _raw_status(item.get("status"))
+    body = cast(cf.ListItem, item)
+    raw_status = _raw_status(body.get("status"))
     return Run(
         workflow_id=workflow_id,
-        instance_id=item["id"],
+        instance_id=body["id"],
         status=RunStatus.parse(raw_status),
         raw_status=raw_status,
-        created_at=_parse_time(item.get("created_on")),
-        started_at=_parse_time(item.get("started_on")),
-        ended_at=_parse_time(item.get("ended_on")),
-        workflow_version=_optional_text(item.get("version_id")),
+        created_at=_parse_time(body.get("created_on")),
+        started_at=_parse_time(body.get("started_on")),
+        ended_at=_parse_time(body.get("ended_on")),
+        workflow_version=_optional_text(body.get("version_id")),
     )
 
 
@@ -210,7 +193,8 @@ def parse_workflow(item: object) -> Workflow:
     """A :class:`Workflow` (kind ``WORKFLOW``, id = name) from a Cloudflare workflow."""
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
         raise UpstreamProtocolError("upstream cloudflare sent a workflow without a name")
-    return Workflow(id=item["name"], name=item["name"])
+    body = cast(cf.Workflow, item)
+    return Workflow(id=body["name"], name=body["name"])
 
 
 def envelope_errors(body: object) -> list[tuple[int | None, str]]:

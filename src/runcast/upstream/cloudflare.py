@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -100,17 +99,14 @@ from runcast.upstream._http import (
 )
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
+from runcast.wire import cloudflare as cf
+from runcast.wire.cloudflare import MAX_PER_PAGE, NO_ROUTE_CODES, StatusAction
 
-DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-MAX_PER_PAGE = 100
 MAX_CACHED_RUNS = 10_000
-NO_ROUTE_CODES = frozenset({7000, 7003})
-"""Cloudflare's "no route for that URI" codes: a wrong base URL or account, not a missing run."""
 DETAIL_CONCURRENCY = 8
 DETAILED_STATUSES = frozenset({RunStatus.COMPLETE, RunStatus.ERRORED})
 
 Route = Literal["workflow", "create", "instance", "event", "status"]
-StatusAction = Literal["pause", "resume", "terminate", "restart"]
 
 
 # --- the adapter ----------------------------------------------------------------------
@@ -390,11 +386,11 @@ class CloudflareUpstream:
         With a caller-given ``instance_id`` the create is retried safely; a 409
         after a retry means our own first attempt got through.
         """
-        body: dict[str, JSON] = {}
+        body: cf.CreateRequest = {}
         if instance_id is not None:
             body["instance_id"] = instance_id
         if input is not None:
-            body["params"] = json.dumps(input) if isinstance(input, str) else input
+            body["params"] = cf.encode_params(input)
         try:
             result, _ = await self._call(
                 "POST",
@@ -589,7 +585,7 @@ class CloudflareUpstream:
         from_step: str | None = None,
     ) -> Run:
         """``PATCH .../status {"status": "restart", "from"?: {"name"}}``, then read it back."""
-        body: dict[str, JSON] = {"status": "restart"}
+        body: cf.StatusChange = {"status": "restart"}
         if from_step is not None:
             body["from"] = {"name": from_step}
         return await self._act(
