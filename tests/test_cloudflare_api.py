@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.types import ASGIApp
 
+from polling import poll
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import cloudflare_mount, create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
-from runcast.engine.loader import load_workflows
 from runcast.engine.server import create_engine_app
 from runcast.settings import MIB
 from runcast.wire import cloudflare as wire
 from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
-WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+Predicate = Callable[[dict[str, Any]], bool]
 ACCOUNT = "local"
 BASE = f"/client/v4/accounts/{ACCOUNT}/workflows"
-
-
-@pytest.fixture
-def definitions() -> dict[str, WorkflowDefinition]:
-    """The test workflows (tests/workflows)."""
-    loaded = load_workflows(WORKFLOWS_DIR)
-    assert not loaded.problems
-    return loaded.definitions
 
 
 @pytest.fixture
@@ -71,25 +61,19 @@ def failed(response: httpx.Response, status: int) -> str:
 
 
 async def instance_until(
-    cf: httpx.AsyncClient,
-    workflow: str,
-    instance_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    within: float = 10,
+    cf: httpx.AsyncClient, workflow: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
     """GET the instance (shape-checked every time) until ``predicate`` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            result: dict[str, Any] = ok(
-                await cf.get(f"/{workflow}/instances/{instance_id}"), wire.Instance
-            )
-            if predicate(result):
-                return result
-            await asyncio.sleep(0.02)
+
+    async def read() -> dict[str, Any]:
+        response = await cf.get(f"/{workflow}/instances/{instance_id}")
+        result: dict[str, Any] = ok(response, wire.Instance)
+        return result
+
+    return await poll(read, predicate)
 
 
-def status_is(*statuses: str) -> Callable[[dict[str, Any]], bool]:
+def status_is(*statuses: str) -> Predicate:
     """A predicate: the instance's status is one of ``statuses``."""
     return lambda result: result["status"] in statuses
 

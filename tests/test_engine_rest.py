@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from conftest import free_port
+from polling import poll
 from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.server import EngineConfigurationError, serve_engine
@@ -27,6 +28,7 @@ from wire_schema import check
 EngineServer = Callable[..., AbstractAsyncContextManager[str]]
 API = "/api/v1/workflows"
 WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+Predicate = Callable[[dict[str, Any]], bool]
 
 
 @pytest.fixture
@@ -37,23 +39,18 @@ async def api(engine_server: EngineServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def poll_run(
-    api: httpx.AsyncClient,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    within: float = 10,
+    api: httpx.AsyncClient, workflow_id: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
-    """GET the run until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            check(body, aw.Run)
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.02)
+    """GET the run (shape-checked every time) until ``predicate`` holds; fail after 10 s."""
+
+    async def read() -> dict[str, Any]:
+        response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        check(body, aw.Run)
+        return body
+
+    return await poll(read, predicate)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,10 +26,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from polling import in_status, wait_for_run
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
-from runcast.engine.loader import load_workflows
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -55,7 +54,6 @@ from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 Responder = Callable[[Request], Awaitable[Response]]
-WORKFLOWS_DIR = Path(__file__).parent / "workflows"
 
 
 def fast_settings(**changes: Any) -> Settings:
@@ -64,14 +62,6 @@ def fast_settings(**changes: Any) -> Settings:
 
 
 # -- against the engine's Cloudflare API ------------------------------------------------
-
-
-@pytest.fixture
-def definitions() -> dict[str, WorkflowDefinition]:
-    """The test workflows (tests/workflows)."""
-    loaded = load_workflows(WORKFLOWS_DIR)
-    assert not loaded.problems
-    return loaded.definitions
 
 
 @pytest.fixture
@@ -88,28 +78,6 @@ async def local(
             yield upstream
         finally:
             await upstream.aclose()
-
-
-async def run_until(
-    upstream: RunAPI,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[Run], bool],
-    *,
-    within: float = 10,
-) -> Run:
-    """Read the run until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            run = await upstream.get_run(workflow_id, instance_id, credentials=ANONYMOUS)
-            if predicate(run):
-                return run
-            await asyncio.sleep(0.02)
-
-
-def is_status(*statuses: RunStatus) -> Callable[[Run], bool]:
-    """A predicate: the run is in one of ``statuses``."""
-    return lambda run: run.status in statuses
 
 
 async def test_is_a_run_api(local: CloudflareUpstream) -> None:
@@ -138,7 +106,7 @@ async def test_triggers_and_reads_a_run_with_steps(local: CloudflareUpstream) ->
     )
     assert run.instance_id == "o-1"
     assert run.input == {"orderId": "A"}
-    done = await run_until(local, "three-steps", "o-1", is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "three-steps", "o-1", in_status(RunStatus.COMPLETE))
     assert done.raw_status == "complete"
     assert done.output == {"orderId": "A", "steps": [1, 2, 3]}
     assert done.error is None
@@ -158,10 +126,10 @@ async def test_triggers_and_reads_a_run_with_steps(local: CloudflareUpstream) ->
 async def test_inputs_and_outputs_round_trip(local: CloudflareUpstream, value: Any) -> None:
     """Inputs of every JSON kind come back unchanged as input and (through a step) output."""
     run = await local.trigger("sleepy", input=value, credentials=ANONYMOUS)
-    running = await run_until(local, "sleepy", run.instance_id, lambda r: bool(r.steps))
+    running = await wait_for_run(local, "sleepy", run.instance_id, lambda r: bool(r.steps))
     assert running.input == value
     assert running.steps is not None
-    await run_until(
+    await wait_for_run(
         local,
         "sleepy",
         run.instance_id,
@@ -176,13 +144,13 @@ async def test_inputs_and_outputs_round_trip(local: CloudflareUpstream, value: A
 async def test_retries_and_failures(local: CloudflareUpstream) -> None:
     """Attempts are counted, and an errored run carries the failing step's message."""
     flaky = await local.trigger("flaky", credentials=ANONYMOUS)
-    done = await run_until(local, "flaky", flaky.instance_id, is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "flaky", flaky.instance_id, in_status(RunStatus.COMPLETE))
     assert done.steps is not None
     assert done.steps[0].attempts == 3
     assert done.output is None
     failing = await local.trigger("always-fails", credentials=ANONYMOUS)
-    errored = await run_until(
-        local, "always-fails", failing.instance_id, is_status(RunStatus.ERRORED)
+    errored = await wait_for_run(
+        local, "always-fails", failing.instance_id, in_status(RunStatus.ERRORED)
     )
     assert errored.error == "always fails"
     assert errored.is_terminal
@@ -195,7 +163,7 @@ async def test_retries_and_failures(local: CloudflareUpstream) -> None:
 async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
     """An event is delivered as the raw payload; after the run finishes events raise RunFinished."""
     await local.trigger("approval", input={"orderId": 5}, instance_id="ap", credentials=ANONYMOUS)
-    waiting = await run_until(
+    waiting = await wait_for_run(
         local,
         "approval",
         "ap",
@@ -212,7 +180,7 @@ async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
         payload={"approved": True, "approvedBy": "ada"},
         credentials=ANONYMOUS,
     )
-    done = await run_until(local, "approval", "ap", is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "approval", "ap", in_status(RunStatus.COMPLETE))
     assert done.output == {"orderId": 5, "approved": True, "by": "ada"}
     with pytest.raises(RunFinished) as finished:
         await local.send_event("approval", "ap", event_type="approve", credentials=ANONYMOUS)
@@ -232,7 +200,9 @@ async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
 async def test_pause_resume_terminate_restart(local: CloudflareUpstream) -> None:
     """Status changes go through PATCH status and return the run as read back afterwards."""
     await local.trigger("sleepy", instance_id="nap", credentials=ANONYMOUS)
-    await run_until(local, "sleepy", "nap", lambda r: any(s.type == "sleep" for s in r.steps or ()))
+    await wait_for_run(
+        local, "sleepy", "nap", lambda r: any(s.type == "sleep" for s in r.steps or ())
+    )
     paused = await local.pause("sleepy", "nap", credentials=ANONYMOUS)
     assert paused.status in (RunStatus.PAUSED, RunStatus.WAITING_FOR_PAUSE)
     resumed = await local.resume("sleepy", "nap", credentials=ANONYMOUS)
@@ -269,7 +239,7 @@ async def test_lists_runs_by_cursor_and_status(local: CloudflareUpstream) -> Non
     for n in range(5):
         await local.trigger("sleepy", instance_id=f"l{n}", credentials=ANONYMOUS)
     done = await local.trigger("three-steps", input={"orderId": 1}, credentials=ANONYMOUS)
-    await run_until(local, "three-steps", done.instance_id, is_status(RunStatus.COMPLETE))
+    await wait_for_run(local, "three-steps", done.instance_id, in_status(RunStatus.COMPLETE))
     seen: list[str] = []
     cursor: str | None = None
     while True:
@@ -408,7 +378,7 @@ async def test_live_subscriptions_poll_through_the_adapter_within_budget(
                 ]
                 try:
                     await until(lambda: bool(first), what="the first state")
-                    await run_until(driver, "approval", run.instance_id, waits_for_event)
+                    await wait_for_run(driver, "approval", run.instance_id, waits_for_event)
                     await driver.send_event(
                         "approval",
                         run.instance_id,

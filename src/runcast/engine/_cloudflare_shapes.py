@@ -344,6 +344,22 @@ class Shapes:
             "timeout": _duration_ms(DEFAULT_STEP_TIMEOUT),
         }
 
+    def step_result(self, workflow_id: str, step: Step, *, attempt: int | None) -> cf.StepResult:
+        """What get-step-output says of ``step`` (or of its ``attempt``-th attempt)."""
+        status = step_api_status(step)
+        error = error_object(step.error) if status == "errored" else None
+        output: JSON = step.output if status == "complete" else None
+        if attempt is not None and attempt < step.attempts:
+            status, error, output = "errored", error_object(step.error or "attempt failed"), None
+        result: cf.StepResult = {"status": status, "error": error}
+        if output is not None:
+            result["output"] = output
+        if step_type(step) == "waitForEvent":
+            event_type = self.event_type(workflow_id, step.name)
+            if event_type is not None:
+                result["event_type"] = event_type
+        return result
+
     def event_type(self, workflow_id: str, name: str) -> str | None:
         node = self._node(workflow_id, name)
         return node.event_type if isinstance(node, WaitForEventNode) else None

@@ -79,11 +79,9 @@ from runcast.engine._cloudflare_shapes import (
     WORKFLOW_NOT_FOUND,
     ApiError,
     Shapes,
-    error_object,
     error_response,
     failure,
     instance_status,
-    step_api_status,
     step_type,
 )
 from runcast.engine.api_keys import ApiKeys, bearer_token
@@ -409,24 +407,10 @@ class _CloudflareApi:
         step = next((s for s in run.steps or () if s.name == name and step_type(s) == kind), None)
         if step is None:
             raise ApiError(404, CODE_NOT_FOUND, STEP_NOT_FOUND)
-        status = step_api_status(step)
-        error = error_object(step.error) if status == "errored" else None
-        output: JSON = step.output if status == "complete" else None
+        attempt = None
         if attempt_raw is not None:
             attempt = int_param(request, "attempt", 1, 1, max(1, step.attempts))
-            if attempt < step.attempts:
-                status, error, output = (
-                    "errored",
-                    error_object(step.error or "attempt failed"),
-                    None,
-                )
-        result: dict[str, JSON] = {"status": status, "error": error}
-        if output is not None:
-            result["output"] = output
-        if kind == "waitForEvent":
-            event_type = self.shapes.event_type(workflow.id, step.name)
-            if event_type is not None:
-                result["event_type"] = event_type
+        result = self.shapes.step_result(workflow.id, step, attempt=attempt)
         return JSONResponse(cf.success(result))
 
 

@@ -8,18 +8,29 @@ number, ``params`` as JSON text, steps) are listed in the docstring of
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
 
-from runcast.errors import UpstreamProtocolError
+from runcast.errors import (
+    AlreadyExists,
+    BadUserInput,
+    PayloadTooLarge,
+    RuncastError,
+    RunNotFound,
+    UpstreamError,
+    UpstreamProtocolError,
+    WorkflowNotFound,
+)
 from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step, Workflow
 from runcast.wire import cloudflare as cf
-from runcast.wire.cloudflare import decode_json_text
+from runcast.wire.cloudflare import NO_ROUTE_CODES, decode_json_text
 from runcast.wire.times import parse_iso_time as _parse_time
 
 MAX_MESSAGE_CHARS = 500
+
+Route = Literal["workflow", "create", "instance", "event", "status"]
 
 
 def decode_output(value: JSON) -> JSON:
@@ -234,3 +245,48 @@ def error_message(response: httpx.Response) -> str | None:
 def path_segment(value: str) -> str:
     """``value`` escaped as one URL path segment."""
     return quote(value, safe="")
+
+
+class Conflict(UpstreamError):
+    """A 409 on an instance route, resolved into ``RunFinished`` or ``BadUserInput``."""
+
+    attempts = 1
+    """How many times the refused request went on the wire."""
+
+
+def refusal(
+    status: int,
+    errors: list[tuple[int | None, str]],
+    *,
+    route: Route,
+    workflow_id: str,
+    instance_id: str | None,
+    payload_limit: int,
+) -> RuncastError:
+    """The error an answer without success (HTTP ``status``, envelope ``errors``) stands for."""
+    message = describe_errors(errors)
+    text = " ".join(m for _, m in errors).lower()
+    if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
+        return UpstreamProtocolError(
+            f"upstream cloudflare has no such route ({message or 404}): "
+            "check the account id and the base URL"
+        )
+    if status == 404 or "not_found" in text:
+        if instance_id is None or route in ("workflow", "create") or "workflow.not_found" in text:
+            return WorkflowNotFound(workflow_id)
+        return RunNotFound(workflow_id, instance_id)
+    if route == "create" and (status == 409 or "already_exists" in text):
+        return AlreadyExists(workflow_id, instance_id or "")
+    if status == 409:
+        return Conflict(message or "the instance cannot change that way now")
+    if status == 413:
+        return PayloadTooLarge(
+            message or "the payload is larger than Cloudflare accepts (1 MiB)",
+            limit=payload_limit,
+        )
+    if status in (400, 422):
+        return BadUserInput(message or f"upstream cloudflare refused the request ({status})")
+    return UpstreamProtocolError(
+        f"upstream cloudflare answered {status} without success"
+        + (f": {message}" if message else "")
+    )

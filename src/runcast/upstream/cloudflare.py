@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -70,9 +70,7 @@ from runcast.errors import (
     RunFinished,
     RunNotFound,
     Unauthenticated,
-    UpstreamError,
     UpstreamProtocolError,
-    WorkflowNotFound,
 )
 from runcast.limits import json_size
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
@@ -84,13 +82,15 @@ from runcast.upstream._cloudflare_ratelimit import (
     token_key,
 )
 from runcast.upstream._cloudflare_shapes import (
-    describe_errors,
+    Conflict,
+    Route,
     envelope_errors,
     error_message,
     parse_instance,
     parse_instance_item,
     parse_workflow,
     path_segment,
+    refusal,
 )
 from runcast.upstream._http import (
     RequestObserver,
@@ -100,13 +100,11 @@ from runcast.upstream._http import (
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
 from runcast.wire import cloudflare as cf
-from runcast.wire.cloudflare import MAX_PER_PAGE, NO_ROUTE_CODES, StatusAction
+from runcast.wire.cloudflare import MAX_PER_PAGE, StatusAction
 
 MAX_CACHED_RUNS = 10_000
 DETAIL_CONCURRENCY = 8
 DETAILED_STATUSES = frozenset({RunStatus.COMPLETE, RunStatus.ERRORED})
-
-Route = Literal["workflow", "create", "instance", "event", "status"]
 
 
 # --- the adapter ----------------------------------------------------------------------
@@ -220,51 +218,19 @@ class CloudflareUpstream:
         body = decode_json(response, upstream=self.name)
         errors = envelope_errors(body)
         if response.status_code >= 400 or not isinstance(body, dict) or not body.get("success"):
-            error = self._error(response.status_code, errors, route, workflow_id, instance_id)
-            if isinstance(error, _Conflict):
+            error = refusal(
+                response.status_code,
+                errors,
+                route=route,
+                workflow_id=workflow_id,
+                instance_id=instance_id,
+                payload_limit=self.settings.max_event_payload_bytes,
+            )
+            if isinstance(error, Conflict):
                 error.attempts = attempts
             raise error
         info = body.get("result_info")
         return body.get("result"), info if isinstance(info, dict) else {}
-
-    def _error(
-        self,
-        status: int,
-        errors: list[tuple[int | None, str]],
-        route: Route,
-        workflow_id: str,
-        instance_id: str | None,
-    ) -> RuncastError:
-        message = describe_errors(errors)
-        text = " ".join(m for _, m in errors).lower()
-        if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
-            return UpstreamProtocolError(
-                f"upstream cloudflare has no such route ({message or 404}): "
-                "check the account id and the base URL"
-            )
-        if status == 404 or "not_found" in text:
-            if (
-                instance_id is None
-                or route in ("workflow", "create")
-                or "workflow.not_found" in text
-            ):
-                return WorkflowNotFound(workflow_id)
-            return RunNotFound(workflow_id, instance_id)
-        if route == "create" and (status == 409 or "already_exists" in text):
-            return AlreadyExists(workflow_id, instance_id or "")
-        if status == 409:
-            return _Conflict(message or "the instance cannot change that way now")
-        if status == 413:
-            return PayloadTooLarge(
-                message or "the payload is larger than Cloudflare accepts (1 MiB)",
-                limit=self.settings.max_event_payload_bytes,
-            )
-        if status in (400, 422):
-            return BadUserInput(message or f"upstream cloudflare refused the request ({status})")
-        return UpstreamProtocolError(
-            f"upstream cloudflare answered {status} without success"
-            + (f": {message}" if message else "")
-        )
 
     async def _instance(
         self, workflow_id: str, instance_id: str, credentials: Credentials, *, simple: bool = False
@@ -322,7 +288,7 @@ class CloudflareUpstream:
         return [task.result() for task in tasks]
 
     async def _finished_or_refused(
-        self, conflict: _Conflict, workflow_id: str, instance_id: str, credentials: Credentials
+        self, conflict: Conflict, workflow_id: str, instance_id: str, credentials: Credentials
     ) -> RuncastError:
         try:
             run = await self._instance(workflow_id, instance_id, credentials)
@@ -543,7 +509,7 @@ class CloudflareUpstream:
                 json=body,
                 idempotent=True if control is not None else None,
             )
-        except _Conflict as conflict:
+        except Conflict as conflict:
             if control is not None and conflict.attempts > 1:
                 run = await self._instance(workflow_id, instance_id, credentials)
                 if already_applied(control, run):
@@ -611,13 +577,6 @@ class CloudflareUpstream:
     async def aclose(self) -> None:
         """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
         await self.http.aclose()
-
-
-class _Conflict(UpstreamError):
-    """A 409 on an instance route, resolved into ``RunFinished`` or ``BadUserInput``."""
-
-    attempts = 1
-    """How many times the refused request went on the wire."""
 
 
 class _CreatedByRetry(Exception):
