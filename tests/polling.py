@@ -29,6 +29,11 @@ def in_status(*statuses: RunStatus) -> Callable[[Run], bool]:
     return lambda run: run.status in statuses
 
 
+def at_node(name: str, status: RunStatus) -> Callable[[Run], bool]:
+    """A predicate: the run is in ``status`` and has entered node ``name``."""
+    return lambda run: run.status is status and any(s.name == name for s in run.steps or ())
+
+
 async def wait_for_run(
     upstream: RunAPI,
     workflow_id: str,

@@ -7,13 +7,12 @@ uvicorn socket), over a fresh engine with the workflows of tests/workflows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import UpstreamFactory
-from polling import in_status, wait_for_run
+from polling import at_node, in_status, wait_for_run
 from runcast.engine import Engine, load_workflows
 from runcast.errors import (
     AlreadyExists,
@@ -27,13 +26,8 @@ from runcast.errors import (
     UpstreamUnavailable,
     WorkflowNotFound,
 )
-from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
+from runcast.models import ANONYMOUS, Credentials, RunStatus, WorkflowKind
 from runcast.settings import MIB
-
-
-def at_node(name: str, status: RunStatus) -> Callable[[Run], bool]:
-    """A predicate: the run is in ``status`` and has entered node ``name``."""
-    return lambda run: run.status is status and any(s.name == name for s in run.steps or ())
 
 
 async def test_lists_and_gets_workflows(upstream_factory: UpstreamFactory) -> None:

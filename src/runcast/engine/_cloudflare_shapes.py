@@ -272,23 +272,17 @@ class Shapes:
         finished = step.status in _DONE or step.status in _FAILED
         end = iso_z(step.ended_at or (None if finished else run.wake_at) or fallback)
         error = error_object(step.error) if step.status in _FAILED else None
-        if kind == "sleep":
-            return {
-                "type": kind,
-                "name": step.name,
-                "start": start,
-                "end": end,
-                "finished": finished,
-                "error": error,
-            }
-        body: cf.WaitStep = {
-            "type": kind,
+        sleep: cf.SleepStep = {
+            "type": "sleep",
             "name": step.name,
             "start": start,
             "end": end,
             "finished": finished,
             "error": error,
         }
+        if kind == "sleep":
+            return sleep
+        body = cast(cf.WaitStep, {**sleep, "type": "waitForEvent"})  # adds output, event_type
         if step.output is not None:
             body["output"] = json.dumps(step.output, separators=(",", ":"))
         event_type = self.event_type(run.workflow_id, step.name)

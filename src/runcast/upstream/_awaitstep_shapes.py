@@ -11,43 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
-from urllib.parse import quote
 
 import httpx
 
-from runcast.errors import (
-    AlreadyExists,
-    BadUserInput,
-    NotTriggerable,
-    PayloadTooLarge,
-    RuncastError,
-    RunFinished,
-    RunNotFinished,
-    RunNotFound,
-    UpstreamProtocolError,
-    WorkflowNotFound,
-)
-from runcast.models import (
-    JSON,
-    Run,
-    RunStatus,
-    RunWait,
-    RunWaitReason,
-    Step,
-    Workflow,
-    WorkflowKind,
-)
+from runcast import errors, models
+from runcast.limits import MAX_UPSTREAM_MESSAGE_CHARS
+from runcast.models import JSON, RunStatus, RunWait, RunWaitReason
 from runcast.wire import awaitstep as aw
 from runcast.wire.times import parse_iso_time
 
-MAX_MESSAGE_CHARS = 500
-
 Operation = Literal["workflow", "trigger", "run", "event", "control"]
-
-
-def segment(value: str) -> str:
-    """``value`` escaped as one URL path segment."""
-    return quote(value, safe="")
 
 
 def error_detail(response: httpx.Response) -> aw.ErrorDetail:
@@ -68,7 +41,7 @@ def error_detail(response: httpx.Response) -> aw.ErrorDetail:
 def error_message(response: httpx.Response) -> str | None:
     """The message of an AwaitStep error body (at most 500 characters), if it has one."""
     message = error_detail(response).get("message")
-    return message[:MAX_MESSAGE_CHARS] if isinstance(message, str) and message else None
+    return message[:MAX_UPSTREAM_MESSAGE_CHARS] if isinstance(message, str) and message else None
 
 
 def refusal(
@@ -78,7 +51,7 @@ def refusal(
     workflow_id: str,
     instance_id: str | None,
     payload_limit: int,
-) -> RuncastError:
+) -> errors.RuncastError:
     """The error a 4xx answer (that the HTTP boundary handed back) stands for."""
     status = response.status_code
     error = error_detail(response)
@@ -86,20 +59,20 @@ def refusal(
     message = error_message(response)
     if status == 404:
         if code == "WORKFLOW_NOT_FOUND" or instance_id is None:
-            return WorkflowNotFound(workflow_id, message)
-        return RunNotFound(workflow_id, instance_id, message)
+            return errors.WorkflowNotFound(workflow_id, message)
+        return errors.RunNotFound(workflow_id, instance_id, message)
     if status == 409:
         if code == "ALREADY_EXISTS" or (code != "RUN_FINISHED" and operation == "trigger"):
-            return AlreadyExists(workflow_id, instance_id or "", message)
+            return errors.AlreadyExists(workflow_id, instance_id or "", message)
         finished = error.get("status")
-        return RunFinished(
+        return errors.RunFinished(
             workflow_id,
             instance_id or "",
             finished if isinstance(finished, str) else "finished",
             message,
         )
     if status == 413:
-        return PayloadTooLarge(
+        return errors.PayloadTooLarge(
             message or "the payload is larger than the upstream accepts",
             limit=_int(error.get("limit")) or payload_limit,
         )
@@ -113,21 +86,21 @@ def _bad_request(
     message: str | None,
     workflow_id: str,
     instance_id: str | None,
-) -> RuncastError:
+) -> errors.RuncastError:
     status = response.status_code
     if status == 400 and code == "NOT_TRIGGERABLE":
         url = error.get("url")
-        return NotTriggerable(workflow_id, url if isinstance(url, str) else None)
+        return errors.NotTriggerable(workflow_id, url if isinstance(url, str) else None)
     if status == 400 and code == "RUN_NOT_FINISHED":
         unfinished = error.get("status")
-        return RunNotFinished(
+        return errors.RunNotFinished(
             workflow_id,
             instance_id or "",
             unfinished if isinstance(unfinished, str) else "not finished",
         )
     if status in {400, 422}:
-        return BadUserInput(message or f"upstream awaitstep refused the request ({status})")
-    return UpstreamProtocolError(
+        return errors.BadUserInput(message or f"upstream awaitstep refused the request ({status})")
+    return errors.UpstreamProtocolError(
         f"upstream awaitstep answered {status} on {response.request.method} "
         f"{response.request.url.path}"
     )
@@ -161,12 +134,12 @@ def _int(value: object) -> int:
     return 0
 
 
-def parse_step(item: object) -> Step | None:
+def parse_step(item: object) -> models.Step | None:
     """A step from its wire form; ``None`` when it is not an object with a name."""
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         return None
     body = cast(aw.Step, item)
-    return Step(
+    return models.Step(
         name=body["name"],
         type=str(body.get("type") or "step"),
         status=str(body.get("status") or "unknown"),
@@ -178,26 +151,30 @@ def parse_step(item: object) -> Step | None:
     )
 
 
-def parse_run(body: object, *, workflow_id: str, fallback: Mapping[str, JSON] | None = None) -> Run:
+def parse_run(
+    body: object, *, workflow_id: str, fallback: Mapping[str, JSON] | None = None
+) -> models.Run:
     """A run from its wire form; fields missing from ``body`` come from ``fallback``.
 
     Raises:
-        UpstreamProtocolError: ``body`` is not an object with an ``instanceId``.
+        errors.UpstreamProtocolError: ``body`` is not an object with an ``instanceId``.
     """
     if not isinstance(body, dict):
-        raise UpstreamProtocolError("upstream awaitstep sent a run that is not a JSON object")
+        raise errors.UpstreamProtocolError(
+            "upstream awaitstep sent a run that is not a JSON object"
+        )
     merged = cast(aw.Run, {**(fallback or {}), **body})
     instance_id = merged.get("instanceId", cast(dict[str, Any], merged).get("id"))
     if not isinstance(instance_id, str) or not instance_id:
-        raise UpstreamProtocolError("upstream awaitstep sent a run without an instanceId")
+        raise errors.UpstreamProtocolError("upstream awaitstep sent a run without an instanceId")
     raw: object = merged.get("status")
     raw_status = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
     steps_body: object = merged.get("steps")
-    steps: tuple[Step, ...] | None = None
+    steps: tuple[models.Step, ...] | None = None
     if isinstance(steps_body, list):
         steps = tuple(step for step in map(parse_step, steps_body) if step is not None)
     run_workflow = merged.get("workflowId")
-    return Run(
+    return models.Run(
         workflow_id=run_workflow if isinstance(run_workflow, str) and run_workflow else workflow_id,
         instance_id=instance_id,
         status=RunStatus.parse(raw_status),
@@ -219,7 +196,7 @@ _WAIT_REASONS = {reason.value: reason for reason in RunWaitReason}
 
 
 def _parse_wait(
-    body: object, raw_status: str, steps: tuple[Step, ...] | None, wake_at: object
+    body: object, raw_status: str, steps: tuple[models.Step, ...] | None, wake_at: object
 ) -> RunWait | None:
     """The run's ``wait`` as sent; else what its status, last step and ``wakeAt`` tell."""
     if isinstance(body, dict) and body.get("reason") in _WAIT_REASONS:
@@ -243,18 +220,19 @@ def _parse_wait(
     return None
 
 
-def parse_workflow(item: object) -> Workflow:
+def parse_workflow(item: object) -> models.Workflow:
     """A workflow from its wire form (an unknown ``kind`` reads as ``workflow``).
 
     Raises:
-        UpstreamProtocolError: ``item`` is not an object with an ``id``.
+        errors.UpstreamProtocolError: ``item`` is not an object with an ``id``.
     """
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        raise UpstreamProtocolError("upstream awaitstep sent a workflow without an id")
+        raise errors.UpstreamProtocolError("upstream awaitstep sent a workflow without an id")
     body = cast(aw.Workflow, item)
-    kind = WorkflowKind.SCRIPT if body.get("kind") == "script" else WorkflowKind.WORKFLOW
+    script = body.get("kind") == "script"
+    kind = models.WorkflowKind.SCRIPT if script else models.WorkflowKind.WORKFLOW
     name = body.get("name")
-    return Workflow(
+    return models.Workflow(
         id=body["id"],
         name=name if isinstance(name, str) and name else body["id"],
         kind=kind,

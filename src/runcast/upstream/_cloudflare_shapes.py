@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from typing import Any, Literal, cast
-from urllib.parse import quote
 
 import httpx
 
@@ -23,12 +22,11 @@ from runcast.errors import (
     UpstreamProtocolError,
     WorkflowNotFound,
 )
+from runcast.limits import MAX_UPSTREAM_MESSAGE_CHARS
 from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step, Workflow
 from runcast.wire import cloudflare as cf
 from runcast.wire.cloudflare import NO_ROUTE_CODES, decode_json_text
 from runcast.wire.times import parse_iso_time as _parse_time
-
-MAX_MESSAGE_CHARS = 500
 
 Route = Literal["workflow", "create", "instance", "event", "status"]
 
@@ -230,7 +228,7 @@ def describe_errors(errors: list[tuple[int | None, str]]) -> str | None:
     """The errors as one message for people (at most 500 characters), or ``None``."""
     parts = [f"{m} (code {c})" if c is not None else m for c, m in errors if m or c is not None]
     text = "; ".join(parts)
-    return text[:MAX_MESSAGE_CHARS] if text else None
+    return text[:MAX_UPSTREAM_MESSAGE_CHARS] if text else None
 
 
 def error_message(response: httpx.Response) -> str | None:
@@ -240,11 +238,6 @@ def error_message(response: httpx.Response) -> str | None:
     except ValueError:
         return None
     return describe_errors(envelope_errors(body))
-
-
-def path_segment(value: str) -> str:
-    """``value`` escaped as one URL path segment."""
-    return quote(value, safe="")
 
 
 class Conflict(UpstreamError):

@@ -37,12 +37,12 @@ from runcast.upstream._awaitstep_shapes import (
     parse_run,
     parse_workflow,
     refusal,
-    segment,
 )
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
 from runcast.wire import awaitstep as aw
+from runcast.wire import path_segment
 from runcast.wire.awaitstep import API_PREFIX
 
 _CONTROLS: dict[str, Control] = {"pause": "pause", "resume": "resume"}
@@ -117,10 +117,10 @@ class AwaitStepUpstream:
         return decode_json(response, upstream=self.name)
 
     def _workflow_path(self, workflow_id: str) -> str:
-        return f"{API_PREFIX}/workflows/{segment(workflow_id)}"
+        return f"{API_PREFIX}/workflows/{path_segment(workflow_id)}"
 
     def _run_path(self, workflow_id: str, instance_id: str) -> str:
-        return f"{self._workflow_path(workflow_id)}/runs/{segment(instance_id)}"
+        return f"{self._workflow_path(workflow_id)}/runs/{path_segment(instance_id)}"
 
     async def _run_call(
         self,

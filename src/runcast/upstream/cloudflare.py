@@ -89,7 +89,6 @@ from runcast.upstream._cloudflare_shapes import (
     parse_instance,
     parse_instance_item,
     parse_workflow,
-    path_segment,
     refusal,
 )
 from runcast.upstream._http import (
@@ -100,6 +99,7 @@ from runcast.upstream._http import (
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
 from runcast.wire import cloudflare as cf
+from runcast.wire import path_segment
 from runcast.wire.cloudflare import MAX_PER_PAGE, StatusAction
 
 MAX_CACHED_RUNS = 10_000
