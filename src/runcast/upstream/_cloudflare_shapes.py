@@ -1,13 +1,33 @@
 """Reading Cloudflare's Workflows shapes into runcast models (part of the ``cloudflare`` adapter).
 
-The choices made where the API leaves room (statuses, ``output`` as string or
-number, ``params`` as JSON text, steps) are listed in the docstring of
-:mod:`runcast.upstream.cloudflare`.
+The shapes are :mod:`runcast.wire.cloudflare`'s. Choices where the API leaves room:
+
+- Status: every ``InstanceStatus`` parses with :meth:`RunStatus.parse`;
+  ``rollingBack`` and values not seen before become ``UNKNOWN`` with the raw
+  string kept in ``raw_status`` (``rollingBack`` is a passing state before the
+  run ends, so it is not terminal).
+- ``output``: a number (or any non-string JSON) is taken as is; a string is
+  JSON-decoded when it is valid JSON (the embedded engine's Cloudflare API sends
+  JSON-encoded text) and kept verbatim otherwise; ``""`` means no output. The
+  same goes for step outputs and for ``params`` sent back as a string.
+- ``params``: an object, array, number or boolean is sent as is; a string input
+  is sent JSON-encoded, so that servers taking ``params`` as JSON text and
+  servers taking any JSON both hand it back as the same string.
+- ``error {name, message}`` becomes the message (the name when the message is empty).
+- Steps: ``step``/``rollback``, ``sleep`` and ``waitForEvent`` become
+  :class:`~runcast.models.Step` with Cloudflare's type spelling. ``attempts`` is
+  the number of attempts and the error the last failed attempt's message; the
+  status uses the run vocabulary (``complete``, ``errored``, ``waiting`` between
+  retries, ``running``, and ``paused`` for an unfinished sleep or wait).
+  ``termination`` entries are skipped.
+- Errors: see :func:`refusal`; the rest of the adapter's choices are listed in the
+  docstring of :mod:`runcast.upstream.cloudflare`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import httpx
@@ -206,6 +226,14 @@ def parse_workflow(item: object) -> Workflow:
     return Workflow(id=body["name"], name=body["name"])
 
 
+def is_last_page(page: int, count: int, info: dict[str, Any]) -> bool:
+    """Whether page ``page`` of a page-based listing (``count`` items long) is its last."""
+    total_pages = info.get("total_pages")
+    if isinstance(total_pages, int):
+        return page >= total_pages or not count
+    return count < cf.MAX_PER_PAGE
+
+
 def envelope_errors(body: object) -> list[tuple[int | None, str]]:
     """The ``(code, message)`` pairs of an envelope's ``errors`` (none when unreadable)."""
     if not isinstance(body, dict) or not isinstance(body.get("errors"), list):
@@ -247,16 +275,35 @@ class Conflict(UpstreamError):
     """How many times the refused request went on the wire."""
 
 
-def refusal(
-    status: int,
-    errors: list[tuple[int | None, str]],
-    *,
-    route: Route,
-    workflow_id: str,
-    instance_id: str | None,
-    payload_limit: int,
-) -> RuncastError:
+@dataclass(frozen=True)
+class Refused:
+    """Where a request went: what an answer without success is read against."""
+
+    route: Route
+    workflow_id: str
+    instance_id: str | None
+    payload_limit: int
+
+
+def envelope_result(
+    status: int, body: JSON, request: Refused, *, attempts: int
+) -> tuple[JSON, dict[str, Any]]:
+    """The ``(result, result_info)`` of a success envelope; raises the refusal it is not.
+
+    A :class:`Conflict` carries how many times the request went on the wire.
+    """
+    if status >= 400 or not isinstance(body, dict) or not body.get("success"):
+        error = refusal(status, envelope_errors(body), request)
+        if isinstance(error, Conflict):
+            error.attempts = attempts
+        raise error
+    info = body.get("result_info")
+    return body.get("result"), info if isinstance(info, dict) else {}
+
+
+def refusal(status: int, errors: list[tuple[int | None, str]], request: Refused) -> RuncastError:
     """The error an answer without success (HTTP ``status``, envelope ``errors``) stands for."""
+    route, workflow_id, instance_id = request.route, request.workflow_id, request.instance_id
     message = describe_errors(errors)
     text = " ".join(m for _, m in errors).lower()
     if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
@@ -275,7 +322,7 @@ def refusal(
     if status == 413:
         return PayloadTooLarge(
             message or "the payload is larger than Cloudflare accepts (1 MiB)",
-            limit=payload_limit,
+            limit=request.payload_limit,
         )
     if status in (400, 422):
         return BadUserInput(message or f"upstream cloudflare refused the request ({status})")

@@ -41,6 +41,7 @@ from runcast.upstream._awaitstep_shapes import (
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
+from runcast.upstream._rest import RestAdapter
 from runcast.wire import awaitstep as aw
 from runcast.wire import path_segment
 from runcast.wire.awaitstep import API_PREFIX
@@ -49,7 +50,7 @@ _CONTROLS: dict[str, Control] = {"pause": "pause", "resume": "resume"}
 """The POST actions that are safe to send again (restart is not)."""
 
 
-class AwaitStepUpstream:
+class AwaitStepUpstream(RestAdapter):
     """:class:`~runcast.upstream.RunAPI` over the AwaitStep REST API (or ``runcast engine``).
 
     Args:
@@ -275,10 +276,12 @@ class AwaitStepUpstream:
             json=aw.EventRequest(eventType=event_type, payload=payload),
         )
 
-    async def terminate(
-        self, workflow_id: str, instance_id: str, *, credentials: Credentials
+    async def _send_control(
+        self, control: Control, workflow_id: str, instance_id: str, credentials: Credentials
     ) -> Run:
-        """Stop a run for good."""
+        """``DELETE .../runs/{instanceId}`` to terminate, else ``POST .../{control}``."""
+        if control != "terminate":
+            return await self._control(control, workflow_id, instance_id, credentials)
         return await self._run_call(
             "DELETE",
             self._run_path(workflow_id, instance_id),
@@ -307,14 +310,6 @@ class AwaitStepUpstream:
             json=body,
             control=_CONTROLS.get(action),
         )
-
-    async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Pause a run at its next node boundary."""
-        return await self._control("pause", workflow_id, instance_id, credentials)
-
-    async def resume(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """Resume a paused run."""
-        return await self._control("resume", workflow_id, instance_id, credentials)
 
     async def restart(
         self,
@@ -353,7 +348,3 @@ class AwaitStepUpstream:
     def limit_requests(self, limiter: RequestLimiter) -> None:
         """Take a token from ``limiter`` before every request (retries and resends too)."""
         self.http.limiter = limiter
-
-    async def aclose(self) -> None:
-        """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
-        await self.http.aclose()
