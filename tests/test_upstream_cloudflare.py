@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,23 +26,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fake_http import Responder, reply
 from polling import in_status, wait_for_run
+from runcast import errors
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
-from runcast.errors import (
-    AlreadyExists,
-    BadUserInput,
-    Forbidden,
-    PayloadTooLarge,
-    RateLimited,
-    RunFinished,
-    RunNotFound,
-    Unauthenticated,
-    UpstreamProtocolError,
-    UpstreamUnavailable,
-    WorkflowNotFound,
-)
 from runcast.live import LiveHub, RunChange
 from runcast.metrics import Metrics
 from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
@@ -53,7 +42,6 @@ from runcast.wire import cloudflare as wire
 from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
-Responder = Callable[[Request], Awaitable[Response]]
 
 
 def fast_settings(**changes: Any) -> Settings:
@@ -95,7 +83,7 @@ async def test_lists_workflows_as_workflows(local: CloudflareUpstream) -> None:
     assert all(w.kind is WorkflowKind.WORKFLOW and w.name == w.id for w in workflows)
     one = await local.get_workflow("approval", credentials=ANONYMOUS)
     assert one.id == "approval"
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.get_workflow("nope", credentials=ANONYMOUS)
 
 
@@ -182,16 +170,16 @@ async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
     )
     done = await wait_for_run(local, "approval", "ap", in_status(RunStatus.COMPLETE))
     assert done.output == {"orderId": 5, "approved": True, "by": "ada"}
-    with pytest.raises(RunFinished) as finished:
+    with pytest.raises(errors.RunFinished) as finished:
         await local.send_event("approval", "ap", event_type="approve", credentials=ANONYMOUS)
     assert finished.value.status == "complete"
-    with pytest.raises(RunNotFound):
+    with pytest.raises(errors.RunNotFound):
         await local.send_event("approval", "nope", event_type="approve", credentials=ANONYMOUS)
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.send_event("nope", "ap", event_type="approve", credentials=ANONYMOUS)
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await local.send_event("approval", "ap", event_type="", credentials=ANONYMOUS)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(errors.PayloadTooLarge):
         await local.send_event(
             "approval", "ap", event_type="approve", payload="x" * MIB, credentials=ANONYMOUS
         )
@@ -214,23 +202,23 @@ async def test_pause_resume_terminate_restart(local: CloudflareUpstream) -> None
     assert terminated.steps is not None
     assert all(s.type != "termination" for s in terminated.steps)
     for refused in (local.resume, local.pause, local.terminate):
-        with pytest.raises(RunFinished) as caught:
+        with pytest.raises(errors.RunFinished) as caught:
             await refused("sleepy", "nap", credentials=ANONYMOUS)
         assert caught.value.status == "terminated"
     restarted = await local.restart("sleepy", "nap", credentials=ANONYMOUS)
     assert not restarted.is_terminal
-    with pytest.raises(RunNotFound):
+    with pytest.raises(errors.RunNotFound):
         await local.pause("sleepy", "nope", credentials=ANONYMOUS)
 
 
 async def test_duplicate_instance_id(local: CloudflareUpstream) -> None:
     """Triggering with an instance id that exists raises AlreadyExists."""
     await local.trigger("sleepy", instance_id="twice", credentials=ANONYMOUS)
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await local.trigger("sleepy", instance_id="twice", credentials=ANONYMOUS)
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.trigger("script", credentials=ANONYMOUS)
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await local.trigger("sleepy", instance_id="-bad-", credentials=ANONYMOUS)
 
 
@@ -265,7 +253,7 @@ async def test_lists_runs_by_cursor_and_status(local: CloudflareUpstream) -> Non
         "three-steps", statuses=[RunStatus.UNKNOWN], credentials=ANONYMOUS
     )
     assert unknown.runs == ()
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.list_runs("nope", credentials=ANONYMOUS)
 
 
@@ -285,9 +273,9 @@ async def test_tokens_pass_through_or_fall_back_to_the_service_token(
             assert await service.list_workflows(credentials=ANONYMOUS)
             assert await configured.list_workflows(credentials=ANONYMOUS)
             assert await bare.list_workflows(credentials=Credentials("good"))
-            with pytest.raises(Unauthenticated):
+            with pytest.raises(errors.Unauthenticated):
                 await service.list_workflows(credentials=Credentials("bad"))
-            with pytest.raises(Unauthenticated):
+            with pytest.raises(errors.Unauthenticated):
                 await bare.list_workflows(credentials=ANONYMOUS)
             assert "good" not in repr(service)
             assert "good" not in repr(configured)
@@ -301,7 +289,7 @@ async def test_closed_adapter_refuses_calls(local: CloudflareUpstream) -> None:
     """After aclose every call raises UpstreamUnavailable."""
     await local.ping()
     await local.aclose()
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await local.list_workflows(credentials=ANONYMOUS)
 
 
@@ -440,13 +428,11 @@ WORKFLOW_UUID = "0b6f2c1e-8d3a-4c55-9a7e-2f1d3c4b5a60"
 
 
 def envelope(result: Any, **extra: Any) -> dict[str, Any]:
-    """The documented success envelope."""
-    return {"success": True, "errors": [], "messages": [], "result": result, **extra}
+    """The documented success envelope (``extra`` such as ``result_info`` added)."""
+    return {**wire.success(result), **extra}
 
 
-def failure(code: int, message: str) -> dict[str, Any]:
-    """The documented failure envelope."""
-    return {"success": False, "errors": [{"code": code, "message": message}], "messages": []}
+failure = wire.failure
 
 
 def documented_instance(**changes: Any) -> dict[str, Any]:
@@ -523,15 +509,6 @@ def list_item(instance_id: str, status: str = "running") -> dict[str, Any]:
         "trigger_source": "api",
     }
     return item
-
-
-def reply(status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> Responder:
-    """A responder answering ``status`` with ``body`` as JSON."""
-
-    async def respond(request: Request) -> Response:
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    return respond
 
 
 @dataclass
@@ -842,7 +819,7 @@ async def test_a_retried_create_returns_the_run_it_made(
     assert (run.instance_id, run.status) == ("i1", RunStatus.RUNNING)
     assert server.count("POST", INSTANCES) == 2
     server.on("POST", INSTANCES, unavailable, duplicate)
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await upstream.trigger("wf", input={"other": 1}, instance_id="i1", credentials=ANONYMOUS)
 
 
@@ -851,10 +828,10 @@ async def test_no_route_is_a_configuration_problem(
 ) -> None:
     """A 404 "no route" (a wrong base URL or account) is not mistaken for a missing run."""
     _, upstream = fake
-    with pytest.raises(UpstreamProtocolError) as caught:
+    with pytest.raises(errors.UpstreamProtocolError) as caught:
         await upstream.get_run("wf", "unscripted", credentials=ANONYMOUS)
     assert "base URL" in str(caught.value)
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(errors.UpstreamProtocolError):
         await upstream.list_workflows(credentials=ANONYMOUS)
 
 
@@ -937,7 +914,7 @@ async def test_finished_list_items_are_read_back_once(
     assert server.seen[1].query == {"simple": "true"}
     await upstream.list_runs("wf", credentials=Credentials("other"))
     assert server.count("GET", f"{INSTANCES}/b") == 2
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await upstream.list_runs("wf", limit=0, credentials=ANONYMOUS)
 
 
@@ -949,7 +926,7 @@ async def test_a_failed_read_back_fails_the_list_with_its_own_error(
     done = {**list_item("b", "complete"), "ended_on": "2026-02-01T10:00:09Z"}
     server.on("GET", INSTANCES, reply(200, envelope([list_item("a"), done])))
     server.on("GET", f"{INSTANCES}/b", reply(503, failure(10001, "internal")))
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.list_runs("wf", credentials=ANONYMOUS)
 
 
@@ -987,13 +964,13 @@ async def test_lists_every_workflow_page(
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
-        (400, failure(10002, "per_page must be between 1 and 100"), BadUserInput),
-        (401, failure(10000, "Authentication error"), Unauthenticated),
-        (403, failure(10000, "Authentication error"), Forbidden),
-        (404, failure(10400, "workflows.api.error.instance.not_found"), RunNotFound),
-        (404, failure(10400, "workflows.api.error.workflow.not_found"), WorkflowNotFound),
-        (200, failure(10001, "workflows.api.error.internal_server"), UpstreamProtocolError),
-        (418, failure(1, "teapot"), UpstreamProtocolError),
+        (400, failure(10002, "per_page must be between 1 and 100"), errors.BadUserInput),
+        (401, failure(10000, "Authentication error"), errors.Unauthenticated),
+        (403, failure(10000, "Authentication error"), errors.Forbidden),
+        (404, failure(10400, "workflows.api.error.instance.not_found"), errors.RunNotFound),
+        (404, failure(10400, "workflows.api.error.workflow.not_found"), errors.WorkflowNotFound),
+        (200, failure(10001, "workflows.api.error.internal_server"), errors.UpstreamProtocolError),
+        (418, failure(1, "teapot"), errors.UpstreamProtocolError),
     ],
 )
 async def test_failure_envelopes_map_to_errors(
@@ -1016,7 +993,7 @@ async def test_conflicts(fake: tuple[FakeCloudflare, CloudflareUpstream]) -> Non
     """409 means AlreadyExists on create, RunFinished on a finished run, else BadUserInput."""
     server, upstream = fake
     server.on("POST", INSTANCES, reply(409, failure(10405, "instance.already_exists")))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await upstream.trigger("wf", instance_id="i1", credentials=ANONYMOUS)
     server.on("PATCH", f"{INSTANCE}/status", reply(409, failure(10409, "cannot resume")))
     server.on(
@@ -1025,14 +1002,14 @@ async def test_conflicts(fake: tuple[FakeCloudflare, CloudflareUpstream]) -> Non
         reply(200, envelope(documented_instance(status="complete", success=True, error=None))),
         reply(200, envelope(documented_instance(status="running", success=None, error=None))),
     )
-    with pytest.raises(RunFinished) as finished:
+    with pytest.raises(errors.RunFinished) as finished:
         await upstream.resume("wf", "i1", credentials=ANONYMOUS)
     assert finished.value.status == "complete"
-    with pytest.raises(BadUserInput) as refused:
+    with pytest.raises(errors.BadUserInput) as refused:
         await upstream.resume("wf", "i1", credentials=ANONYMOUS)
     assert "running" in str(refused.value)
     server.on("POST", f"{INSTANCE}/events/go", reply(413, failure(10413, "too large")))
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(errors.PayloadTooLarge):
         await upstream.send_event("wf", "i1", event_type="go", payload=1, credentials=ANONYMOUS)
 
 
@@ -1049,10 +1026,10 @@ async def test_429_honours_retry_after_and_holds_the_token_back(
     server.on(
         "GET", INSTANCE, reply(429, failure(971, "Please wait and consider throttling"), headers)
     )
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert caught.value.retry_after == 7
-    with pytest.raises(RateLimited) as held:
+    with pytest.raises(errors.RateLimited) as held:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert held.value.retry_after is not None
     assert 0 < held.value.retry_after <= 8
@@ -1070,12 +1047,12 @@ async def test_429_without_retry_after_uses_ratelimit_or_the_lockout(
     server.on(
         "GET", INSTANCE, reply(429, failure(971, "slow"), {"Ratelimit": '"default";r=0;t=42'})
     )
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         await upstream.get_run("wf", "i1", credentials=Credentials("a"))
     assert caught.value.retry_after is not None
     assert 41 <= caught.value.retry_after <= 43
     server.on("GET", INSTANCE, reply(429, failure(971, "slow")))
-    with pytest.raises(RateLimited) as lockout:
+    with pytest.raises(errors.RateLimited) as lockout:
         await upstream.get_run("wf", "i1", credentials=Credentials("b"))
     assert lockout.value.retry_after is not None
     assert 299 <= lockout.value.retry_after <= 301
@@ -1092,7 +1069,7 @@ async def test_exhausted_ratelimit_header_holds_the_next_call(
         reply(200, envelope(documented_instance()), {"Ratelimit": '"default";r=0;t=30'}),
     )
     await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
-    with pytest.raises(RateLimited) as held:
+    with pytest.raises(errors.RateLimited) as held:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert held.value.retry_after is not None
     assert 29 <= held.value.retry_after <= 31
@@ -1105,15 +1082,15 @@ async def test_5xx_is_retried_for_reads_only(
     """A 503 read is retried then UpstreamUnavailable; so is an idempotent pause, not a restart."""
     server, upstream = fake
     server.on("GET", INSTANCE, reply(503, failure(10001, "workflows.api.error.internal_server")))
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(errors.UpstreamUnavailable) as caught:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert caught.value.status_code == 503
     assert server.count("GET", INSTANCE) == 2
     server.on("PATCH", f"{INSTANCE}/status", reply(503, failure(10001, "internal")))
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.restart("wf", "i1", credentials=ANONYMOUS)
     assert server.count("PATCH", f"{INSTANCE}/status") == 1
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.pause("wf", "i1", credentials=ANONYMOUS)
     assert server.count("PATCH", f"{INSTANCE}/status") == 3
 
@@ -1126,7 +1103,7 @@ async def test_a_body_that_is_not_json(fake: tuple[FakeCloudflare, CloudflareUps
         return Response("<html>", media_type="text/html")
 
     server.on("GET", INSTANCE, html)
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(errors.UpstreamProtocolError):
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
 
 
@@ -1139,7 +1116,7 @@ def test_gate_keeps_each_token_under_its_budget() -> None:
     gate = RateLimitGate(limit=10, window=300, clock=lambda: now[0])
     for _ in range(9):
         gate.acquire("t")
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         gate.acquire("t")
     assert caught.value.retry_after == 301
     gate.acquire("other")
