@@ -15,3 +15,6 @@ from urllib.parse import quote
 def path_segment(value: str) -> str:
     """``value`` escaped as one URL path segment (a workflow, instance or event name)."""
     return quote(value, safe="")
+
+
+__all__ = ["path_segment"]
