@@ -381,14 +381,9 @@ class CloudflareUpstream(RestAdapter):
             raise PayloadTooLarge(
                 f"the event payload is larger than the limit of {limit} bytes", limit=limit
             )
+        suffix = f"/events/{path_segment(event_type)}"
         return await self._act(
-            "POST",
-            f"/events/{path_segment(event_type)}",
-            "event",
-            workflow_id,
-            instance_id,
-            credentials,
-            payload,
+            "POST", suffix, "event", workflow_id, instance_id, credentials, payload
         )
 
     async def _send_control(
