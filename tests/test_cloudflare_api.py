@@ -64,13 +64,13 @@ async def instance_until(
     cf: httpx.AsyncClient, workflow: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
     """GET the instance (shape-checked every time) until ``predicate`` holds."""
+    path = f"/{workflow}/instances/{instance_id}"
+    return await poll(lambda: get_ok(cf, path, wire.Instance), predicate)
 
-    async def read() -> dict[str, Any]:
-        response = await cf.get(f"/{workflow}/instances/{instance_id}")
-        result: dict[str, Any] = ok(response, wire.Instance)
-        return result
 
-    return await poll(read, predicate)
+async def get_ok(cf: httpx.AsyncClient, path: str, result: Any) -> Any:
+    """GET ``path`` and return the result of its 200 success envelope around ``result``."""
+    return ok(await cf.get(path), result)
 
 
 def status_is(*statuses: str) -> Predicate:

@@ -56,7 +56,8 @@ def _closed(schema: Any) -> Any:
 def validator(shape: Any) -> jsonschema.protocols.Validator:
     """The validator of ``shape`` (a ``TypedDict``, or a type built of them)."""
     schema = _closed(TypeAdapter(shape).json_schema())
-    return Validator(schema, format_checker=FORMATS)
+    checker: jsonschema.protocols.Validator = Validator(schema, format_checker=FORMATS)
+    return checker
 
 
 def check(value: Any, shape: Any) -> None:
