@@ -40,7 +40,7 @@ from runcast.upstream._awaitstep_shapes import (
 )
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 from runcast.upstream._idempotent import Control, already_applied
-from runcast.upstream._port import RequestLimiter
+from runcast.upstream._port import Quota, RequestLimits
 from runcast.upstream._rest import RestAdapter
 from runcast.wire import awaitstep as aw
 from runcast.wire import path_segment
@@ -64,6 +64,8 @@ class AwaitStepUpstream(RestAdapter):
     """
 
     name = "awaitstep"
+    quota: Quota | None = None
+    """AwaitStep's 200 requests per minute per IP is kept by the pace (3/s) alone."""
     listed_fields = frozenset(
         {"input", "output", "error", "createdAt", "startedAt", "endedAt", "workflowVersion", "wait"}
     )
@@ -345,6 +347,10 @@ class AwaitStepUpstream(RestAdapter):
         except (Unauthenticated, Forbidden, RateLimited):
             return
 
-    def limit_requests(self, limiter: RequestLimiter) -> None:
-        """Take a token from ``limiter`` before every request (retries and resends too)."""
-        self.http.limiter = limiter
+    def limit_requests(self, limits: RequestLimits) -> None:
+        """Take a token before every request (retries and resends too) from ``limits``."""
+        self.http.limits = limits
+
+    def limit_key(self, credentials: Credentials) -> str:
+        """One key for every caller: AwaitStep limits requests per IP, not per key."""
+        return ""
