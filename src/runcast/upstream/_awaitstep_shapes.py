@@ -17,6 +17,7 @@ import httpx
 from runcast import errors, models
 from runcast.limits import MAX_UPSTREAM_MESSAGE_CHARS
 from runcast.models import JSON, RunStatus, RunWait, RunWaitReason
+from runcast.upstream._reading import optional_text, status_text
 from runcast.wire import awaitstep as aw
 from runcast.wire.times import parse_iso_time
 
@@ -157,7 +158,7 @@ def parse_run(
     """A run from its wire form; fields missing from ``body`` come from ``fallback``.
 
     Raises:
-        errors.UpstreamProtocolError: ``body`` is not an object with an ``instanceId``.
+        UpstreamProtocolError: ``body`` is not an object with an ``instanceId``.
     """
     if not isinstance(body, dict):
         raise errors.UpstreamProtocolError(
@@ -167,8 +168,7 @@ def parse_run(
     instance_id = merged.get("instanceId", cast(dict[str, Any], merged).get("id"))
     if not isinstance(instance_id, str) or not instance_id:
         raise errors.UpstreamProtocolError("upstream awaitstep sent a run without an instanceId")
-    raw: object = merged.get("status")
-    raw_status = raw if isinstance(raw, str) else ("" if raw is None else str(raw))
+    status = status_text(merged.get("status"))
     steps_body: object = merged.get("steps")
     steps: tuple[models.Step, ...] | None = None
     if isinstance(steps_body, list):
@@ -177,8 +177,8 @@ def parse_run(
     return models.Run(
         workflow_id=run_workflow if isinstance(run_workflow, str) and run_workflow else workflow_id,
         instance_id=instance_id,
-        status=RunStatus.parse(raw_status),
-        raw_status=raw_status,
+        status=RunStatus.parse(status),
+        raw_status=status,
         input=merged.get("input"),
         output=merged.get("output"),
         error=_text(merged.get("error")),
@@ -187,8 +187,8 @@ def parse_run(
         ended_at=_parse_time(merged.get("endedAt")),
         steps=steps,
         wake_at=_parse_time(merged.get("wakeAt")),
-        workflow_version=_optional_string(merged.get("workflowVersion")),
-        wait=_parse_wait(merged.get("wait"), raw_status, steps, merged.get("wakeAt")),
+        workflow_version=optional_text(merged.get("workflowVersion")),
+        wait=_parse_wait(merged.get("wait"), status, steps, merged.get("wakeAt")),
     )
 
 
@@ -224,7 +224,7 @@ def parse_workflow(item: object) -> models.Workflow:
     """A workflow from its wire form (an unknown ``kind`` reads as ``workflow``).
 
     Raises:
-        errors.UpstreamProtocolError: ``item`` is not an object with an ``id``.
+        UpstreamProtocolError: ``item`` is not an object with an ``id``.
     """
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
         raise errors.UpstreamProtocolError("upstream awaitstep sent a workflow without an id")
@@ -236,17 +236,13 @@ def parse_workflow(item: object) -> models.Workflow:
         id=body["id"],
         name=name if isinstance(name, str) and name else body["id"],
         kind=kind,
-        url=_optional_string(body.get("url")),
-        version=_optional_string(body.get("version")),
+        url=optional_text(body.get("url")),
+        version=optional_text(body.get("version")),
         input_schema=_optional_object(body.get("inputSchema")),
-        schedule=_optional_string(body.get("schedule")),
+        schedule=optional_text(body.get("schedule")),
         next_scheduled_at=_parse_time(body.get("nextScheduledAt")),
     )
 
 
 def _optional_object(value: object) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
-
-
-def _optional_string(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -44,6 +44,7 @@ from runcast.errors import (
 )
 from runcast.limits import MAX_UPSTREAM_MESSAGE_CHARS
 from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step, Workflow
+from runcast.upstream._reading import optional_text, status_text
 from runcast.wire import cloudflare as cf
 from runcast.wire.cloudflare import NO_ROUTE_CODES, decode_json_text
 from runcast.wire.times import parse_iso_time as _parse_time
@@ -139,16 +140,12 @@ def _task_step(item: cf.TaskStep, name: str, kind: str) -> Step:
     )
 
 
-def _raw_status(value: object) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
 def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run:
     """A :class:`Run` from the result of get-instance (steps left ``None`` when absent)."""
     if not isinstance(result, dict):
         raise UpstreamProtocolError("upstream cloudflare sent an instance that is not an object")
     body = cast(cf.Instance, result)
-    raw_status = _raw_status(body.get("status"))
+    raw_status = status_text(body.get("status"))
     steps_body: object = body.get("steps")
     steps: tuple[Step, ...] | None = None
     if isinstance(steps_body, list):
@@ -165,7 +162,7 @@ def parse_instance(result: object, *, workflow_id: str, instance_id: str) -> Run
         started_at=_parse_time(body.get("start")),
         ended_at=_parse_time(body.get("end")),
         steps=steps,
-        workflow_version=_optional_text(body.get("versionId")),
+        workflow_version=optional_text(body.get("versionId")),
         wait=_instance_wait(raw_status, steps_body),
     )
 
@@ -190,7 +187,7 @@ def _instance_wait(raw_status: str, steps_body: object) -> RunWait | None:
     if unfinished and last is not None and last.get("type") == "sleep":
         return RunWait(RunWaitReason.SLEEP, until=_parse_time(last.get("end")))
     if unfinished and last is not None and last.get("type") == "waitForEvent":
-        return RunWait(RunWaitReason.EVENT, event_type=_optional_text(last.get("event_type")))
+        return RunWait(RunWaitReason.EVENT, event_type=optional_text(last.get("event_type")))
     if raw_status == "paused":
         return RunWait(RunWaitReason.REQUESTED_PAUSE)
     return RunWait(RunWaitReason.RETRY) if unfinished else None
@@ -201,7 +198,7 @@ def parse_instance_item(item: object, *, workflow_id: str) -> Run:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
         raise UpstreamProtocolError("upstream cloudflare sent an instance without an id")
     body = cast(cf.ListItem, item)
-    raw_status = _raw_status(body.get("status"))
+    raw_status = status_text(body.get("status"))
     return Run(
         workflow_id=workflow_id,
         instance_id=body["id"],
@@ -210,12 +207,8 @@ def parse_instance_item(item: object, *, workflow_id: str) -> Run:
         created_at=_parse_time(body.get("created_on")),
         started_at=_parse_time(body.get("started_on")),
         ended_at=_parse_time(body.get("ended_on")),
-        workflow_version=_optional_text(body.get("version_id")),
+        workflow_version=optional_text(body.get("version_id")),
     )
-
-
-def _optional_text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def parse_workflow(item: object) -> Workflow:
