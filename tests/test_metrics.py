@@ -21,7 +21,13 @@ from observability_support import (
     scenario_settings,
     subscribe,
 )
-from runcast.metrics import ANONYMOUS_OPERATION, OTHER_OPERATION, OperationNames, code_label
+from runcast.metrics import (
+    ANONYMOUS_OPERATION,
+    OTHER_OPERATION,
+    Metrics,
+    OperationNames,
+    code_label,
+)
 from runcast.settings import Settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -215,3 +221,21 @@ async def test_the_field_cost_guard_is_counted_and_logged_with_its_rule(
     assert value(found, "runcast_graphql_operations_total", **labels) == 1
     lines = [r.getMessage() for r in collector.records if r.levelno == logging.INFO]
     assert [line.split(":")[0] for line in lines] == ["query refused by guard max_fields"]
+
+
+def test_repeated_observations_add_up_in_one_series() -> None:
+    """Operations and upstream requests observed many times count in one series each."""
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.observe_operation("query", "Run", None, 0.002)
+        metrics.observe_upstream_request("embedded", "ok")
+    metrics.observe_operation("query", "Run", "BAD_USER_INPUT", 0.002)
+    found = samples(metrics.render().decode())
+    ok = frozenset({("type", "query"), ("operation", "Run"), ("code", code_label(None))})
+    bad = frozenset({("type", "query"), ("operation", "Run"), ("code", "BAD_USER_INPUT")})
+    assert found[("runcast_graphql_operations_total", ok)] == 3
+    assert found[("runcast_graphql_operations_total", bad)] == 1
+    duration = frozenset({("type", "query"), ("operation", "Run")})
+    assert found[("runcast_graphql_operation_duration_seconds_count", duration)] == 4
+    upstream = frozenset({("upstream", "embedded"), ("outcome", "ok")})
+    assert found[("runcast_upstream_requests_total", upstream)] == 3
