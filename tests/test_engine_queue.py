@@ -12,6 +12,7 @@ import pytest
 from engine_probe import GATES
 from engine_support import open_engine, python_step, return_step, wait_for_status, workflow
 from runcast.engine import Engine
+from runcast.engine._schema import runs_table
 from runcast.engine.definitions import WaitForEventNode
 from runcast.errors import AlreadyExists
 from runcast.models import RunStatus
@@ -165,22 +166,8 @@ async def test_a_slot_free_at_startup_goes_to_the_head_of_the_restored_queue(
         await release(engine, "y")
 
 
-OLD_RUNS_TABLE = """
-CREATE TABLE runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_id TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    pause_requested INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (workflow_id, instance_id)
-);
-"""
+OLD_RUNS_TABLE = runs_table(later=())
+"""The ``runs`` table of the engine before ``queue_seq`` and ``version`` were added."""
 
 
 async def test_a_file_without_queue_order_opens_and_keeps_creation_order(
