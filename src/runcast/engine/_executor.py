@@ -68,22 +68,13 @@ class Executor:
         self.events = events or EngineEvents()
         self._store = store
         self._versions = versions
-        self._slots = SlotQueue(max_running)
+        self.slots = SlotQueue(max_running)
+        """The concurrency cap (its ``queued`` and ``running`` counts are the engine's load)."""
         self._recorder = RunRecorder(store)
-        self._book = RunBook(self._slots, self._recorder, self.events)
-        pacer = Pacer(self._slots, self._recorder)
+        self._book = RunBook(self.slots, self._recorder, self.events)
+        pacer = Pacer(self.slots, self._recorder)
         self._driver = RunDriver(store, self._book, pacer, http_client)
         self._next_event_id = 0
-
-    @property
-    def queue_depth(self) -> int:
-        """Runs waiting for a slot."""
-        return self._slots.queued
-
-    @property
-    def running_slots(self) -> int:
-        """Slots taken by executing runs."""
-        return self._slots.running
 
     def find(self, workflow_id: str, instance_id: str) -> RunState | None:
         """The unfinished run with this id, if this executor drives it."""
@@ -99,7 +90,7 @@ class Executor:
         """Load every unfinished run from the file and start driving it again."""
         rows, steps, events = await self._store.run(select_unfinished(TERMINAL_VALUES))
         self._next_event_id = await self._store.run(max_event_id)
-        self._slots.resume_numbering(await self._store.run(max_queue_seq))
+        self.slots.resume_numbering(await self._store.run(max_queue_seq))
         restored: list[RunState] = []
         for row in rows:
             definition = await self.definition_of(row.workflow_id, row.version)
@@ -130,16 +121,16 @@ class Executor:
         for run in restored:
             was_running = run.status in (RunStatus.RUNNING, RunStatus.WAITING_FOR_PAUSE)
             if was_running and not run.pause_requested:
-                self._slots.take(run, jump_queue=True)
+                self.slots.take(run, jump_queue=True)
         queued = [
             run for run in restored if run.status is RunStatus.QUEUED and not run.pause_requested
         ]
         for run in queued:
             if run.queue_seq is None:  # cannot be after _schema's migration; keep creation order
-                run.queue_seq = self._slots.next_seq()
+                run.queue_seq = self.slots.next_seq()
         queued.sort(key=lambda run: (run.queue_seq, run.seq))
         for run in queued:
-            if not self._slots.take(run, jump_queue=True):
+            if not self.slots.take(run, jump_queue=True):
                 break
 
     async def unfinished(self, workflow_id: str, instance_id: str, *, script: bool) -> RunState:
@@ -264,17 +255,17 @@ class Executor:
             created_at=time.time(),
             version=self._versions.current(definition.id) or "",
         )
-        if self._slots.take(run):
+        if self.slots.take(run):
             run.status, run.started_at = RunStatus.RUNNING, run.created_at
         else:
-            run.queue_seq = self._slots.next_seq()
-            self._slots.enqueue(run)
+            run.queue_seq = self.slots.next_seq()
+            self.slots.enqueue(run)
         return run
 
     def _abandon(self, run: RunState) -> None:
         """Give back the slot or queue place of a run whose row could not be written."""
-        self._slots.withdraw(run)
-        self._slots.release(run)
+        self.slots.withdraw(run)
+        self.slots.release(run)
 
     def _admit(self, run: RunState, seq: int) -> Run:
         """Start driving a run whose row is committed; tell listeners."""
@@ -307,9 +298,9 @@ class Executor:
             run.status = RunStatus.WAITING_FOR_PAUSE
         else:
             run.status = RunStatus.PAUSED
-            self._slots.withdraw(run)
+            self.slots.withdraw(run)
             if run.holds_slot and not run.in_step:
-                self._slots.release(run)
+                self.slots.release(run)
         run.changed.set()
         await self._recorder.write(run)
 
@@ -358,7 +349,7 @@ class Executor:
         task = self._take_over(run)
         run.reset(keep)
         run.status = RunStatus.QUEUED
-        run.queue_seq = self._slots.next_seq()  # at the back, whenever it was created
+        run.queue_seq = self.slots.next_seq()  # at the back, whenever it was created
         written = self._recorder.write(run, extra=forget_from(run.seq, keep))
         self._book.active[run.key] = run
         self.events.run_started(run)
@@ -372,8 +363,8 @@ class Executor:
             task.cancel()
         run.task = None
         run.in_step = False
-        self._slots.withdraw(run)
-        self._slots.release(run)
+        self.slots.withdraw(run)
+        self.slots.release(run)
         return task
 
 

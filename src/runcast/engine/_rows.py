@@ -29,21 +29,11 @@ class RunRow:
     """The workflow version the run executes (``None`` only in files of older engines)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """One row of ``steps``: node ``idx`` of run ``run_seq``."""
-
-    run_seq: int
-    idx: int
-    name: str
-    type: str
-    status: str
-    attempts: int
-    output: str | None
-    error: str | None
-    started_at: float | None
-    ended_at: float | None
-    wake_at: float | None
+StepRow = tuple[
+    int, int, str, str, str, int, str | None, str | None, float | None, float | None, float | None
+]
+"""One row of ``steps``, in column order: ``run_seq, idx, name, type, status, attempts,
+output, error, started_at, ended_at, wake_at`` (``output`` is JSON text)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ def select_steps(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, list[St
             f" ended_at, wake_at FROM steps WHERE run_seq IN ({marks}) ORDER BY run_seq, idx",
             chunk,
         ):
-            found[row[0]].append(StepRow(*row))
+            found[row[0]].append(row)
     return found
 
 

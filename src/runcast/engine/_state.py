@@ -140,19 +140,10 @@ class StepState:
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepState:
-        """The state a stored step row describes."""
+        """The state a stored ``steps`` row describes."""
+        _, idx, name, kind, status, attempts, output, error, started, ended, wake = row
         return cls(
-            idx=row.idx,
-            name=row.name,
-            type=row.type,
-            status=row.status,
-            attempts=row.attempts,
-            output=decode(row.output),
-            output_json=row.output,
-            error=row.error,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            wake_at=row.wake_at,
+            idx, name, kind, status, attempts, decode(output), output, error, started, ended, wake
         )
 
 

@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import logging
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -204,12 +204,12 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         """Runs waiting for a free slot."""
-        return self._executor.queue_depth
+        return self._executor.slots.queued
 
     @property
     def running_slots(self) -> int:
         """Slots taken by executing runs (at most ``max_running``)."""
-        return self._executor.running_slots
+        return self._executor.slots.running
 
     async def check_store(self, *, within: float = 2.0) -> str | None:
         """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
@@ -395,10 +395,7 @@ class Engine:
 
     async def terminate(self, workflow_id: str, instance_id: str) -> Run:
         """End the run at once (even mid-step); raises ``RunFinished`` if it had ended."""
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.terminate(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.terminate)
 
     async def pause(self, workflow_id: str, instance_id: str) -> Run:
         """Pause the run at its next node boundary (at once when sleeping or waiting).
@@ -409,10 +406,7 @@ class Engine:
         Raises:
             RunFinished: the run has finished.
         """
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.pause(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.pause)
 
     async def resume(self, workflow_id: str, instance_id: str) -> Run:
         """Undo a pause. Resuming a run that was not paused by request returns it unchanged.
@@ -420,10 +414,7 @@ class Engine:
         Raises:
             RunFinished: the run has finished.
         """
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.resume(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.resume)
 
     async def restart(
         self, workflow_id: str, instance_id: str, *, from_step: str | None = None
@@ -477,6 +468,15 @@ class Engine:
         return self._executor.add_listener(listener)
 
     # -- helpers -----------------------------------------------------------------------
+
+    async def _command(
+        self, workflow_id: str, instance_id: str, command: Callable[[RunState], Awaitable[None]]
+    ) -> Run:
+        """Apply ``command`` to the unfinished run; return the run as it is then."""
+        self._check_started()
+        run = await self._active_run(workflow_id, instance_id)
+        await command(run)
+        return run.to_model()
 
     async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
         self._check_workflow(workflow_id)
