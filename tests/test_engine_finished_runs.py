@@ -11,7 +11,7 @@ import pytest
 from engine_support import wait_for_status
 from runcast.engine import Engine, load_workflows
 from runcast.engine._finished_runs import FinishedRuns
-from runcast.engine._store import RunRow, StepRow
+from runcast.engine._rows import RunRow, StepRow
 from runcast.errors import RunNotFound
 from runcast.models import Run, RunStatus
 from test_engine_retention import SHORT

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from runcast.engine._store import RunRow, StepRow
+from runcast.engine._rows import RunRow, StepRow
 from runcast.models import Run
 
 MAX_RUNS = 256
@@ -32,7 +32,8 @@ def encoded_chars(row: RunRow, steps: list[StepRow]) -> int:
     """Characters of the stored run's encoded JSON and error columns, steps included."""
     total = len(row.input or "") + len(row.output or "") + len(row.error or "")
     for step in steps:
-        total += len(step.output or "") + len(step.error or "")
+        output, error = step[6], step[7]
+        total += len(output or "") + len(error or "")
     return total
 
 
