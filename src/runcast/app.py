@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,10 +45,9 @@ from runcast.settings import Settings, default_db_path
 from runcast.upstream import LimitedUpstream, RunAPI
 
 if TYPE_CHECKING:
-    import httpx
-
     from runcast.engine.observer import EngineObserver
     from runcast.tracing import Tracing
+    from runcast.upstream._http import TransportLayer
 
 logger = logging.getLogger("runcast.app")
 
@@ -270,10 +269,6 @@ async def open_upstream(
         async with _embedded_upstream(settings, metrics=engine_metrics, tracing=tracing) as local:
             yield local
         return
-    import httpx
-
-    from runcast.upstream._http import UPSTREAM_LIMITS, pooled_transport
-
     parts = urlsplit(upstream)
     on_request = metrics.observe_upstream_request if metrics is not None else None
     adapter: RunAPI
@@ -286,9 +281,7 @@ async def open_upstream(
             token=settings.cloudflare_token,
             settings=settings,
             on_request=on_request,
-            transport=_traced(
-                tracing, "cloudflare", lambda: httpx.AsyncHTTPTransport(limits=UPSTREAM_LIMITS)
-            ),
+            wrap_transport=_traced(tracing, "cloudflare"),
         )
     else:
         from runcast.upstream.awaitstep import AwaitStepUpstream
@@ -297,7 +290,7 @@ async def open_upstream(
             upstream,
             settings=settings,
             on_request=on_request,
-            transport=_traced(tracing, "awaitstep", pooled_transport),
+            wrap_transport=_traced(tracing, "awaitstep"),
         )
     try:
         yield adapter
@@ -305,15 +298,14 @@ async def open_upstream(
         await adapter.aclose()
 
 
-def _traced(
-    tracing: Tracing | None, peer: str, inner: Callable[[], httpx.AsyncBaseTransport]
-) -> httpx.AsyncBaseTransport | None:
-    """``inner()`` with a span per HTTP attempt while tracing; ``None`` (the default) if not."""
+def _traced(tracing: Tracing | None, peer: str) -> TransportLayer | None:
+    """A span per HTTP attempt while tracing (wrapping the adapter's transport); else ``None``."""
     if tracing is None:
         return None
     from runcast.tracing import TracingTransport
 
-    return TracingTransport(inner(), tracer=tracing.tracer("runcast.upstream"), peer=peer)
+    tracer = tracing.tracer("runcast.upstream")
+    return lambda inner: TracingTransport(inner, tracer=tracer, peer=peer)
 
 
 def _engine_observers(metrics: Metrics | None, tracing: Tracing | None) -> list[EngineObserver]:

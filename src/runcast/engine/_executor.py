@@ -122,7 +122,7 @@ class Executor:
         versions: VersionBook,
         *,
         max_running: int,
-        http_client: httpx.AsyncClient | None,
+        http_client: httpx.AsyncClient,
         events: EngineEvents | None = None,
     ) -> None:
         self.events = events or EngineEvents()
@@ -441,7 +441,9 @@ class Executor:
         context = dict(run.context)
         try:
             if isinstance(node.action, ReturnAction | FailAction):
-                result = await run_action(node.action, context, attempt=attempt, http_client=None)
+                result = await run_action(
+                    node.action, context, attempt=attempt, http_client=self._http_client
+                )
             else:
                 limit = node.timeout or DEFAULT_STEP_TIMEOUT
                 try:

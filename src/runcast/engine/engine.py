@@ -30,6 +30,7 @@ from types import MappingProxyType, TracebackType
 import httpx
 from ulid import ULID
 
+from runcast._http_pool import pooled_client
 from runcast.engine import _store
 from runcast.engine._checks import input_problem
 from runcast.engine._executor import Executor
@@ -139,7 +140,7 @@ class Engine:
             hold no slot.
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
-            ``None`` makes a short-lived client per request.
+            ``None``: the engine's own, one for its lifetime, closed by :meth:`aclose`.
         retention: how long finished runs are kept, by status (a workflow's own
             ``retention:`` overrides it); expired runs are deleted in the background.
         retention_interval: seconds between two sweeps for expired runs.
@@ -171,11 +172,14 @@ class Engine:
         self._versions = VersionBook(self._definitions)
         self._retired: frozenset[str] = frozenset()
         """Workflows the file has runs or versions of that are not loaded any more."""
+        # http steps call any URL a workflow names: httpx's own pool, which honours HTTP(S)_PROXY.
+        self._own_http = http_client is None
+        self._http = http_client or pooled_client(timeout=None)
         self._executor = Executor(
             self._store,
             self._versions,
             max_running=max_running,
-            http_client=http_client,
+            http_client=self._http,
             events=events,
         )
         self._scheduler = Scheduler(self, lambda: self._definitions, clock=clock or SystemClock())
@@ -211,6 +215,8 @@ class Engine:
             await self._executor.close()
             await self._store.close()
             self._release_lock()
+            if self._own_http:
+                await self._http.aclose()
             self._state = "closed"
             raise
         self._state = "started"
@@ -264,6 +270,8 @@ class Engine:
         await self._executor.close()
         await self._store.close()
         self._release_lock()
+        if self._own_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> Engine:
         await self.start()

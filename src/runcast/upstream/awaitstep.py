@@ -45,7 +45,12 @@ from runcast.models import (
     WorkflowKind,
 )
 from runcast.settings import Settings
-from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
+from runcast.upstream._http import (
+    RequestObserver,
+    TransportLayer,
+    UpstreamHttpClient,
+    decode_json,
+)
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import RequestLimiter
 
@@ -236,6 +241,7 @@ class AwaitStepUpstream:
             ``/api/v1`` is accepted too).
         settings: timeouts, the retry bound and the event payload limit.
         transport: an httpx transport to use instead of the network.
+        wrap_transport: wraps the transport (a span per attempt, when tracing).
         on_request: observer of every HTTP attempt, for metrics and budgets; it can
             also be set later as ``upstream.http.on_request``.
         retry_base_delay: the first retry backoff in seconds (tests make it tiny).
@@ -254,6 +260,7 @@ class AwaitStepUpstream:
         *,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        wrap_transport: TransportLayer | None = None,
         on_request: RequestObserver | None = None,
         retry_base_delay: float = 0.1,
     ) -> None:
@@ -267,6 +274,7 @@ class AwaitStepUpstream:
             root,
             settings=self.settings,
             transport=transport,
+            layers=() if wrap_transport is None else (wrap_transport,),
             on_request=on_request,
             error_message=_error_message,
             retry_base_delay=retry_base_delay,

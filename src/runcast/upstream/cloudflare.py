@@ -95,6 +95,7 @@ from runcast.upstream._cloudflare_shapes import (
 )
 from runcast.upstream._http import (
     RequestObserver,
+    TransportLayer,
     UpstreamHttpClient,
     decode_json,
 )
@@ -127,6 +128,7 @@ class CloudflareUpstream:
             ``settings.cloudflare_token``. Never logged, never in ``repr``.
         settings: timeouts, the retry bound and the event payload limit.
         transport: an httpx transport to use instead of the network.
+        wrap_transport: wraps the transport (a span per attempt, when tracing).
         on_request: observer of every HTTP attempt, for metrics and budgets.
         gate: the rate-limit gate (one per adapter by default).
         list_details: read finished runs of a listing back for their output and error.
@@ -143,6 +145,7 @@ class CloudflareUpstream:
         token: str | None = None,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        wrap_transport: TransportLayer | None = None,
         on_request: RequestObserver | None = None,
         gate: RateLimitGate | None = None,
         list_details: bool = True,
@@ -155,14 +158,16 @@ class CloudflareUpstream:
         self.base_url = (base_url or self.settings.cloudflare_base_url).rstrip("/")
         self._token = token if token is not None else self.settings.cloudflare_token
         self.gate = gate or RateLimitGate()
-        inner = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
+        gate = self.gate
         self.http = UpstreamHttpClient(
             self.name,
             self.base_url,
             settings=self.settings,
-            transport=GatedTransport(inner, self.gate),
+            transport=transport,
+            layers=(
+                *(() if wrap_transport is None else (wrap_transport,)),
+                lambda inner: GatedTransport(inner, gate),
+            ),
             on_request=on_request,
             error_message=error_message,
             retry_base_delay=retry_base_delay,
