@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp
 
 from fault_proxy import Fault, FaultProxy, fault_proxy
-from runcast.app import create_app, open_upstream
+from runcast.app import create_app
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.server import create_engine_app
@@ -26,6 +26,7 @@ from runcast.tracing import Tracing
 from runcast.upstream import LimitedUpstream, prepaid_request
 from runcast.upstream.awaitstep import AwaitStepUpstream
 from runcast.upstream.cloudflare import CloudflareUpstream
+from runcast.upstream.factory import open_upstream
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 Adapter = AwaitStepUpstream | CloudflareUpstream
