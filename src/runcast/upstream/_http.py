@@ -70,7 +70,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeAlias
 
 import httpx
@@ -90,6 +89,7 @@ from runcast.upstream._limiter import CLIENT_MAX_WAIT
 from runcast.upstream._port import RequestLimiter, RequestLimits
 from runcast.upstream._retry import Attempt, RequestOutcome, RetryPolicy, safe_to_repeat
 from runcast.upstream._transport import PooledTransport
+from runcast.wire.times import parse_http_date
 
 __all__ = [
     "ErrorMessageReader",
@@ -156,12 +156,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    when = parse_http_date(text)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     current = now or datetime.now(UTC)
     return max(0.0, (when - current).total_seconds())
 
