@@ -30,7 +30,6 @@ from runcast._http_pool import pooled_client
 from runcast.engine._arguments import (
     INSTANCE_ID_PATTERN,
     MAX_PAGE_SIZE,
-    MIB,
     check_event_type,
     check_input,
     check_page_size,
@@ -63,6 +62,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import MIB
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 __all__ = [
@@ -463,11 +463,6 @@ class Engine:
         if status not in TERMINAL_VALUES:
             raise RunNotFinished(workflow_id, instance_id, status)
         return True
-
-    async def sweep_expired(self) -> int:
-        """Delete every finished run past its retention now; returns how many."""
-        self._check_started()
-        return await self._sweeper.sweep()
 
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
         """Call ``listener(run)`` on the loop after every status, output or error change.
