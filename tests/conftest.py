@@ -18,8 +18,11 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from crash_support import Crash
+from engine_probe import GATES
 from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
+from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.server import create_engine_app
 from runcast.settings import Settings
 from runcast.upstream import RunAPI
@@ -46,6 +49,13 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
         ws_ping_interval=None,
         ws=Settings.ws_implementation,  # WebSocket tests run on the gateway's implementation
     )
+    async with serving(config) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Run a uvicorn server of ``config`` (on loopback) for the block; yield its base URL."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -68,6 +78,25 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
 
 
 @pytest.fixture
+def gates() -> Iterator[dict[str, asyncio.Event]]:
+    """Fresh gates for ``engine_probe.hold`` steps, released and cleared after the test."""
+    yield GATES
+    for gate in GATES.values():
+        gate.set()
+    GATES.clear()
+
+
+@pytest.fixture
+def crash(tmp_path: Path) -> Iterator[Crash]:
+    """A crash scenario (``crash_support.Crash``); its worker is killed after the test."""
+    scenario = Crash(tmp_path)
+    yield scenario
+    if scenario.process is not None and scenario.process.poll() is None:
+        scenario.process.kill()
+        scenario.process.wait(timeout=10)
+
+
+@pytest.fixture
 def serve() -> Callable[[ASGIApp], AbstractAsyncContextManager[str]]:
     """Start an ASGI app on a real uvicorn socket: ``async with serve(app) as url: ...``."""
     return running_server
@@ -80,11 +109,19 @@ def workflows_dir() -> Path:
 
 
 @pytest.fixture
-async def engine(workflows_dir: Path, tmp_path: Path) -> AsyncIterator[Engine]:
+def definitions(workflows_dir: Path) -> dict[str, WorkflowDefinition]:
+    """The test workflow definitions (tests/workflows), loaded without problems."""
+    loaded = load_workflows(workflows_dir)
+    assert not loaded.problems, loaded.problems
+    return loaded.definitions
+
+
+@pytest.fixture
+async def engine(
+    definitions: dict[str, WorkflowDefinition], tmp_path: Path
+) -> AsyncIterator[Engine]:
     """A started Engine over tests/workflows on a SQLite file in tmp_path, closed after."""
-    result = load_workflows(workflows_dir)
-    assert not result.problems, result.problems
-    async with Engine(result.definitions, db_path=tmp_path / "engine.db") as started:
+    async with Engine(definitions, db_path=tmp_path / "engine.db") as started:
         yield started
 
 

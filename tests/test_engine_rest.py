@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -17,15 +14,20 @@ import httpx
 import pytest
 
 from conftest import free_port
+from polling import poll
+from process_support import start_runcast
 from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.standalone import serve_engine
 from runcast.errors import ConfigurationError
 from runcast.settings import MIB, Settings
+from runcast.wire import awaitstep as aw
+from wire_schema import check
 
 EngineServer = Callable[..., AbstractAsyncContextManager[str]]
 API = "/api/v1/workflows"
 WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+Predicate = Callable[[dict[str, Any]], bool]
 
 
 @pytest.fixture
@@ -36,28 +38,25 @@ async def api(engine_server: EngineServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def poll_run(
-    api: httpx.AsyncClient,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    within: float = 10,
+    api: httpx.AsyncClient, workflow_id: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
-    """GET the run until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.02)
+    """GET the run (shape-checked every time) until ``predicate`` holds; fail after 10 s."""
+
+    async def read() -> dict[str, Any]:
+        response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        check(body, aw.Run)
+        return body
+
+    return await poll(read, predicate)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """The response is an AwaitStep error with this status and code; returns the error object."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
+    check(response.json(), aw.ErrorBody)
     error: dict[str, Any] = response.json()["error"]
     assert error["code"] == code
     assert isinstance(error["message"], str)
@@ -70,6 +69,7 @@ async def test_lists_and_gets_workflows(api: httpx.AsyncClient) -> None:
     """GET /workflows lists every definition with its kind, version, input schema and schedule."""
     response = await api.get(API)
     assert response.status_code == 200
+    check(response.json(), aw.WorkflowList)
     workflows = {w["id"]: w for w in response.json()["data"]}
     version = workflows["three-steps"].pop("version")
     assert isinstance(version, str)
@@ -94,6 +94,7 @@ async def test_trigger_then_read_to_completion(api: httpx.AsyncClient) -> None:
     response = await api.post(f"{API}/three-steps/runs", json={"input": {"orderId": "A"}})
     assert response.status_code == 201
     created = response.json()
+    check(created, aw.Run)
     instance_id = created["instanceId"]
     assert len(instance_id) == 26  # a ULID
     assert created["status"] in {"queued", "running", "complete"}
@@ -198,6 +199,7 @@ async def test_list_runs_filters_and_pages(api: httpx.AsyncClient) -> None:
         if cursor:
             params["cursor"] = cursor
         page = (await api.get(f"{API}/three-steps/runs", params=params)).json()
+        check(page, aw.RunList)
         pages += 1
         assert len(page["data"]) <= 2
         seen += [run["instanceId"] for run in page["data"]]
@@ -350,25 +352,12 @@ async def test_runcast_exits_2_on_a_corrupt_database(tmp_path: Path, command: st
     """`runcast engine` and `runcast serve` on a non-database file print one line, exit 2."""
     db = tmp_path / "runs.db"
     db.write_bytes(b"this is not an SQLite database, it is a text file" * 100)
-    process = _runcast(command, "--port", str(free_port()), "--db", str(db), cwd=tmp_path)
+    process = start_runcast(command, "--port", str(free_port()), "--db", str(db), cwd=tmp_path)
     _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
     assert process.returncode == 2, stderr
     assert stderr.strip().splitlines() == [
         f"runcast: cannot open the database {str(db)!r}: file is not a database"
     ]
-
-
-def _runcast(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RUNCAST_PORT", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "runcast.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 async def test_runcast_engine_serves_and_reports_bad_files(tmp_path: Path) -> None:
@@ -381,7 +370,7 @@ async def test_runcast_engine_serves_and_reports_bad_files(tmp_path: Path) -> No
     (folder / "bad.yaml").write_text("id: bad\nnodes:\n  - teleport: x\n")
     port = free_port()
     db = tmp_path / "deep" / "dir" / "engine.db"
-    process = _runcast(
+    process = start_runcast(
         "engine",
         "--workflows",
         str(folder),
@@ -425,7 +414,7 @@ async def test_runcast_engine_exits_2_on_a_port_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = _runcast(
+        process = start_runcast(
             "engine", "--port", str(port), "--db", str(tmp_path / "x.db"), cwd=tmp_path
         )
         _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
