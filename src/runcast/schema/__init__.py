@@ -187,6 +187,7 @@ def build_schema(
     prepared = PreparedDocuments(
         max_tokens=settings.max_query_tokens,
         max_fields=settings.max_query_fields,
+        max_comparisons=settings.max_field_comparisons,
         guard_rules=guard_rules,
         maxsize=PREPARED_CACHE_SIZE,
     )
