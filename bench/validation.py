@@ -33,8 +33,7 @@ from collections.abc import Callable, Iterable
 from graphql import GraphQLError, Lexer, Source, TokenKind, parse, specified_rules
 
 from runcast.schema import build_schema
-from runcast.schema._cost import query_cost
-from runcast.schema._merge_cost import merge_comparisons
+from runcast.schema._cost import merge_comparisons, query_cost
 from runcast.settings import Settings
 
 Shape = Callable[[int, int], str]

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from runcast.app import create_app
 from runcast.engine import Engine
-from runcast.schema._merge_cost import merge_comparisons
+from runcast.schema._cost import merge_comparisons
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 

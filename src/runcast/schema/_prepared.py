@@ -20,8 +20,7 @@ from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from runcast.schema._cost import cost_error, query_cost
-from runcast.schema._merge_cost import merge_verdict
+from runcast.schema._cost import cost_error, merge_verdict, query_cost
 
 Rules = tuple[type[ASTValidationRule], ...]
 
@@ -33,7 +32,7 @@ class PreparedDocuments:
         max_tokens: the most tokens a query text may have (parsing stops beyond).
         max_fields: the most fields a document may resolve, fragments expanded.
         max_comparisons: the most pairs of same-named fields (and of fragments) the
-            overlapping-fields rule may compare (``_merge_cost.py``).
+            overlapping-fields rule may compare (``_cost.py``).
         guard_rules: validation rules added to GraphQL's own (depth, aliases, ...).
         maxsize: distinct query texts (and verdicts) kept, least recently used out.
     """
