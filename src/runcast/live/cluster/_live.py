@@ -14,15 +14,17 @@ from typing import Literal
 from prometheus_client import CollectorRegistry
 
 from runcast.live._bus import ChangeSink, LocalChangeBus, Topic
-from runcast.live.cluster._budget import ClusterBudget
+from runcast.live.cluster._budget import ClusterBudget, cluster_limits
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
 from runcast.live.cluster._metrics import ClusterMetrics
-from runcast.models import Credentials, Run
+from runcast.models import Run
 from runcast.readiness import CheckResult
 from runcast.settings import Settings
+from runcast.upstream import Quota
+from runcast.upstream._limiter import CredentialLimits
 
 logger = logging.getLogger(__name__)
 
@@ -260,21 +262,17 @@ class ClusterLive:
         self.bus = ClusterChangeBus(
             self.link, self.keeper, self.redis_bus, secret=settings.cluster_secret
         )
-        self._budgets: list[ClusterBudget] = []
+        self._limits: list[CredentialLimits[ClusterBudget]] = []
         self._stack = AsyncExitStack()
         self._state: Literal["new", "open", "closed"] = "new"
 
-    def budget(self, name: str, rate: float | None) -> ClusterBudget:
-        """The cluster's budget ``name`` of ``rate`` requests per second (closed with this)."""
-        budget = ClusterBudget(self.link, name, rate)
-        self._budgets.append(budget)
-        return budget
-
-    def budget_name(self, upstream_name: str, token: str | None) -> str:
-        """The budget's name in Redis: per upstream, and per token where one is configured."""
-        if token is None:
-            return upstream_name
-        return f"{upstream_name}:{keyed_fingerprint(Credentials(token).fingerprint, self._secret)}"
+    def limits(
+        self, upstream: str, rate: float | None, quota: Quota | None
+    ) -> CredentialLimits[ClusterBudget]:
+        """The cluster's limiter of each credential of ``upstream`` (closed with this)."""
+        limits = cluster_limits(self.link, upstream, rate, quota, self._secret)
+        self._limits.append(limits)
+        return limits
 
     async def __aenter__(self) -> ClusterLive:
         if self._state != "new":
@@ -302,8 +300,9 @@ class ClusterLive:
         if self._state == "closed":
             return
         self._state = "closed"
-        for budget in self._budgets:
-            await budget.aclose()
+        for limits in self._limits:
+            for budget in limits.limiters():
+                await budget.aclose()
         await self._stack.aclose()
 
     def _gained(self, watch: WatchName, fence: int) -> None:
