@@ -87,7 +87,6 @@ class LiveHub:
         self.pushes = isinstance(upstream, RunChangeSource)
         rate = None if self.pushes else budget_for(upstream.name, settings)
         self.budget: Budget = budget if budget is not None else RequestBudget(rate, clock=clock)
-        self._gate = gate
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
         minimum = max(0.001, settings.poll_min_interval)
         scheduler: PollScheduler[Watch] = PollScheduler(
@@ -104,6 +103,7 @@ class LiveHub:
             scheduler=scheduler,
             lister=ListPoller(),
             listed=listed_fields(upstream),
+            gate=gate,
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
@@ -257,7 +257,7 @@ class LiveHub:
     async def _poll(self, watch: Watch, urgent: bool) -> None:
         """One poll of ``watch``, and what its failures mean for it and for the upstream."""
         ctx = self._ctx
-        if self._gate is not None and not self._gate.may_poll(watch.served_topics(ctx)):
+        if not ctx.polls_for(watch.served_topics(ctx)):
             # Another process polls it for everyone; the gate says when to start (poll_now).
             self.budget.refund()
             return

@@ -220,7 +220,7 @@ class RunWatch(Watch):
         known = carrier.known.get(self.instance_id)
         if known is None:
             await ctx.scheduler.refresh(carrier)  # its list rides this watch if it shows the run
-        elif covers(known, subscriber.fields, ctx.listed):
+        elif covers(known, subscriber.fields, ctx.listed) and ctx.polls_for((self.topic,)):
             self.ride(ctx, known, carrier.observed_at, carrier.observed_wall or now())
 
     def carrier(self, ctx: LiveContext) -> WorkflowWatch | None:
@@ -438,6 +438,8 @@ class WorkflowWatch(Watch):
         summaries = {run.instance_id: run for run in runs}
         news = False
         for rider in tuple(self.riders(ctx)):  # riders that finish leave the set
+            if not ctx.polls_for((rider.topic,)):
+                continue  # observed by the replica that holds it, which publishes it in order
             summary = summaries.get(rider.instance_id)
             if summary is None:  # not in what this poll read: poll it on its own
                 rider.dismount(ctx, rider.interval)

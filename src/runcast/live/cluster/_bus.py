@@ -338,7 +338,9 @@ class RedisChangeBus:
         while self._state == "open":
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await self.link.call("subscribe", partial(pubsub.subscribe, self.link.keys.channel))
+                await self.link.call(
+                    "subscribe", partial(pubsub.subscribe, self.link.keys.channel), queued=False
+                )
                 for watch, followed in self._followed.items():
                     self._catch_up(watch, followed)  # what was published while away
                 self._listening.set()
@@ -352,7 +354,7 @@ class RedisChangeBus:
     async def _receive(self, pubsub: PubSub) -> None:
         while self._state == "open":
             message = await self.link.call(
-                "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT)
+                "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT), queued=False
             )
             if message is None or message.get("type") != "message":
                 continue

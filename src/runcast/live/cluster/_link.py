@@ -32,6 +32,10 @@ HEARTBEAT_INTERVAL = 1.0
 """Seconds between a replica's heartbeats (and, while Redis is gone, reconnection tries)."""
 REPLICA_SILENCE = 5.0
 """Seconds without a heartbeat after which a replica no longer counts as running."""
+MAX_COMMANDS_IN_FLIGHT = 32
+"""Redis commands one replica has in flight at once; more wait their turn for a connection."""
+SPARE_CONNECTIONS = 4
+"""Connections beyond those for commands: pub/sub, heartbeats, a pub/sub being replaced."""
 
 _HEARTBEAT = """
 local now = redis.call('TIME')
@@ -54,6 +58,19 @@ async def stop_task(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
     if not task.cancelled() and task.exception() is not None:
         logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _lost(op: str, exc: BaseException) -> bool:
+    """Whether ``exc``, failing ``op``, means Redis is gone.
+
+    A failed connection is; a slow answer alone (a busy host, a busy pool) is not, unless
+    it is the heartbeat's. (``TimeoutError`` is an ``OSError``: it is tested first.)
+    """
+    if op == "heartbeat":
+        return True
+    if isinstance(exc, TimeoutError):
+        return False
+    return isinstance(exc, RedisConnectionError | OSError)
 
 
 class ClusterUnavailable(RuncastError):
@@ -101,12 +118,18 @@ class RedisLink:
         self.metrics = metrics
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self.heartbeat = heartbeat
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool that makes a command wait for a connection: an unbounded burst
+        # (one catch-up per watch) would otherwise fail as if Redis were gone.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_COMMANDS_IN_FLIGHT + SPARE_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._slots = asyncio.Semaphore(MAX_COMMANDS_IN_FLIGHT)
         self._health: bool | None = None
         # Rises each time Redis comes back: a failure of a command begun earlier is stale.
         self._up_era = 0
@@ -161,8 +184,12 @@ class RedisLink:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def call(self, op: str, command: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, op: str, command: Callable[[], Awaitable[T]], *, queued: bool = True) -> T:
         """Run ``command()`` against Redis, timed and counted under ``op``.
+
+        ``queued`` commands wait for one of ``MAX_COMMANDS_IN_FLIGHT`` turns (within the
+        time limit); the heartbeat and pub/sub use the spare connections instead, so a
+        burst of commands never delays them.
 
         Raises:
             ClusterUnavailable: Redis failed or did not answer in time.
@@ -171,17 +198,18 @@ class RedisLink:
         era = self._up_era
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
-                result = await command()
-        except (RedisError, OSError, TimeoutError) as exc:
+                if queued:
+                    async with self._slots:
+                        result = await command()
+                else:
+                    result = await command()
+        except (RedisError, OSError) as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py may report a cancellation as a connection error: keep it one.
                 raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
-            # A slow answer alone (a busy host) is not Redis gone, nor is a command sent on a
-            # connection from before Redis last came back.
-            lost = op == "heartbeat" or isinstance(exc, RedisConnectionError | OSError)
-            if lost and era == self._up_era:
+            if _lost(op, exc) and era == self._up_era:
                 self._set_up(False)
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
         self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
@@ -205,6 +233,7 @@ class RedisLink:
             lambda: self._heartbeat_script(
                 keys=[self.keys.replicas], args=[self.replica_id, silence_ms]
             ),
+            queued=False,
         )
         self.replicas = max(1, int(count))
         self.metrics.replicas.set(self.replicas)
