@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -140,6 +141,44 @@ async def test_stopping_gracefully_hands_leases_back_at_once(links: LinkFactory)
     assert lost == [WATCH]
     await keeper_b.round()  # long before the 60 s lease would have expired
     assert keeper_b.fence(WATCH) == 2
+
+
+async def test_a_run_goes_to_the_holder_of_its_workflow(links: LinkFactory) -> None:
+    """A run's lease goes to the holder of its workflow's; another takes it only if unwanted."""
+    a, b = await links("a").__aenter__(), await links("b").__aenter__()
+    leader, alone = WatchName("f" * 32, "approval"), WatchName("f" * 32, "approval", "order-2")
+    keeper_a = LeaseKeeper(a, ttl=0.4, on_gained=lambda w, f: None, on_lost=lambda w: None)
+    keeper_b = LeaseKeeper(b, ttl=0.4, on_gained=lambda w, f: None, on_lost=lambda w: None)
+    for keeper in (keeper_a, keeper_b):
+        keeper.compete(leader)
+        keeper.compete(WATCH, leader=leader)
+    await keeper_a.round()  # takes the workflow; only looks at the run
+    assert (keeper_a.fence(leader), keeper_a.fence(WATCH)) == (1, None)
+    await keeper_b.round()  # the run is free, but b defers to the workflow's holder
+    await keeper_a.round()
+    assert keeper_a.fence(WATCH) == 1
+    await asyncio.sleep(0.2)  # past b's deferral
+    await keeper_b.round()
+    assert (keeper_b.fence(leader), keeper_b.fence(WATCH)) == (None, None)
+    keeper_b.compete(alone, leader=leader)  # a run only b watches: b takes it after deferring
+    await keeper_b.round()
+    assert keeper_b.fence(alone) is None
+
+    async def b_took_it() -> bool:
+        await keeper_b.round()
+        return keeper_b.fence(alone) is not None
+
+    await wait_for(b_took_it, what="b to take the run a does not watch")
+
+
+async def test_a_burst_of_commands_waits_its_turn(links: LinkFactory) -> None:
+    """Hundreds of commands at once wait for a connection instead of making Redis look gone."""
+    link = await links("a").__aenter__()
+    counts = await asyncio.gather(
+        *(link.call("burst", partial(link.client.incr, "t:burst")) for _ in range(300))
+    )
+    assert sorted(counts) == list(range(1, 301))
+    assert link.up
 
 
 async def test_withdrawn_watch_is_released(links: LinkFactory) -> None:

@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runcast.errors import RuncastError
 from runcast.live.cluster._keys import ClusterKeys
@@ -32,6 +33,8 @@ HEARTBEAT_INTERVAL = 1.0
 """Seconds between a replica's heartbeats (and, while Redis is gone, reconnection tries)."""
 REPLICA_SILENCE = 5.0
 """Seconds without a heartbeat after which a replica no longer counts as running."""
+MISSED_BEATS = 2
+"""Heartbeats in a row that time out before Redis counts as gone (a busy host is slow too)."""
 MAX_COMMANDS_IN_FLIGHT = 32
 """Redis commands one replica has in flight at once; more wait their turn for a connection."""
 SPARE_CONNECTIONS = 4
@@ -58,19 +61,6 @@ async def stop_task(task: asyncio.Task[None]) -> None:
         await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
     if not task.cancelled() and task.exception() is not None:
         logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
-
-
-def _lost(op: str, exc: BaseException) -> bool:
-    """Whether ``exc``, failing ``op``, means Redis is gone.
-
-    A failed connection is; a slow answer alone (a busy host, a busy pool) is not, unless
-    it is the heartbeat's. (``TimeoutError`` is an ``OSError``: it is tested first.)
-    """
-    if op == "heartbeat":
-        return True
-    if isinstance(exc, TimeoutError):
-        return False
-    return isinstance(exc, RedisConnectionError | OSError)
 
 
 class ClusterUnavailable(RuncastError):
@@ -133,6 +123,7 @@ class RedisLink:
         self._health: bool | None = None
         # Rises each time Redis comes back: a failure of a command begun earlier is stale.
         self._up_era = 0
+        self._missed_beats = 0
         self.replicas = 1
         self._heartbeat_script = self.client.register_script(_HEARTBEAT)
         self._listeners: list[Callable[[bool], None]] = []
@@ -209,18 +200,31 @@ class RedisLink:
                 # redis-py may report a cancellation as a connection error: keep it one.
                 raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
-            if _lost(op, exc) and era == self._up_era:
+            if self._lost(op, exc) and era == self._up_era:
                 self._set_up(False)
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
         self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
         return result
+
+    def _lost(self, op: str, exc: BaseException) -> bool:
+        """Whether ``exc``, failing ``op``, means Redis is gone.
+
+        A failed connection does; a slow answer (a busy host, a busy pool) does not, unless
+        ``MISSED_BEATS`` heartbeats in a row time out. (``TimeoutError`` is an ``OSError``.)
+        """
+        slow = isinstance(exc, TimeoutError | RedisTimeoutError)
+        if op == "heartbeat":
+            self._missed_beats = self._missed_beats + 1 if slow else MISSED_BEATS
+            return self._missed_beats >= MISSED_BEATS
+        return not slow and isinstance(exc, RedisConnectionError | OSError)
 
     async def _keep_beating(self) -> None:
         while self._state == "open":
             await asyncio.sleep(self.heartbeat)
             if self._health is False:
                 # Connections opened before Redis went are dead; start the return on new ones.
-                await self.client.connection_pool.disconnect()
+                # (Idle ones only: closing one in use breaks the command on it inside redis-py.)
+                await self.client.connection_pool.disconnect(inuse_connections=False)
             try:
                 await self._beat()
             except ClusterUnavailable:
@@ -235,6 +239,7 @@ class RedisLink:
             ),
             queued=False,
         )
+        self._missed_beats = 0
         self.replicas = max(1, int(count))
         self.metrics.replicas.set(self.replicas)
         self._set_up(True)

@@ -83,6 +83,8 @@ class ClusterChangeBus:
         self.local = LocalChangeBus()
         self._secret = secret
         self._following: dict[Topic, _Following] = {}
+        # Workflow topics competed for because runs of theirs are followed: name, runs.
+        self._leading: dict[Topic, tuple[WatchName, int]] = {}
         self._queue: asyncio.Queue[_Publication | _Withdrawal] = asyncio.Queue(PUBLISH_QUEUE)
         self._task: asyncio.Task[None] | None = None
         self._sending = False
@@ -126,7 +128,36 @@ class ClusterChangeBus:
 
     def topics_of(self, watch: WatchName) -> list[Topic]:
         """The local topics named ``watch`` in Redis (one, unless two hash alike)."""
-        return [topic for topic, f in self._following.items() if f.watch == watch]
+        topics = {topic for topic, f in self._following.items() if f.watch == watch}
+        topics.update(topic for topic, (name, _) in self._leading.items() if name == watch)
+        return sorted(topics)
+
+    def _wants(self, watch: WatchName) -> bool:
+        """Whether this replica still competes for ``watch`` (followed, or leading runs)."""
+        return any(f.watch == watch for f in self._following.values()) or any(
+            name == watch for name, _ in self._leading.values()
+        )
+
+    def _compete(self, topic: Topic, watch: WatchName) -> None:
+        """Compete for ``watch``; a run's under the lease of its workflow's list poll."""
+        if topic[0] != "run":
+            self.keeper.compete(watch)
+            return
+        leader = ("workflow", *topic[1:3])
+        name, runs = self._leading.get(leader) or (self.watch_name(leader), 0)
+        self._leading[leader] = (name, runs + 1)
+        self.keeper.compete(name)
+        self.keeper.compete(watch, leader=name)
+
+    def _stop_leading(self, topic: Topic) -> None:
+        if topic[0] != "run":
+            return
+        leader = ("workflow", *topic[1:3])
+        name, runs = self._leading.pop(leader)
+        if runs > 1:
+            self._leading[leader] = (name, runs - 1)
+        else:
+            self._enqueue(_Withdrawal(name))
 
     # ------------------------------------------------------------------ ChangeBus
 
@@ -141,7 +172,7 @@ class ClusterChangeBus:
             following.unfollow = self.redis.follow(
                 watch, lambda change: self._from_cluster(topic, following, change)
             )
-            self.keeper.compete(watch)
+            self._compete(topic, watch)
         elif following.latest is not None:
             sink.offer(*following.latest)
 
@@ -190,6 +221,7 @@ class ClusterChangeBus:
         if following is not None:
             following.unfollow()
             self._enqueue(_Withdrawal(following.watch))
+            self._stop_leading(topic)
 
     def _enqueue(self, item: _Publication | _Withdrawal) -> None:
         if self._queue.full():
@@ -203,7 +235,7 @@ class ClusterChangeBus:
             item = await self._queue.get()
             try:
                 if isinstance(item, _Withdrawal):
-                    if not any(f.watch == item.watch for f in self._following.values()):
+                    if not self._wants(item.watch):
                         await self.keeper.withdraw(item.watch)
                 else:
                     await self._publish(item)
