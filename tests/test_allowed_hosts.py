@@ -18,14 +18,11 @@ from starlette.types import ASGIApp
 from websockets.asyncio.client import connect
 from websockets.typing import Origin, Subprotocol
 
-from runcast.app import (
-    ConfigurationError,
-    HostPolicy,
-    allowed_hosts_notice,
-    check_settings,
-    create_app,
-)
+from runcast._host_guard import HostPolicy, allowed_hosts_notice
+from runcast._settings_checks import check_settings
+from runcast.app import create_app
 from runcast.engine import Engine
+from runcast.errors import ConfigurationError
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 

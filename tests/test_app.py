@@ -11,7 +11,9 @@ import pytest
 from starlette.types import ASGIApp
 
 from conftest import free_port
-from runcast.app import ConfigurationError, check_settings, create_app
+from runcast._settings_checks import check_settings
+from runcast.app import create_app
+from runcast.errors import ConfigurationError
 from runcast.settings import Settings
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]

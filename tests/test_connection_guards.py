@@ -1,4 +1,4 @@
-"""Connection guards of `runcast serve`: head size (431), head and idle timeouts, a cap (503)."""
+"""Connection guards of `runcast serve` and `runcast engine`: head size, timeouts, a cap."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from runcast.app import connection_options, create_app
+from runcast._server import connection_options
+from runcast.app import create_app
 from runcast.engine import Engine
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
@@ -41,7 +42,7 @@ async def guarded_gateway(engine: Engine, settings: Settings) -> AsyncIterator[i
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        **connection_options(settings),
+        **connection_options(settings.server_options()),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -156,21 +157,25 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`runcast serve` (default settings) on a free port, stopped after the test."""
+@contextmanager
+def runcast_process(
+    tmp_path: Path, command: str, *, ready: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`runcast COMMAND` on a free port with its own database, once it printed ``ready``."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCAST_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RUNCAST_")}
+    clean.update(RUNCAST_DB_PATH=str(tmp_path / f"{command}.db"), RUNCAST_ACCESS_LOG="false")
     process = subprocess.Popen(
-        [sys.executable, "-m", "runcast", "serve", "--port", str(port)],
-        env={**env, "RUNCAST_DB_PATH": str(tmp_path / "g.db")},
+        [sys.executable, "-m", "runcast", command, "--port", str(port)],
+        env={**clean, **(env or {})},
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
         text=True,
     )
     try:
         assert process.stdout is not None
-        assert "GraphiQL at" in process.stdout.readline()
+        while ready not in (line := process.stdout.readline()):
+            assert line, f"runcast {command} stopped before it was ready"
         yield process, port
     finally:
         process.terminate()
@@ -179,14 +184,21 @@ def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]
             process.stdout.close()
 
 
-def wait_until_healthy(port: int) -> None:
-    """Poll /healthz until it answers 200 (at most 15 s)."""
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`runcast serve` (default settings) on a free port, stopped after the test."""
+    with runcast_process(tmp_path, "serve", ready="GraphiQL at") as started:
+        yield started
+
+
+def wait_until_healthy(port: int, path: str = "/healthz") -> None:
+    """Poll ``path`` until it answers 200 (at most 15 s)."""
     deadline = time.monotonic() + 15
     while True:
         with suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}{path}").status_code == 200:
                 return
-        assert time.monotonic() < deadline, "the gateway did not answer /healthz"
+        assert time.monotonic() < deadline, f"the server did not answer {path}"
         time.sleep(0.05)
 
 
@@ -212,3 +224,52 @@ def test_a_header_flood_leaves_memory_where_it_was(
     wait_until_healthy(port)
     assert rss_bytes(process.pid) - before < 5 * 1024 * 1024
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 ")
+
+
+@pytest.fixture
+def engine_process(tmp_path: Path) -> Iterator[int]:
+    """`runcast engine` with a 4 KiB head limit and a cap of 5 connections; yields its port."""
+    limits = {"RUNCAST_MAX_HEADER_BYTES": "4096", "RUNCAST_MAX_CONNECTIONS": "5"}
+    with runcast_process(
+        tmp_path, "engine", ready="serving the AwaitStep API", env=limits
+    ) as started:
+        wait_until_healthy(started[1], "/api/v1/workflows")
+        yield started[1]
+
+
+def test_runcast_engine_answers_a_header_flood_with_431(engine_process: int) -> None:
+    """`runcast engine` holds request heads to max_header_bytes too: a flood gets a coded 431."""
+    line = b"X-Flood: " + b"f" * 1000 + b"\r\n"
+    answer = b""
+    with socket.create_connection(("127.0.0.1", engine_process)) as sock:
+        sock.sendall(b"GET /api/v1/workflows HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        with suppress(OSError):
+            for _ in range(10_000):
+                sock.sendall(line * 16)
+        sock.settimeout(10)
+        with suppress(OSError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "HEADERS_TOO_LARGE"
+    assert httpx.get(f"http://127.0.0.1:{engine_process}/api/v1/workflows").status_code == 200
+
+
+def test_runcast_engine_refuses_connections_over_the_cap(engine_process: int) -> None:
+    """`runcast engine` answers a connection beyond max_connections with 503 and Retry-After."""
+    held = [socket.create_connection(("127.0.0.1", engine_process)) for _ in range(5)]
+    try:
+        with socket.create_connection(("127.0.0.1", engine_process)) as sock:
+            sock.settimeout(10)
+            refused = b""
+            with suppress(OSError):
+                while chunk := sock.recv(65536):
+                    refused += chunk
+    finally:
+        for connection in held:
+            connection.close()
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert b"retry-after: 1" in head
+    assert json.loads(body)["errors"][0]["extensions"]["code"] == "TOO_MANY_CONNECTIONS"

@@ -19,7 +19,8 @@ import pytest
 from conftest import free_port
 from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
-from runcast.engine.server import EngineConfigurationError, serve_engine
+from runcast.engine.standalone import serve_engine
+from runcast.errors import ConfigurationError
 from runcast.settings import MIB, Settings
 
 EngineServer = Callable[..., AbstractAsyncContextManager[str]]
@@ -325,22 +326,22 @@ def test_serve_engine_refuses_a_port_in_use(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         settings = Settings(workflows_dir=WORKFLOWS_DIR, db_path=tmp_path / "e.db", port=port)
-        with pytest.raises(EngineConfigurationError, match="in use"):
-            serve_engine(settings)
+        with pytest.raises(ConfigurationError, match="in use"):
+            serve_engine(settings.engine_settings(default_db=tmp_path / "e.db"))
 
 
 def test_serve_engine_refuses_a_missing_folder(tmp_path: Path) -> None:
     """serve_engine raises a configuration error for a workflows folder that does not exist."""
     settings = Settings(workflows_dir=tmp_path / "missing", db_path=tmp_path / "e.db")
-    with pytest.raises(EngineConfigurationError, match="not a readable folder"):
-        serve_engine(settings)
+    with pytest.raises(ConfigurationError, match="not a readable folder"):
+        serve_engine(settings.engine_settings(default_db=tmp_path / "e.db"))
 
 
 def test_serve_engine_refuses_an_unusable_database(tmp_path: Path) -> None:
     """serve_engine raises a one-line DatabaseUnusable when the database path is a folder."""
     settings = Settings(workflows_dir=WORKFLOWS_DIR, db_path=tmp_path, port=free_port())
     with pytest.raises(DatabaseUnusable, match="cannot open the database") as raised:
-        serve_engine(settings)
+        serve_engine(settings.engine_settings(default_db=tmp_path / "e.db"))
     assert "\n" not in raised.value.message
 
 

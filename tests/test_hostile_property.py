@@ -31,7 +31,8 @@ from hypothesis_graphql import nodes
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from runcast.app import connection_options, create_app
+from runcast._server import connection_options
+from runcast.app import create_app
 from runcast.schema import print_schema
 from runcast.settings import Settings
 
@@ -102,7 +103,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, crashes: Crashes) -> Itera
         log_config=None,
         log_level="warning",
         ws_ping_interval=None,
-        **connection_options(config_settings),
+        **connection_options(config_settings.server_options()),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="property-gateway", daemon=True)

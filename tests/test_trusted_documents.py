@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from gateway_client import gateway
-from runcast.app import ConfigurationError, create_app
+from runcast.app import create_app
 from runcast.engine import Engine
+from runcast.errors import ConfigurationError
 from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 

@@ -22,13 +22,13 @@ import yaml
 
 from conftest import free_port
 from engine_support import wait_for_status
-from runcast.app import open_upstream
 from runcast.cli import main
 from runcast.engine import Engine, demo_workflows_dir, load_workflows
 from runcast.engine.format import json_schema, schema_text, shipped_json_schema
 from runcast.engine.workflow_folder import WorkflowFolderError, plan_reload
 from runcast.models import RunStatus
 from runcast.settings import Settings
+from runcast.upstream.factory import open_upstream
 from runcast.upstream.local import LocalUpstream
 
 TEST_WORKFLOWS = Path(__file__).parent / "workflows"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
+    ConfigurationError,
     Forbidden,
     NotFound,
     NotTriggerable,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExists",
     "BadUserInput",
+    "ConfigurationError",
     "Credentials",
     "Forbidden",
     "NotFound",

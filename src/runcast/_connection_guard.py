@@ -63,6 +63,16 @@ class _HeadGuard:
         self.complete = False
         self.timer: asyncio.TimerHandle | None = None
 
+    def arm(self, loop: asyncio.AbstractEventLoop, timeout: float, transport: Any) -> None:
+        """Close ``transport`` in ``timeout`` seconds unless the head is complete by then."""
+
+        def timed_out() -> None:
+            self.timer = None
+            if not self.complete and not transport.is_closing():
+                transport.close()
+
+        self.timer = loop.call_later(timeout, timed_out)
+
     def cancel_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -85,6 +95,15 @@ class _HeadGuard:
     def next_request(self) -> None:
         self.head_bytes, self.tail, self.complete = 0, b"", False
 
+    def refuse(self, transport: Any, status: int, reason: str, message: str) -> None:
+        """Answer ``status`` with a coded JSON body and close: nothing more is read."""
+        self.cancel_timer()
+        self.complete = True
+        if not transport.is_closing():
+            retry_after = 1 if status == 503 else None
+            transport.write(error_response(status, reason, message, retry_after=retry_after))
+            transport.close()
+
 
 def guarded_protocol(parser: str, limits: ConnectionLimits) -> type[asyncio.Protocol]:
     """A subclass of uvicorn's ``parser`` protocol (``h11`` or ``httptools``) holding to ``limits``.
@@ -99,22 +118,24 @@ def guarded_protocol(parser: str, limits: ConnectionLimits) -> type[asyncio.Prot
             self._guard = _HeadGuard()
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
-                self._refuse(
+                self._guard.refuse(
+                    transport,
                     503,
                     "Service Unavailable",
                     f"Too many connections: the limit is {limits.max_connections}",
                 )
                 return
-            self._arm()
+            self._guard.arm(self.loop, limits.header_timeout, transport)
 
         def data_received(self, data: bytes) -> None:
             guard: _HeadGuard = self._guard
             if not guard.complete:
                 if guard.timer is None:
-                    self._arm()
+                    guard.arm(self.loop, limits.header_timeout, self.transport)
                 done = guard.feed(data)
                 if guard.head_bytes > limits.max_header_bytes:
-                    self._refuse(
+                    guard.refuse(
+                        self.transport,
                         431,
                         "Request Header Fields Too Large",
                         f"The request head is over the limit of {limits.max_header_bytes} bytes",
@@ -131,24 +152,6 @@ def guarded_protocol(parser: str, limits: ConnectionLimits) -> type[asyncio.Prot
         def connection_lost(self, exc: Exception | None) -> None:
             self._guard.cancel_timer()
             super().connection_lost(exc)
-
-        def _arm(self) -> None:
-            self._guard.timer = self.loop.call_later(limits.header_timeout, self._head_timed_out)
-
-        def _head_timed_out(self) -> None:
-            self._guard.timer = None
-            if not self._guard.complete and not self.transport.is_closing():
-                self.transport.close()
-
-        def _refuse(self, status: int, reason: str, message: str) -> None:
-            self._guard.cancel_timer()
-            self._guard.complete = True
-            if not self.transport.is_closing():
-                retry_after = 1 if status == 503 else None
-                self.transport.write(
-                    error_response(status, reason, message, retry_after=retry_after)
-                )
-                self.transport.close()
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
     return Guarded

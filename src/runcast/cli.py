@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runcast.errors import RuncastError
-from runcast.settings import Settings, settings_reference, unknown_variables
+from runcast.settings import (
+    Settings,
+    default_engine_db_path,
+    settings_reference,
+    unknown_variables,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,10 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "workflows":
             return _workflows(args)
         if args.command == "engine":
-            from runcast.engine.server import serve_engine
+            from runcast.engine.standalone import serve_engine
 
-            return serve_engine(settings)
-        from runcast.app import serve
+            return serve_engine(settings.engine_settings(default_db=default_engine_db_path()))
+        from runcast._serve import serve
         from runcast.live.cluster import check_cluster_settings
 
         check_cluster_settings(settings)

@@ -19,6 +19,7 @@ context as attributes, so the GraphQL layer maps the whole tree in one place::
     ├── PersistedQueryNotFound         PERSISTED_QUERY_NOT_FOUND     (sha256_hash)
     ├── PersistedQueryNotSupported     PERSISTED_QUERY_NOT_SUPPORTED
     ├── OperationNotTrusted            OPERATION_NOT_TRUSTED
+    ├── ConfigurationError                              (a setting that cannot work, at start-up)
     └── UpstreamError                  UPSTREAM_UNAVAILABLE
         ├── UpstreamUnavailable                         (timeouts, 5xx, refused connections)
         └── UpstreamProtocolError                       (a response runcast cannot read)
@@ -196,6 +197,14 @@ class OperationNotTrusted(RuncastError):
     """Trusted documents are on, and the operation is not one of them."""
 
     code = "OPERATION_NOT_TRUSTED"
+
+
+class ConfigurationError(RuncastError):
+    """A setting cannot be used (unknown upstream, unreadable folder, port in use).
+
+    Raised at start-up, by ``runcast serve`` and ``runcast engine`` alike, before anything
+    answers; the command prints its one-line message and exits 2.
+    """
 
 
 class UpstreamError(RuncastError):

@@ -9,11 +9,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
-from runcast.errors import BadUserInput
+from runcast.errors import BadUserInput, ConfigurationError
 from runcast.logs import LOG_FORMATS, LOG_LEVELS
+
+if TYPE_CHECKING:
+    from runcast._server import ServerOptions
+    from runcast.engine.definitions import Retention
+    from runcast.engine.settings import EngineSettings
 
 MIB = 1024 * 1024
 ENV_PREFIX = "RUNCAST_"
@@ -160,6 +166,62 @@ class Settings:
                 f"poll_min_interval ({self.poll_min_interval!r})"
             )
         return self
+
+    def server_options(self) -> ServerOptions:
+        """Where the server listens, how it holds connections and logs (serve and engine)."""
+        from runcast._server import ServerOptions
+
+        return ServerOptions(
+            host=self.host,
+            port=self.port,
+            http_parser=self.http_parser,
+            max_header_bytes=self.max_header_bytes,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+            access_log=self.access_log,
+            log_format=self.log_format,
+            log_level=self.log_level,
+            ws_implementation=self.ws_implementation,
+            # A GraphQL document over WebSocket is held to the same limit as a POST body.
+            ws_max_size=self.max_body_bytes,
+            ws_per_message_deflate=self.ws_per_message_deflate,
+        )
+
+    def engine_settings(self, *, default_db: Path) -> EngineSettings:
+        """The embedded engine's part of these settings (``default_db`` unless ``db_path``).
+
+        Raises:
+            ConfigurationError: a ``RUNCAST_RETENTION_*`` period is not a duration.
+        """
+        from runcast.engine.settings import EngineSettings
+
+        return EngineSettings(
+            db_path=self.db_path or default_db,
+            workflows_dir=self.workflows_dir,
+            workflows_strict=self.workflows_strict,
+            workflows_reload=self.workflows_reload,
+            api_keys=self.engine_api_keys,
+            max_running=self.max_running,
+            max_event_payload_bytes=self.max_event_payload_bytes,
+            max_body_bytes=self.max_body_bytes,
+            retention=self._retention(),
+            retention_interval=self.retention_interval,
+            otel=self.otel,
+            server=self.server_options(),
+        )
+
+    def _retention(self) -> Retention:
+        from runcast.engine import parse_duration
+        from runcast.engine.definitions import Retention
+
+        periods = {}
+        for status in ("complete", "errored", "terminated"):
+            try:
+                periods[status] = parse_duration(getattr(self, f"retention_{status}"))
+            except ValueError as exc:
+                raise ConfigurationError(f"{env_name(f'retention_{status}')}: {exc}") from exc
+        return Retention(**periods)
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` applied."""

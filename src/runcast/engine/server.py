@@ -27,32 +27,22 @@ over the limit, 503 ``STORAGE_UNAVAILABLE`` while the database cannot be written
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import errno
 import json
 import logging
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
-from runcast._process import freeze_startup_objects
 from runcast.engine import Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
-from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.engine import format_size
-from runcast.engine.loader import parse_duration
-from runcast.engine.observer import EngineObserver
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -66,11 +56,8 @@ from runcast.errors import (
     UpstreamUnavailable,
     WorkflowNotFound,
 )
+from runcast.limits import MIB
 from runcast.models import JSON, Run, RunStatus, RunWait, Step, Workflow
-from runcast.settings import MIB, Settings, default_engine_db_path
-
-if TYPE_CHECKING:
-    from runcast.tracing import Tracing
 
 logger = logging.getLogger(__name__)
 
@@ -80,26 +67,6 @@ MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 50
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class EngineConfigurationError(RuncastError):
-    """``runcast engine`` cannot start with these settings (bad folder, port in use, ...)."""
-
-
-def settings_retention(settings: Settings) -> Retention:
-    """The engine-wide retention the settings give (``RUNCAST_RETENTION_*``).
-
-    Raises:
-        EngineConfigurationError: a period is not a duration.
-    """
-    periods = {}
-    for status in ("complete", "errored", "terminated"):
-        raw = getattr(settings, f"retention_{status}")
-        try:
-            periods[status] = parse_duration(raw)
-        except ValueError as exc:
-            raise EngineConfigurationError(f"RUNCAST_RETENTION_{status.upper()}: {exc}") from exc
-    return Retention(**periods)
 
 
 # -- wire shapes ---------------------------------------------------------------------------
@@ -466,163 +433,3 @@ def create_engine_app(
         exception_handlers={HTTPException: _http_exception, Exception: _internal_error},
         lifespan=lifespan,
     )
-
-
-# -- runcast engine ------------------------------------------------------------------------
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port``, ready for uvicorn to listen on.
-
-    Raises:
-        EngineConfigurationError: the address cannot be resolved or the port is in use.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise EngineConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror
-        raise EngineConfigurationError(f"cannot listen on {host}:{port}: {reason}") from exc
-    sock.set_inheritable(True)
-    return sock
-
-
-def serve_engine(settings: Settings) -> int:
-    """Run ``runcast engine``: the embedded engine alone as an AwaitStep REST server.
-
-    Loads the workflows (``settings.workflows_dir``, or the demo set), reports bad
-    files on stderr and skips them, binds the port, opens the SQLite file (before
-    the port answers, so an unusable file is one clear error) and serves until
-    interrupted. On SIGINT uvicorn shuts down cleanly (runs finish their current
-    write, the file is closed) and then re-raises the signal, so the caller sees
-    ``KeyboardInterrupt``.
-
-    Returns:
-        The exit code: 0 after a shutdown without a signal, 1 if startup failed.
-
-    Raises:
-        EngineConfigurationError: the folder, the database folder or the port is unusable.
-        DatabaseUnusable: the database file is corrupt, not a database, or unwritable.
-    """
-    from runcast.engine.workflow_folder import load_folder
-    from runcast.logs import configure_logging, parse_log_format, parse_log_level
-
-    configure_logging(
-        format=parse_log_format(settings.log_format),
-        level=parse_log_level(settings.log_level),
-        access_log=settings.access_log,
-    )
-    folder = settings.workflows_dir
-    if folder is not None and not folder.is_dir():
-        raise EngineConfigurationError(f"workflows folder {str(folder)!r} is not a readable folder")
-    result = load_folder(folder, strict=settings.workflows_strict, warn=_warn)
-
-    db_path = settings.db_path or default_engine_db_path()
-    try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EngineConfigurationError(
-            f"cannot create the folder for the database {str(db_path)!r}: {exc.strerror}"
-        ) from exc
-
-    sock = bind_socket(settings.host, settings.port)
-    try:
-        return asyncio.run(_serve_engine(settings, result.definitions, db_path, sock))
-    finally:
-        sock.close()
-
-
-def _warn(line: str) -> None:
-    sys.stderr.write(f"{line}\n")
-
-
-async def _serve_engine(
-    settings: Settings,
-    definitions: Mapping[str, WorkflowDefinition],
-    db_path: Path,
-    sock: socket.socket,
-) -> int:
-    import uvicorn
-
-    from runcast.engine.cloudflare_api import cloudflare_mount
-    from runcast.engine.workflow_folder import reloading
-
-    async with contextlib.AsyncExitStack() as stack:
-        tracing = await _open_tracing(settings, stack)
-        engine = Engine(
-            definitions,
-            db_path=db_path,
-            max_running=settings.max_running,
-            max_event_payload_bytes=settings.max_event_payload_bytes,
-            retention=settings_retention(settings),
-            retention_interval=settings.retention_interval,
-            observers=_tracing_observers(tracing),
-        )
-        await stack.enter_async_context(engine)
-        await stack.enter_async_context(
-            reloading(engine, settings.workflows_dir, enabled=settings.workflows_reload, warn=_warn)
-        )
-        app = create_engine_app(
-            engine,
-            api_keys=settings.engine_api_keys,
-            max_body_bytes=max(settings.max_body_bytes, settings.max_event_payload_bytes + 4096),
-        )
-        app.router.routes.insert(
-            0,
-            cloudflare_mount(
-                engine,
-                api_tokens=settings.engine_api_keys,
-                max_event_payload_bytes=settings.max_event_payload_bytes,
-            ),
-        )
-        served: ASGIApp = app
-        if tracing is not None:
-            from runcast.tracing import TracingMiddleware
-
-            served = TracingMiddleware(app, tracer=tracing.tracer("runcast.engine.server"))
-        config = uvicorn.Config(
-            served,
-            log_config=None,  # configure_logging set up uvicorn's loggers
-            access_log=settings.access_log,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-        server = uvicorn.Server(config)
-        host = f"[{settings.host}]" if ":" in settings.host else settings.host
-        port = sock.getsockname()[1]
-        sys.stderr.write(
-            f"runcast engine: {len(definitions)} workflows, database {db_path}\n"
-            f"runcast engine: serving the AwaitStep API at "
-            f"http://{host}:{port}{API_PREFIX}/workflows\n"
-            f"runcast engine: serving the Cloudflare Workflows API at "
-            f"http://{host}:{port}/client/v4/accounts/local/workflows\n"
-        )
-        freeze_startup_objects()
-        await server.serve(sockets=[sock])
-        return 0 if server.started else 1
-
-
-async def _open_tracing(settings: Settings, stack: contextlib.AsyncExitStack) -> Tracing | None:
-    """OTLP export while ``settings.otel``; closed (flushed) by ``stack``."""
-    if not settings.otel:
-        return None
-    from runcast.tracing import Tracing
-
-    tracing = Tracing.from_environment(service_name="runcast-engine")
-    stack.push_async_callback(tracing.aclose)
-    return tracing
-
-
-def _tracing_observers(tracing: Tracing | None) -> list[EngineObserver]:
-    if tracing is None:
-        return []
-    from runcast.engine.tracing import EngineTracing
-
-    return [EngineTracing(tracing.tracer("runcast.engine"))]

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, get_operation_ast
+from graphql import OperationType as DocumentOperation
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
@@ -24,6 +26,7 @@ from runcast.documents import OperationDocuments
 from runcast.errors import RuncastError
 from runcast.schema._errors import ErrorCodes, FreshLoaders, log_errors, refusal
 from runcast.schema._prepared import PreparedDocuments, PreparedOperations
+from runcast.schema._timeout import timed_out, within_limit
 from runcast.schema.mutation import Mutation
 from runcast.schema.query import Query
 from runcast.schema.subscription import Subscription
@@ -45,18 +48,32 @@ ExtensionFactory = type[SchemaExtension] | Callable[[], SchemaExtension]
 PREPARED_CACHE_SIZE = 512
 """Distinct query texts whose parsed document and validation verdict are kept."""
 
+SINGLE_RESULT = frozenset({OperationType.QUERY, OperationType.MUTATION})
+"""The operation types ``execute`` runs; subscriptions only ``stream``."""
+
 
 class RuncastSchema(strawberry.Schema):
     """A Strawberry schema that logs only what clients are not told.
 
-    Every transport executes through ``execute`` or ``stream``, which first turn
-    what the request sent into the document to run (``documents``: persisted
-    queries, trusted documents); a refusal is a result with one coded error.
+    Every transport executes through ``execute`` (HTTP) or ``stream`` (WebSockets,
+    SSE), which first turn what the request sent into the document to run
+    (``documents``: persisted queries, trusted documents; a refusal is a result with
+    one coded error), then run a query or mutation within ``operation_timeout``
+    (``_timeout.py``; subscriptions have no time limit).
     """
 
-    def __init__(self, *args: Any, documents: OperationDocuments, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        documents: OperationDocuments,
+        prepared: PreparedDocuments,
+        operation_timeout: float,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.documents = documents
+        self.prepared = prepared
+        self.operation_timeout = operation_timeout
 
     async def execute(
         self,
@@ -68,19 +85,24 @@ class RuncastSchema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
+        # One result only: a subscription is refused (InvalidOperationTypeError) here.
+        single = set(allowed_operation_types or SINGLE_RESULT) & SINGLE_RESULT
         try:
-            query = await self.documents.resolve(query, operation_extensions)
-        except RuncastError as exc:
-            return PreExecutionError(data=None, errors=[refusal(exc)])
-        return await super().execute(
-            query,
-            variable_values,
-            context_value,
-            root_value,
-            operation_name,
-            allowed_operation_types,
-            operation_extensions,
-        )
+            async with asyncio.timeout(self.operation_timeout):
+                resolved = await self._resolve(query, operation_extensions)
+                if isinstance(resolved, PreExecutionError):
+                    return resolved
+                return await super().execute(
+                    resolved,
+                    variable_values,
+                    context_value,
+                    root_value,
+                    operation_name,
+                    single,
+                    operation_extensions,
+                )
+        except TimeoutError:
+            return timed_out(self.operation_timeout)
 
     async def stream(
         self,
@@ -92,12 +114,11 @@ class RuncastSchema(strawberry.Schema):
         operation_extensions: dict[str, Any] | None = None,
         allowed_operation_types: Iterable[OperationType] | None = None,
     ) -> StreamResult:
-        try:
-            query = await self.documents.resolve(query, operation_extensions)
-        except RuncastError as exc:
-            return _single(PreExecutionError(data=None, errors=[refusal(exc)]))
-        return await super().stream(
-            query,
+        resolved = await self._resolve(query, operation_extensions)
+        if isinstance(resolved, PreExecutionError):
+            return _single(resolved)
+        results = await super().stream(
+            resolved,
             variable_values,
             context_value,
             root_value,
@@ -105,6 +126,29 @@ class RuncastSchema(strawberry.Schema):
             operation_extensions,
             allowed_operation_types,
         )
+        if self._is_subscription(resolved, operation_name):
+            return results
+        return within_limit(results, self.operation_timeout)
+
+    async def _resolve(
+        self, query: str | None, extensions: dict[str, Any] | None
+    ) -> str | PreExecutionError | None:
+        """The query text to run, or the refusal of what the request named."""
+        try:
+            return await self.documents.resolve(query, extensions)
+        except RuncastError as exc:
+            return PreExecutionError(data=None, errors=[refusal(exc)])
+
+    def _is_subscription(self, query: str | None, operation_name: str | None) -> bool:
+        """Whether ``query`` runs a subscription (a cached parse; unparsable texts do not)."""
+        if query is None:
+            return False
+        try:
+            document = self.prepared.parse(query)
+        except GraphQLError:
+            return False
+        operation = get_operation_ast(document, operation_name)
+        return operation is not None and operation.operation is DocumentOperation.SUBSCRIPTION
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -158,6 +202,8 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         documents=documents or OperationDocuments.from_settings(settings),
+        prepared=prepared,
+        operation_timeout=settings.operation_timeout,
         **kwargs,
     )
 
