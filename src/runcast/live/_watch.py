@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 from runcast.errors import NotFound, RunNotFound
 from runcast.live._bus import Topic
+from runcast.live._change import Observable
 from runcast.live._context import LiveContext, now
 from runcast.live._registry import WorkflowKey
 from runcast.live._selection import covers
 from runcast.live._subscriber import Subscriber
-from runcast.models import JSON, Credentials, Run, RunStatus
+from runcast.models import Credentials, Run, RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 RunKey = tuple[str, str, str]
 """(credentials fingerprint, workflow id, instance id)."""
@@ -40,9 +41,6 @@ UNFINISHED_STATUSES = (
 )
 """The statuses a listing of the runs that can still change asks the upstream for."""
 _UNFINISHED = frozenset(UNFINISHED_STATUSES)
-
-Observable = tuple[RunStatus, str, JSON, str | None]
-"""What ``Run.observable()`` returns: the part of a run whose changes are delivered."""
 
 
 @dataclass(eq=False)
@@ -396,10 +394,13 @@ class WorkflowWatch(Watch):
         """
         started = ctx.scheduler.clock()
         statuses = self.list_filter(ctx)
+        prior = None
+        if not self.baselined and ctx.gate is not None:
+            prior = await ctx.gate.prior_states(self.topic)  # polled elsewhere until now
         seen, unreached = await ctx.lister.read(ctx, self, statuses, urgent=urgent)
         observed_at = self.mark_observed(ctx)
         runs = tuple(seen.values())
-        changed = self._publish(ctx, runs, statuses, observed_at)
+        changed = self._publish(ctx, runs, statuses, observed_at, prior)
         self.known = {**unreached, **{run.instance_id: run for run in runs}}
         self.baselined = True
         self.listed_with = statuses
@@ -418,20 +419,35 @@ class WorkflowWatch(Watch):
         runs: tuple[Run, ...],
         statuses: tuple[RunStatus, ...] | None,
         observed_at: datetime,
+        prior: Mapping[str, Observable] | None,
     ) -> bool:
-        if not self.baselined:
-            return False  # the first poll only learns what is there
+        """Publish the runs that changed since the last poll (here, or where ``prior`` is from).
+
+        Without either, this first poll only learns what is there (and, in cluster mode,
+        keeps it for the next holder).
+        """
+        if not self.baselined and prior is None:
+            if ctx.gate is not None:
+                ctx.gate.keep_baseline(self.topic, runs)
+            return False
         changed = False
         # After a change of listing, runs it shows for the first time are not news.
-        switched = statuses != self.listed_with
+        switched = self.baselined and statuses != self.listed_with
         for run in reversed(runs):  # oldest first, so new runs arrive in creation order
-            known = self.known.get(run.instance_id)
-            if known is None and switched:
+            was = self._was(run.instance_id, prior)
+            if was is None and switched:
                 continue
-            if known is None or known.observable() != run.observable():
+            if was != run.observable():
                 changed = True
                 ctx.bus.publish(self.topic, run, observed_at)
         return changed
+
+    def _was(self, instance_id: str, prior: Mapping[str, Observable] | None) -> Observable | None:
+        """What the last poll (here, or else ``prior``) saw of run ``instance_id``."""
+        if prior is not None and not self.baselined:
+            return prior.get(instance_id)
+        known = self.known.get(instance_id)
+        return None if known is None else known.observable()
 
     def _carry(self, ctx: LiveContext, runs: Iterable[Run], observed_wall: datetime) -> bool:
         """Update the riders from the list; returns whether any of them had news."""

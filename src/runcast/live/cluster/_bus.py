@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -15,9 +15,11 @@ from typing import Literal, cast
 
 from redis.asyncio.client import PubSub
 
+from runcast.live._change import Observable
 from runcast.live.cluster._codec import (
     ChangeWire,
     observable_digest,
+    observable_from_digest,
     run_from_wire,
     run_to_wire,
 )
@@ -59,6 +61,21 @@ return seq
 """
 
 
+# KEYS: fence, state. ARGV: fence, state ttl ms, then digest field and digest pairs.
+# Keeps a first poll's view of a workflow's runs, unless a newer holder exists.
+_BASELINE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) < current then return -1 end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+DIGEST_PREFIX = "digest:"
+"""The state hash field of a workflow watch's run: ``digest:<instance id>``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterChange:
     """One change of a watch as the cluster published it.
@@ -83,6 +100,11 @@ class ClusterChange:
 
 ChangeSink = Callable[[ClusterChange], None]
 """Where a replica hands the changes of one watch, each once, in sequence order."""
+
+
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client answers bytes)."""
+    return value if isinstance(value, str) else value.decode()
 
 
 def _decode(watch: WatchName, raw: bytes | str) -> ClusterChange:
@@ -128,6 +150,7 @@ class RedisChangeBus:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self._publish = link.client.register_script(_PUBLISH)
+        self._baseline = link.client.register_script(_BASELINE)
         self._followed: dict[WatchName, _Followed] = {}
         self._catch_ups: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -178,7 +201,7 @@ class RedisChangeBus:
             ClusterUnavailable: Redis is gone.
         """
         keys = self.link.keys
-        digest_field = "digest" if watch.instance_id is not None else f"digest:{run.instance_id}"
+        digest_field = DIGEST_PREFIX + run.instance_id if watch.instance_id is None else "digest"
         body = json.dumps(
             {
                 "by": self.link.replica_id,
@@ -216,6 +239,34 @@ class RedisChangeBus:
         elif seq == STALE:
             self.link.metrics.changes_stale.inc()
         return seq
+
+    async def keep_baseline(self, watch: WatchName, fence: int, runs: Iterable[Run]) -> None:
+        """Keep ``runs`` as what the holder of workflow ``watch`` knows, without news.
+
+        Raises:
+            ClusterUnavailable: Redis is gone.
+        """
+        args: list[str | int] = [fence, STATE_TTL_MS]
+        for run in runs:
+            args += [DIGEST_PREFIX + run.instance_id, observable_digest(run)]
+        keys = [self.link.keys.fence(watch), self.link.keys.state(watch)]
+        await self.link.call("baseline", lambda: self._baseline(keys=keys, args=args))
+
+    async def prior_states(self, watch: WatchName) -> dict[str, Observable] | None:
+        """What the holders of workflow ``watch`` knew of each run (``None``: nothing).
+
+        Raises:
+            ClusterUnavailable: Redis is gone.
+        """
+        stored = await self.link.call(
+            "prior", lambda: self.link.client.hgetall(self.link.keys.state(watch))
+        )
+        states = {
+            _text(name).removeprefix(DIGEST_PREFIX): observable_from_digest(_text(value))
+            for name, value in stored.items()
+            if _text(name).startswith(DIGEST_PREFIX)
+        }
+        return states or None
 
     async def snapshot(self, watch: WatchName) -> ClusterChange | None:
         """The last published state of ``watch`` (``None`` if nothing was published).
@@ -308,7 +359,7 @@ class RedisChangeBus:
                     "catch_up", partial(self.link.client.get, self.link.keys.epoch)
                 )
                 if epoch is not None:
-                    self._enter_epoch(followed, epoch if isinstance(epoch, str) else epoch.decode())
+                    self._enter_epoch(followed, _text(epoch))
                 if followed.last_seq == 0:  # a new follower starts from the current state
                     snapshot = await self.snapshot(watch)
                     if snapshot is not None:

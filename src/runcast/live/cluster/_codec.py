@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from typing import TypedDict
 
+from runcast.live._change import Observable
 from runcast.models import JSON, Run, RunStatus, Step
 
 
@@ -127,3 +128,9 @@ def observable_digest(run: Run) -> str:
     """The part of ``run`` whose change is news (see ``Run.observable``), as one string."""
     status, raw_status, output, error = run.observable()
     return json.dumps([status.value, raw_status, output, error], sort_keys=True, default=str)
+
+
+def observable_from_digest(digest: str) -> Observable:
+    """The ``Run.observable()`` value that :func:`observable_digest` wrote."""
+    status, raw_status, output, error = json.loads(digest)
+    return (RunStatus.parse(status), raw_status, output, error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +14,7 @@ from typing import Literal
 from prometheus_client import CollectorRegistry
 
 from runcast.live._bus import ChangeSink, LocalChangeBus, Topic
+from runcast.live._change import Observable
 from runcast.live.cluster._budget import ClusterBudget
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
@@ -43,6 +44,16 @@ class _Publication:
 @dataclass(frozen=True, slots=True)
 class _Withdrawal:
     watch: WatchName
+
+
+@dataclass(frozen=True, slots=True)
+class _Baseline:
+    watch: WatchName
+    fence: int
+    runs: tuple[Run, ...]
+
+
+_Queued = _Publication | _Withdrawal | _Baseline
 
 
 @dataclass(eq=False)
@@ -85,7 +96,7 @@ class ClusterChangeBus:
         self._following: dict[Topic, _Following] = {}
         # Workflow topics competed for because runs of theirs are followed: name, runs.
         self._leading: dict[Topic, tuple[WatchName, int]] = {}
-        self._queue: asyncio.Queue[_Publication | _Withdrawal] = asyncio.Queue(PUBLISH_QUEUE)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(PUBLISH_QUEUE)
         self._task: asyncio.Task[None] | None = None
         self._sending = False
 
@@ -125,6 +136,22 @@ class ClusterChangeBus:
         if self.alone:
             return True
         return any(self.keeper.fence(self.watch_name(topic)) is not None for topic in topics)
+
+    async def prior_states(self, topic: Topic) -> Mapping[str, Observable] | None:
+        """What the cluster's holders of workflow ``topic`` knew of each run (see PollGate)."""
+        if self.alone:
+            return None
+        try:
+            return await self.redis.prior_states(self.watch_name(topic))
+        except ClusterUnavailable:
+            return None
+
+    def keep_baseline(self, topic: Topic, runs: Iterable[Run]) -> None:
+        """Keep a first poll's view of workflow ``topic`` in Redis, if this replica holds it."""
+        watch = self.watch_name(topic)
+        fence = self.keeper.fence(watch)
+        if not self.alone and fence is not None:
+            self._enqueue(_Baseline(watch, fence, tuple(runs)))
 
     def topics_of(self, watch: WatchName) -> list[Topic]:
         """The local topics named ``watch`` in Redis (one, unless two hash alike)."""
@@ -223,7 +250,7 @@ class ClusterChangeBus:
             self._enqueue(_Withdrawal(following.watch))
             self._stop_leading(topic)
 
-    def _enqueue(self, item: _Publication | _Withdrawal) -> None:
+    def _enqueue(self, item: _Queued) -> None:
         if self._queue.full():
             self._queue.get_nowait()
             self._queue.task_done()
@@ -237,6 +264,9 @@ class ClusterChangeBus:
                 if isinstance(item, _Withdrawal):
                     if not self._wants(item.watch):
                         await self.keeper.withdraw(item.watch)
+                elif isinstance(item, _Baseline):
+                    if self.keeper.fence(item.watch) == item.fence:
+                        await self.redis.keep_baseline(item.watch, item.fence, item.runs)
                 else:
                     await self._publish(item)
             except ClusterUnavailable:
