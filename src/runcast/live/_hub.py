@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection
-from types import TracebackType
-from typing import Literal
 
 from runcast.errors import Forbidden, NotFound, RateLimited, RuncastError, Unauthenticated
 from runcast.live._budget import Budget, RequestBudget, budget_for
@@ -15,6 +13,7 @@ from runcast.live._change import RunChange
 from runcast.live._context import Intervals, LiveContext, now
 from runcast.live._delivery import Delivery
 from runcast.live._gate import PollGate
+from runcast.live._lifetime import Lifetime
 from runcast.live._lister import ListPoller
 from runcast.live._registry import WatchRegistry, WorkflowKey
 from runcast.live._scheduler import PollScheduler
@@ -31,7 +30,7 @@ DEFAULT_RATE_LIMIT_PAUSE = 10.0
 """Seconds to hold every request after a 429 that did not say how long to wait."""
 
 
-class LiveHub:
+class LiveHub(Lifetime):
     """Feeds ``runStatus`` and ``workflowRuns`` subscribers from one shared poller.
 
     There is one watch per (credentials fingerprint, workflow, run) and one per
@@ -107,34 +106,18 @@ class LiveHub:
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
-        self._state: Literal["new", "open", "closed"] = "new"
 
     # ----------------------------------------------------------------- lifetime
 
-    async def __aenter__(self) -> LiveHub:
-        if self._state != "new":
-            raise RuntimeError("a LiveHub can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         self._ctx.open = True
         if isinstance(self.upstream, RunChangeSource):
             self._unlisten = self.upstream.add_run_listener(self._delivery.on_pushed)
         else:
             self._ctx.scheduler.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop polling, end every subscription, and wait for the hub's tasks to finish."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
         self._ctx.open = False
         if self._unlisten is not None:
             self._unlisten()
@@ -283,5 +266,5 @@ class LiveHub:
             ctx.scheduler.schedule(watch, ctx.intervals.after_failures(watch.failures))
 
     def _check_open(self) -> None:
-        if self._state != "open":
+        if not self.is_open:
             raise RuntimeError("the LiveHub is not open (use it as an async context manager)")

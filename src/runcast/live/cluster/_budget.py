@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from types import TracebackType
-from typing import Literal
 
 from runcast.live._budget import RequestBudget
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 
 URGENT_YIELD = 0.005
@@ -56,7 +55,7 @@ return {1, '0', '0', tokens(after)}
 """
 
 
-class ClusterBudget:
+class ClusterBudget(Lifetime):
     """A request budget of ``rate`` per second for the whole cluster, with the interface
     of :class:`~runcast.live._budget.RequestBudget` so the live layer takes either.
 
@@ -66,7 +65,8 @@ class ClusterBudget:
     bucket and holds every replica. While Redis is gone, each replica takes tokens from
     a local bucket of ``rate / replicas`` (the replicas last seen), so the cluster stays
     within the budget during the outage too; it returns to the shared bucket as soon as
-    Redis answers again.
+    Redis answers again. It takes tokens from its creation on; once closed, it writes
+    nothing more to Redis.
 
     Args:
         link: the replica's Redis link.
@@ -90,24 +90,11 @@ class ClusterBudget:
         self._paused_until = 0.0
         self._urgent_waiting = 0
         self._local: RequestBudget | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._state: Literal["open", "closed"] = "open"
+        self._tasks = OwnedTasks()  # holds and refunds being written to Redis
 
-    async def __aenter__(self) -> ClusterBudget:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Wait for the holds being written to Redis (a closed budget writes no more)."""
-        self._state = "closed"
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait()
 
     @property
     def paused_for(self) -> float:
@@ -120,10 +107,8 @@ class ClusterBudget:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         if self._local is not None:
             self._local.pause(seconds)
-        if self._state == "open":
-            task = asyncio.create_task(self._write_hold(seconds))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not self.closed:
+            self._tasks.start(self._write_hold(seconds))
 
     def try_acquire(self) -> bool:
         """Take a token without waiting: only one this replica kept (Redis was gone)."""
@@ -136,10 +121,8 @@ class ClusterBudget:
         """Give back a token taken for a request that was not sent (to the whole cluster)."""
         if self._local is not None and not self.link.up:
             self._local.refund()
-        elif self._state == "open":
-            task = asyncio.create_task(self._give_back())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        elif not self.closed:
+            self._tasks.start(self._give_back())
 
     async def acquire(self, *, urgent: bool = False) -> None:
         """Wait for a token of the cluster (and for any hold to end), then take it."""

@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from types import TracebackType
-from typing import Literal, cast
+from typing import cast
 
 from redis.asyncio.client import PubSub
 
 from runcast.live._change import Observable
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._codec import (
     ChangeWire,
     observable_digest,
@@ -24,7 +24,7 @@ from runcast.live.cluster._codec import (
     run_to_wire,
 )
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.models import Run
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class _Followed:
     catching_up: asyncio.Task[None] | None = None
 
 
-class RedisChangeBus:
+class RedisChangeBus(Lifetime):
     """Publishes changes of the watches this replica holds; follows those it serves.
 
     A holder's :meth:`publish` is one script: it refuses a fencing number older than
@@ -152,36 +152,15 @@ class RedisChangeBus:
         self._publish = link.client.register_script(_PUBLISH)
         self._baseline = link.client.register_script(_BASELINE)
         self._followed: dict[WatchName, _Followed] = {}
-        self._catch_ups: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()  # the listener and the catch-ups
         self._listening = asyncio.Event()
-        self._state: Literal["new", "open", "closed"] = "new"
 
-    async def __aenter__(self) -> RedisChangeBus:
-        if self._state != "new":
-            raise RuntimeError("a RedisChangeBus can be opened only once")
-        self._state = "open"
-        self._task = asyncio.create_task(self._listen(), name="cluster-bus")
-        return self
+    async def _open(self) -> None:
+        self._tasks.start(self._listen(), name="cluster-bus")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop listening and end every catch-up in flight."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        tasks = list(self._catch_ups)
-        if self._task is not None:
-            tasks.append(self._task)
-        for task in tasks:
-            await stop_task(task)
+        await self._tasks.stop()
         self._followed.clear()
 
     async def listening(self) -> None:
@@ -345,16 +324,13 @@ class RedisChangeBus:
             followed.epoch = epoch
 
     def _catch_up(self, watch: WatchName, followed: _Followed) -> None:
-        if followed.catching_up is None and self._state == "open":
-            task = asyncio.create_task(self._read_back(watch, followed))
-            self._catch_ups.add(task)
-            task.add_done_callback(self._catch_ups.discard)
-            followed.catching_up = task
+        if followed.catching_up is None and self.is_open:
+            followed.catching_up = self._tasks.start(self._read_back(watch, followed))
 
     async def _read_back(self, watch: WatchName, followed: _Followed) -> None:
         """Deliver the changes of ``watch`` after ``last_seq`` from its stream, in order."""
         try:
-            while self._state == "open":
+            while self.is_open:
                 epoch = await self.link.call(
                     "catch_up", partial(self.link.client.get, self.link.keys.epoch)
                 )
@@ -386,7 +362,7 @@ class RedisChangeBus:
             followed.catching_up = None
 
     async def _listen(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await self.link.call(
@@ -403,7 +379,7 @@ class RedisChangeBus:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _receive(self, pubsub: PubSub) -> None:
-        while self._state == "open":
+        while self.is_open:
             message = await self.link.call(
                 "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT), queued=False
             )

@@ -7,14 +7,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal
 
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class Held:
     renewed_at: float
 
 
-class LeaseKeeper:
+class LeaseKeeper(Lifetime):
     """Competes for the leases of the watches this replica has subscribers for.
 
     A replica competes only for watches with a local subscriber (whose credentials it
@@ -103,34 +102,17 @@ class LeaseKeeper:
         self._held: dict[WatchName, Held] = {}
         self._gained: set[WatchName] = set()  # told to on_gained and not yet to on_lost
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()
         self._acquire = link.client.register_script(_ACQUIRE)
         self._renew = link.client.register_script(_RENEW)
         self._release = link.client.register_script(_RELEASE)
-        self._state: Literal["new", "open", "closed"] = "new"
 
-    async def __aenter__(self) -> LeaseKeeper:
-        if self._state != "new":
-            raise RuntimeError("a LeaseKeeper can be opened only once")
-        self._state = "open"
-        self._task = asyncio.create_task(self._keep(), name="cluster-leases")
-        return self
+    async def _open(self) -> None:
+        self._tasks.start(self._keep(), name="cluster-leases")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop competing and hand every held lease back at once."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        if self._task is not None:
-            await stop_task(self._task)
+        await self._tasks.stop()
         await self._hand_back(list(self._held))
         self._wanted.clear()
 
@@ -172,7 +154,7 @@ class LeaseKeeper:
             await self._hand_back([watch])
 
     async def _keep(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             try:
                 async with asyncio.timeout(self._next_round_in()):
                     await self._wake.wait()

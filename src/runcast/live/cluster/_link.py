@@ -8,8 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -20,6 +19,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runcast.errors import RuncastError
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._keys import ClusterKeys
 from runcast.live.cluster._metrics import ClusterMetrics
 
@@ -50,19 +50,6 @@ return redis.call('ZCARD', KEYS[1])
 """
 
 
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it, cancelling again while it runs on.
-
-    redis-py can take a cancellation for a failed command and carry on, so the loops
-    of this package also check their own state, and this asks until they notice.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
-
-
 class ClusterUnavailable(RuncastError):
     """Redis did not answer (or failed) a command; callers fall back to working alone."""
 
@@ -74,7 +61,7 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
 
 
-class RedisLink:
+class RedisLink(Lifetime):
     """The replica's Redis client, its health, and the count of replicas running.
 
     Every command goes through :meth:`call`, which times it, counts failures, and
@@ -127,33 +114,16 @@ class RedisLink:
         self.replicas = 1
         self._heartbeat_script = self.client.register_script(_HEARTBEAT)
         self._listeners: list[Callable[[bool], None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._state: Literal["new", "open", "closed"] = "new"
+        self._tasks = OwnedTasks()
 
-    async def __aenter__(self) -> RedisLink:
-        if self._state != "new":
-            raise RuntimeError("a RedisLink can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         with contextlib.suppress(ClusterUnavailable):  # reported; the heartbeat keeps trying
             await self._beat()
-        self._task = asyncio.create_task(self._keep_beating(), name="cluster-heartbeat")
-        return self
+        self._tasks.start(self._keep_beating(), name="cluster-heartbeat")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop the heartbeat, leave the replica count, and close the connections."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        if self._task is not None:
-            await stop_task(self._task)
+        await self._tasks.stop()
         if self.up:
             with contextlib.suppress(ClusterUnavailable):
                 await self.call(
@@ -219,7 +189,7 @@ class RedisLink:
         return not slow and isinstance(exc, RedisConnectionError | OSError)
 
     async def _keep_beating(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             await asyncio.sleep(self.heartbeat)
             if self._health is False:
                 # Connections opened before Redis went are dead; start the return on new ones.

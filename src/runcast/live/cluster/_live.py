@@ -8,18 +8,17 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Literal
 
 from prometheus_client import CollectorRegistry
 
 from runcast.live._bus import ChangeSink, LocalChangeBus, Topic
 from runcast.live._change import Observable
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._budget import ClusterBudget
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.live.cluster._metrics import ClusterMetrics
 from runcast.models import Credentials, Run
 from runcast.readiness import CheckResult
@@ -65,7 +64,7 @@ class _Following:
     latest: tuple[Run, datetime] | None = None
 
 
-class ClusterChangeBus:
+class ClusterChangeBus(Lifetime):
     """A :class:`~runcast.live.ChangeBus` shared by every replica through Redis.
 
     The first local reader of a topic makes this replica follow the topic in Redis
@@ -97,17 +96,17 @@ class ClusterChangeBus:
         # Workflow topics competed for because runs of theirs are followed: name, runs.
         self._leading: dict[Topic, tuple[WatchName, int]] = {}
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue(PUBLISH_QUEUE)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()
         self._sending = False
 
-    def start(self) -> None:
+    async def _open(self) -> None:
         """Start the task that sends publications to Redis in order."""
         self._sending = True
-        self._task = asyncio.create_task(self._send(), name="cluster-publisher")
+        self._tasks.start(self._send(), name="cluster-publisher")
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Send what is queued (while Redis answers), then stop."""
-        if self._task is None:
+        if not self._tasks:
             return
         if self.link.up:
             try:
@@ -116,8 +115,7 @@ class ClusterChangeBus:
             except TimeoutError:
                 logger.warning("cluster: %d publications not sent", self._queue.qsize())
         self._sending = False
-        await stop_task(self._task)
-        self._task = None
+        await self._tasks.stop()
 
     def watch_name(self, topic: Topic) -> WatchName:
         """The name in Redis of ``topic`` (its fingerprint keyed with the cluster secret)."""
@@ -258,7 +256,7 @@ class ClusterChangeBus:
         self._queue.put_nowait(item)
 
     async def _send(self) -> None:
-        while self._sending:
+        while self._sending:  # past closing: until what was queued is sent
             item = await self._queue.get()
             try:
                 if isinstance(item, _Withdrawal):
@@ -288,7 +286,7 @@ class ClusterChangeBus:
                 await asyncio.sleep(PUBLISH_RETRY_DELAY)
 
 
-class ClusterLive:
+class ClusterLive(Lifetime):
     """Cluster mode for one replica: the Redis link, leases, change bus and budgets.
 
     ``on_gained`` is called with each topic whose lease this replica takes, so the live
@@ -324,7 +322,6 @@ class ClusterLive:
         )
         self._budgets: list[ClusterBudget] = []
         self._stack = AsyncExitStack()
-        self._state: Literal["new", "open", "closed"] = "new"
 
     def budget(self, name: str, rate: float | None) -> ClusterBudget:
         """The cluster's budget ``name`` of ``rate`` requests per second (closed with this)."""
@@ -338,32 +335,16 @@ class ClusterLive:
             return upstream_name
         return f"{upstream_name}:{keyed_fingerprint(Credentials(token).fingerprint, self._secret)}"
 
-    async def __aenter__(self) -> ClusterLive:
-        if self._state != "new":
-            raise RuntimeError("a ClusterLive can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         stack = self._stack
         await stack.enter_async_context(self.link)
         await stack.enter_async_context(self.redis_bus)
         await stack.enter_async_context(self.keeper)
-        self.bus.start()
-        stack.push_async_callback(self.bus.aclose)
+        await stack.enter_async_context(self.bus)
         self.link.on_health(self._health_changed)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Send what is queued, hand the leases back, and close the Redis connections."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
         for budget in self._budgets:
             await budget.aclose()
         await self._stack.aclose()
