@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from runcast.live import RequestBudget
 from runcast.live._scheduler import PollScheduler
+from runcast.upstream import RequestBudget
 
 
 class FakeClock:
@@ -95,7 +95,7 @@ async def scheduler(
     budget = RequestBudget(rate, burst=burst, clock=clock, sleep=clock.sleep)
     recorder = Recorder(clock, duration, every)
     polls: PollScheduler[FakeWatch] = PollScheduler(
-        budget, recorder, clock=clock, sleep=clock.sleep
+        lambda _: budget, recorder, clock=clock, sleep=clock.sleep
     )
     recorder.scheduler = polls
     polls.start()

@@ -22,8 +22,8 @@ from observability_support import (
     scenario_settings,
 )
 from runcast.errors import BadUserInput, RateLimited
-from runcast.live._budget import RequestBudget
 from runcast.logs import JsonFormatter, bound_fields, configure_logging, parse_log_format
+from runcast.upstream import RequestBudget
 from runcast.upstream._http import UpstreamHttpClient
 
 TEXT = logging.Formatter("%(levelname)s %(name)s: %(message)s")

@@ -49,8 +49,8 @@ from runcast.live import LiveHub, RunChange
 from runcast.metrics import Metrics
 from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
 from runcast.settings import MIB, Settings
-from runcast.upstream import RunAPI
-from runcast.upstream.cloudflare import CloudflareUpstream, RateLimitGate, parse_ratelimit
+from runcast.upstream import RunAPI, local_limits
+from runcast.upstream.cloudflare import CloudflareUpstream, cloudflare_quota, parse_ratelimit
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 Responder = Callable[[Request], Awaitable[Response]]
@@ -1142,18 +1142,18 @@ async def test_a_body_that_is_not_json(fake: tuple[FakeCloudflare, CloudflareUps
 # -- the rate-limit gate ---------------------------------------------------------------
 
 
-def test_gate_keeps_each_token_under_its_budget() -> None:
-    """The gate allows 90% of the limit per window per token, then refuses until it slides."""
+async def test_gate_keeps_each_token_under_its_budget() -> None:
+    """The limiter allows 90% of the limit per window per token, then refuses until it slides."""
     now = [0.0]
-    gate = RateLimitGate(limit=10, window=300, clock=lambda: now[0])
+    limits = local_limits(None, quota=cloudflare_quota(limit=10, window=300), clock=lambda: now[0])
     for _ in range(9):
-        gate.acquire("t")
+        await limits.limiter("t").acquire(within=0)
     with pytest.raises(RateLimited) as caught:
-        gate.acquire("t")
+        await limits.limiter("t").acquire(within=0)
     assert caught.value.retry_after == 301
-    gate.acquire("other")
+    await limits.limiter("other").acquire(within=0)
     now[0] = 300.0
-    gate.acquire("t")
+    await limits.limiter("t").acquire(within=0)
 
 
 def test_parse_ratelimit_headers() -> None:

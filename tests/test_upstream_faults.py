@@ -16,10 +16,9 @@ from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.server import create_engine_app
 from runcast.errors import RunFinished
-from runcast.live import RequestBudget
 from runcast.models import ANONYMOUS, RunStatus
 from runcast.settings import Settings
-from runcast.upstream import prepaid_request
+from runcast.upstream import local_limits, prepaid_request
 from runcast.upstream.awaitstep import AwaitStepUpstream
 from runcast.upstream.cloudflare import CloudflareUpstream
 
@@ -29,13 +28,19 @@ FAST_RETRIES = Settings(upstream_get_retries=3)
 
 
 class CountingLimiter:
-    """A request limiter (no rate) that counts the tokens taken from it."""
+    """Request limits (no rate) with one limiter for every credential that counts its tokens."""
+
+    rate = None
 
     def __init__(self) -> None:
         self.taken = 0
         self.paused_for = 0.0
 
-    async def acquire(self, *, urgent: bool = False) -> None:
+    def limiter(self, key: str) -> CountingLimiter:
+        """The one limiter, whatever the credential."""
+        return self
+
+    async def acquire(self, *, urgent: bool = False, within: float | None = None) -> None:
         """Count one token."""
         self.taken += 1
 
@@ -160,10 +165,10 @@ async def test_after_a_429_requests_wait_out_the_pause_locally(
     serve: Serve, engine: Engine
 ) -> None:
     """While the budget is paused for a 429, a request is refused locally, never sent."""
-    budget = RequestBudget(None)
+    limits = local_limits(None)
     async with awaitstep_via_proxy(serve, engine, every(1, "forward")) as (adapter, proxy):
-        adapter.limit_requests(budget)
-        budget.pause(60)
+        adapter.limit_requests(limits)
+        limits.limiter(adapter.limit_key(ANONYMOUS)).pause(60)
         with pytest.raises(Exception, match="429") as refused:
             await adapter.list_workflows(credentials=ANONYMOUS)
     assert getattr(refused.value, "code", None) == "RATE_LIMITED"

@@ -96,9 +96,6 @@ class _Gateway:
                     documents=None if self.shared_documents else self.documents,
                 )
             )
-            if isinstance(opened, LimitedUpstream):
-                # One budget for every request: polls, operations, retries and resends.
-                opened.limit_requests(resources.live.budget)
             stack.callback(setattr, resources, "live", None)
             _add_checks(readiness, opened, resources.live)
             stack.callback(readiness.checks.clear)
@@ -238,13 +235,13 @@ async def _open_live(
             max_entries=settings.persisted_queries_cache_size,
             max_bytes=settings.persisted_queries_cache_bytes,
         )
-    name = cluster.budget_name(upstream.name, settings.cloudflare_token)
+    quota = upstream.quota if isinstance(upstream, LimitedUpstream) else None
     hub = LiveHub(
         upstream,
         settings,
         metrics=metrics,
         bus=cluster.bus,
-        budget=cluster.budget(name, budget_for(upstream.name, settings)),
+        limits=cluster.limits(upstream.name, budget_for(upstream.name, settings), quota),
         gate=cluster.bus,
     )
     cluster.on_gained = hub.poll_now

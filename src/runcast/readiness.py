@@ -13,11 +13,10 @@ import asyncio
 from typing import NotRequired, Protocol, TypedDict
 
 from runcast.errors import RuncastError
-from runcast.upstream import RunAPI
+from runcast.upstream import RequestLimiter, RunAPI
 
 __all__ = [
     "BudgetCheck",
-    "BudgetState",
     "CheckResult",
     "EngineStoreCheck",
     "Readiness",
@@ -58,25 +57,6 @@ class ReadinessCheck(Protocol):
 
     async def check(self) -> CheckResult:
         """The part's state; must not raise for an expected failure."""
-        ...
-
-
-class BudgetState(Protocol):
-    """A request budget as the live layer keeps it."""
-
-    rate: float | None
-
-    @property
-    def paused_for(self) -> float:
-        """Seconds left in a pause after a 429."""
-        ...
-
-    def try_acquire(self) -> bool:
-        """Take a token if there is one now."""
-        ...
-
-    def refund(self) -> None:
-        """Give a token back."""
         ...
 
 
@@ -122,30 +102,23 @@ class EngineStoreCheck:
 
 
 class BudgetCheck:
-    """The live layer's request budget: ``available``, ``exhausted`` or ``paused`` (a 429)."""
+    """The request limiter of the upstream's own credential: ``available``, ``exhausted``
+    or ``paused`` (a 429), as the limiter itself says (in cluster mode, Redis's bucket)."""
 
     name = "budget"
     required = False
 
-    def __init__(self, budget: BudgetState) -> None:
+    def __init__(self, budget: RequestLimiter) -> None:
         self._budget = budget
 
     async def check(self) -> CheckResult:
         """The budget's state; never makes the gateway unready (every replica shares it)."""
-        budget = self._budget
-        paused = budget.paused_for
-        if paused > 0:
-            state = "paused"
-        elif budget.try_acquire():
-            budget.refund()
-            state = "available"
-        else:
-            state = "exhausted"
+        state = await self._budget.state()
         return {
-            "ok": state != "paused",
-            "state": state,
-            "paused_for_s": round(paused, 3),
-            "rate_per_second": budget.rate,
+            "ok": state.state != "paused",
+            "state": state.state,
+            "paused_for_s": round(state.paused_for, 3),
+            "rate_per_second": state.rate,
         }
 
 

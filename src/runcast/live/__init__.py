@@ -28,17 +28,16 @@ block; a reader gets a topic's states in publish order from when it subscribed.
 :class:`LocalChangeBus` is the in-process one; ``LiveHub(..., bus=...)`` takes another
 (Redis, for several replicas).
 
-``RequestBudget``: ``await acquire(urgent=False)`` waits for a token (urgent callers
-first), ``try_acquire()`` takes one if there is one now, ``refund()`` gives one back,
-``pause(seconds)`` holds everyone (429 Retry-After), ``paused_for`` says for how long,
-``rate`` is its tokens per second (``None``: unlimited). It takes ``clock`` and ``sleep``,
-so tests run it on a fake clock. The live layer takes one token per upstream request it
-makes, before making it.
+Requests: every poll takes its token, before it is sent, from the limiter of its
+credential (``runcast.upstream.RequestLimiter``: a token bucket with the 429 hold inside,
+``RequestBudget``), the same one the adapter asks for every other request; the hub hands
+its ``RequestLimits`` to the adapter. Limiters take ``clock`` and ``sleep``, so tests run
+them on a fake clock.
 """
 
 from __future__ import annotations
 
-from runcast.live._budget import DEFAULT_BUDGETS, RequestBudget, budget_for
+from runcast.live._budget import DEFAULT_BUDGETS, budget_for
 from runcast.live._bus import ChangeBus, ChangeSink, LocalChangeBus, Topic
 from runcast.live._change import RunChange
 from runcast.live._hub import LiveHub
@@ -49,7 +48,6 @@ __all__ = [
     "ChangeSink",
     "LiveHub",
     "LocalChangeBus",
-    "RequestBudget",
     "RunChange",
     "Topic",
     "budget_for",

@@ -1,21 +1,21 @@
-"""What a watch's poll works with: the upstream, budget, bus, registry and scheduler."""
+"""What a watch's poll works with: the upstream, limiters, bus, registry and scheduler."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from runcast.errors import Forbidden, NotFound, RateLimited, Unauthenticated, UpstreamError
-from runcast.live._budget import Budget
 from runcast.live._bus import ChangeBus, Topic
 from runcast.live._gate import PollGate
 from runcast.live._registry import WatchRegistry
 from runcast.live._subscriber import Subscriber
 from runcast.metrics import Metrics
-from runcast.upstream import RunAPI, prepaid_request
+from runcast.models import Credentials
+from runcast.upstream import RequestLimiter, RequestLimits, RunAPI, prepaid_request
 
 if TYPE_CHECKING:
     from runcast.live._lister import ListPoller
@@ -60,7 +60,8 @@ class LiveContext:
     Attributes:
         upstream: the run API polled.
         metrics: where requests and latencies are counted.
-        budget: the upstream's request budget (shared by every poll).
+        limits: the request limiter of each upstream credential (shared with the adapter).
+        limit_key: the key of the limiter that requests with given credentials ask.
         bus: where observed states are published.
         registry: every watch and its subscribers.
         intervals: the poll intervals.
@@ -72,7 +73,8 @@ class LiveContext:
 
     upstream: RunAPI
     metrics: Metrics
-    budget: Budget
+    limits: RequestLimits
+    limit_key: Callable[[Credentials], str]
     bus: ChangeBus
     registry: WatchRegistry
     intervals: Intervals
@@ -100,7 +102,11 @@ class LiveContext:
         under ``QUIET_FLOOR`` (or ``minimum``), never over ``maximum``.
         """
         polled = len(self.registry) - self.riding
-        return quiet_interval(self.budget.rate, polled, self.intervals)
+        return quiet_interval(self.limits.rate, polled, self.intervals)
+
+    def limiter(self, credentials: Credentials) -> RequestLimiter:
+        """The limiter that requests made with ``credentials`` take their tokens from."""
+        return self.limits.limiter(self.limit_key(credentials))
 
     def next_interval(self, current: float, *, changed: bool) -> float:
         """The interval after a poll: back to the minimum on a change, else doubled."""
@@ -111,7 +117,7 @@ class LiveContext:
     async def call(self, kind: str, call: Awaitable[T]) -> T:
         """Await an upstream call, counting it by ``kind`` and outcome.
 
-        Every live call is made after taking its token from ``budget``: the HTTP
+        Every live call is made after taking its token from its limiter: the HTTP
         boundary is told so, and takes tokens only for the call's retries and resends.
         """
         try:

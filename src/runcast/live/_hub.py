@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Collection
 
 from runcast.errors import Forbidden, NotFound, RateLimited, RuncastError, Unauthenticated
-from runcast.live._budget import Budget, RequestBudget, budget_for
+from runcast.live._budget import budget_for
 from runcast.live._bus import ChangeBus, LocalChangeBus, Topic
 from runcast.live._change import RunChange
 from runcast.live._context import Intervals, LiveContext, now
@@ -20,14 +20,19 @@ from runcast.live._scheduler import PollScheduler
 from runcast.live._selection import RunFields, listed_fields
 from runcast.live._watch import RunKey, RunWatch, Watch, WorkflowWatch
 from runcast.metrics import Metrics
-from runcast.models import Credentials, RunStatus
+from runcast.models import ANONYMOUS, Credentials, RunStatus
 from runcast.settings import Settings
-from runcast.upstream import RunAPI, RunChangeSource
+from runcast.upstream import (
+    LimitedUpstream,
+    LocalLimits,
+    RequestLimiter,
+    RequestLimits,
+    RunAPI,
+    RunChangeSource,
+    local_limits,
+)
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RATE_LIMIT_PAUSE = 10.0
-"""Seconds to hold every request after a 429 that did not say how long to wait."""
 
 
 class LiveHub(Lifetime):
@@ -36,20 +41,21 @@ class LiveHub(Lifetime):
     There is one watch per (credentials fingerprint, workflow, run) and one per
     (credentials fingerprint, workflow) for run lists; every subscriber of a watch
     shares its polls, and subscribers with other credentials never share it. Polls
-    go through a token bucket per upstream (:func:`~runcast.live.budget_for`),
-    earliest due first, so when watches outnumber the budget every interval
-    stretches evenly. A run that changes is polled every ``poll_min_interval``; one
-    that does not is polled half as often each time, down to every 2 s while the
-    budget allows and never less often than ``poll_max_interval``;
-    a paused run with a known wake time is polled just after it; a finished run is
-    not polled again. Where several runs of one workflow are watched with the same
-    credentials, one list poll of that workflow carries them all (see
-    :class:`~runcast.live._lister.ListPoller`): a change seen in a list item is
-    delivered from it when the item holds what every subscriber of the run selected
-    (the adapter's ``listed_fields``), else the run is read; a new subscriber is
-    answered from what the list poll knows, or from the list read in flight. A 429
-    holds every request to the upstream for its Retry-After; 5xx and timeouts back a
-    watch off while its subscribers stay connected.
+    take their tokens from the limiter of their credential, the one the adapter asks
+    too (:func:`~runcast.live.budget_for` requests per second each), earliest due
+    first, so when watches outnumber the budget every interval stretches evenly. A
+    run that changes is polled every ``poll_min_interval``; one that does not is
+    polled half as often each time, down to every 2 s while the budget allows and
+    never less often than ``poll_max_interval``; a paused run with a known wake time
+    is polled just after it; a finished run is not polled again. Where several runs
+    of one workflow are watched with the same credentials, one list poll of that
+    workflow carries them all (see :class:`~runcast.live._lister.ListPoller`): a
+    change seen in a list item is delivered from it when the item holds what every
+    subscriber of the run selected (the adapter's ``listed_fields``), else the run is
+    read; a new subscriber is answered from what the list poll knows, or from the
+    list read in flight. A 429 holds every request of its credential for its
+    Retry-After (inside the limiter); 5xx and timeouts back a watch off while its
+    subscribers stay connected.
 
     When the upstream is a :class:`~runcast.upstream.RunChangeSource` (the embedded
     engine), nothing is polled: subscribers get every pushed change, in order.
@@ -62,9 +68,9 @@ class LiveHub(Lifetime):
         settings: intervals and the request budget.
         metrics: where requests, watches, subscribers and latencies are counted.
         bus: where observations travel from pollers to subscribers (in-process by default).
-        clock: a monotonic clock in seconds, for the budget and the scheduler.
-        budget: the request budget to use instead of one of this process alone (cluster
-            mode shares one through Redis).
+        clock: a monotonic clock in seconds, for the limiters and the scheduler.
+        limits: the request limiters to use instead of those of this process alone
+            (cluster mode shares them through Redis).
         gate: says which watches this process polls (cluster mode: those whose lease it
             holds); every watch when ``None``.
     """
@@ -77,24 +83,34 @@ class LiveHub(Lifetime):
         metrics: Metrics,
         bus: ChangeBus | None = None,
         clock: Callable[[], float] = time.monotonic,
-        budget: Budget | None = None,
+        limits: RequestLimits | None = None,
         gate: PollGate | None = None,
     ) -> None:
         self.upstream = upstream
         self.settings = settings
         self.metrics = metrics
         self.pushes = isinstance(upstream, RunChangeSource)
-        rate = None if self.pushes else budget_for(upstream.name, settings)
-        self.budget: Budget = budget if budget is not None else RequestBudget(rate, clock=clock)
+        if limits is None:
+            limits = own_limits(upstream, settings, clock)
+        self.limits: RequestLimits = limits
+        self.limit_key = _one_key
+        if isinstance(upstream, LimitedUpstream):
+            # One limiter per credential for every request: polls, operations, retries, resends.
+            upstream.limit_requests(self.limits)
+            self.limit_key = upstream.limit_key
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
         minimum = max(0.001, settings.poll_min_interval)
         scheduler: PollScheduler[Watch] = PollScheduler(
-            self.budget, self._poll, clock=clock, on_lag=metrics.poll_lag.observe
+            lambda watch: self._ctx.limiter(watch.credentials),
+            self._poll,
+            clock=clock,
+            on_lag=metrics.poll_lag.observe,
         )
         self._ctx = LiveContext(
             upstream=upstream,
             metrics=metrics,
-            budget=self.budget,
+            limits=self.limits,
+            limit_key=self.limit_key,
             bus=self.bus,
             registry=WatchRegistry(self.bus, metrics),
             intervals=Intervals(minimum, max(minimum, settings.poll_max_interval)),
@@ -106,6 +122,11 @@ class LiveHub(Lifetime):
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
+
+    @property
+    def budget(self) -> RequestLimiter:
+        """The limiter of the upstream's own credential (callers without their own)."""
+        return self.limits.limiter(self.limit_key(ANONYMOUS))
 
     # ----------------------------------------------------------------- lifetime
 
@@ -242,15 +263,16 @@ class LiveHub(Lifetime):
         ctx = self._ctx
         if not ctx.polls_for(watch.served_topics(ctx)):
             # Another process polls it for everyone; the gate says when to start (poll_now).
-            self.budget.refund()
+            ctx.limiter(watch.credentials).refund()
             return
         try:
             await watch.poll(ctx, urgent=urgent)
-        except RateLimited as exc:
-            wait = DEFAULT_RATE_LIMIT_PAUSE if exc.retry_after is None else exc.retry_after
-            self.budget.pause(wait)
-            name = self.upstream.name
-            logger.warning("upstream %s is rate limiting; holding polls %.1fs", name, wait)
+        except RateLimited:
+            # The limiter holds (a 429) or paces these credentials; the next token waits.
+            held = ctx.limiter(watch.credentials).paused_for
+            if held > 0:
+                name = self.upstream.name
+                logger.warning("upstream %s is rate limiting; holding polls %.1fs", name, held)
             ctx.scheduler.schedule(watch, 0.0)
         except NotFound as exc:
             watch.refused(ctx)
@@ -268,3 +290,16 @@ class LiveHub(Lifetime):
     def _check_open(self) -> None:
         if not self.is_open:
             raise RuntimeError("the LiveHub is not open (use it as an async context manager)")
+
+
+def own_limits(upstream: RunAPI, settings: Settings, clock: Callable[[], float]) -> LocalLimits:
+    """One limiter per credential of ``upstream`` in this process, at its budget's rate."""
+    pushes = isinstance(upstream, RunChangeSource)
+    rate = None if pushes else budget_for(upstream.name, settings)
+    quota = upstream.quota if isinstance(upstream, LimitedUpstream) else None
+    return local_limits(rate, quota=quota, name=upstream.name, clock=clock)
+
+
+def _one_key(credentials: Credentials) -> str:
+    """Every caller shares one limiter (an upstream that does not say otherwise)."""
+    return ""

@@ -35,7 +35,7 @@ class _Reads:
 
     async def page(self, statuses: tuple[RunStatus, ...] | None, cursor: str | None) -> RunPage:
         if self.count:  # the poll's first request was budgeted by whoever started it
-            await self.ctx.budget.acquire(urgent=self.urgent)
+            await self.ctx.limiter(self.watch.credentials).acquire(urgent=self.urgent)
         self.count += 1
         watch = self.watch
         return await self.ctx.call(
@@ -50,7 +50,7 @@ class _Reads:
         )
 
     async def final_state(self, instance_id: str) -> Run | None:
-        await self.ctx.budget.acquire(urgent=self.urgent)
+        await self.ctx.limiter(self.watch.credentials).acquire(urgent=self.urgent)
         self.count += 1
         watch = self.watch
         try:

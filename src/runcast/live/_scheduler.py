@@ -1,4 +1,4 @@
-"""The poll scheduler: a heap of due times, a request budget, and the polls in flight."""
+"""The poll scheduler: a heap of due times, the request limiters, and the polls in flight."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
-from runcast.live._budget import Budget
+from runcast.upstream import RequestLimiter
 
 MAX_CONCURRENT_POLLS = 64
-"""Scheduled polls in flight at once (the budget paces them; this bounds slow upstreams)."""
+"""Scheduled polls in flight at once (the limiters pace them; this bounds slow upstreams)."""
 
 
 class Scheduled(Protocol):
@@ -30,14 +30,16 @@ PollCall = Callable[[W, bool], Awaitable[None]]
 
 
 class PollScheduler(Generic[W]):
-    """Starts each watch's poll when it is due, earliest due first, one budget token each.
+    """Starts each watch's poll when it is due, earliest due first, one token each.
 
-    A scheduled poll takes its token here before it starts; an urgent one (:meth:`refresh`)
-    takes an urgent token, which goes before scheduled ones. At most ``max_concurrent``
-    scheduled polls are in flight. Every task is owned and cancelled by :meth:`aclose`.
+    A scheduled poll takes its token here, from the limiter of its credential, before it
+    starts; a watch whose credential is held (a 429) is moved past the hold, so the
+    polls of other credentials go on meanwhile. An urgent one (:meth:`refresh`) takes an
+    urgent token, which goes before scheduled ones. At most ``max_concurrent`` scheduled
+    polls are in flight. Every task is owned and cancelled by :meth:`aclose`.
 
     Args:
-        budget: the upstream's request budget.
+        limiter_of: the request limiter a watch's polls take their tokens from.
         poll: what polling a watch means (see :data:`PollCall`).
         clock: a monotonic clock in seconds (the budget's clock).
         sleep: how to wait that many seconds of ``clock``.
@@ -46,7 +48,7 @@ class PollScheduler(Generic[W]):
 
     def __init__(
         self,
-        budget: Budget,
+        limiter_of: Callable[[W], RequestLimiter],
         poll: PollCall[W],
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -54,7 +56,7 @@ class PollScheduler(Generic[W]):
         max_concurrent: int = MAX_CONCURRENT_POLLS,
         on_lag: Callable[[float], None] | None = None,
     ) -> None:
-        self.budget = budget
+        self.limiter_of = limiter_of
         self.clock = clock
         self._poll_call = poll
         self._sleep = sleep
@@ -137,7 +139,7 @@ class PollScheduler(Generic[W]):
     async def _poll(self, watch: W, *, urgent: bool) -> None:
         try:
             if urgent:
-                await self.budget.acquire(urgent=True)
+                await self.limiter_of(watch).acquire(urgent=True)
             if not watch.ended:
                 await self._poll_call(watch, urgent)
         finally:
@@ -147,20 +149,41 @@ class PollScheduler(Generic[W]):
     async def _run(self) -> None:
         while True:
             await self._wait_until_due()
+            if self._defer_held():
+                continue
             await self._slots.acquire()
             try:
-                await self.budget.acquire()
+                limiter = await self._take_token()
             except BaseException:
                 self._slots.release()
                 raise
             watch = self.pop_due()
-            if watch is None:
+            if watch is None or limiter is None or self.limiter_of(watch) is not limiter:
                 self._slots.release()
-                self.budget.refund()
+                if limiter is not None:
+                    limiter.refund()
                 continue
             if self._on_lag is not None:
                 self._on_lag(max(0.0, self.clock() - watch.due))
             self._start(watch, urgent=False)
+
+    def _defer_held(self) -> bool:
+        """Move the first due watch past its credential's hold, so others' polls go on."""
+        top = self.next_due()
+        held = 0.0 if top is None else self.limiter_of(top).paused_for
+        if top is None or held <= 0:
+            return False
+        self.schedule(top, held)
+        return True
+
+    async def _take_token(self) -> RequestLimiter | None:
+        """Take a token for the first due watch's poll; the limiter it came from."""
+        top = self.next_due()
+        if top is None:
+            return None
+        limiter = self.limiter_of(top)
+        await limiter.acquire()
+        return limiter
 
     async def _wait_until_due(self) -> None:
         while True:

@@ -206,7 +206,7 @@ class RunWatch(Watch):
         run = self.run
         if run is None or not (self.detailed or covers(run, subscriber.fields, ctx.listed)):
             return False
-        if not fresh_only or ctx.budget.paused_for > 0:
+        if not fresh_only or ctx.limiter(self.credentials).paused_for > 0:
             return True
         observed = self.observed_at
         return observed is not None and ctx.scheduler.clock() - observed < ctx.intervals.minimum

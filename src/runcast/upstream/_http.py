@@ -27,14 +27,16 @@ What it promises:
   errors raise ``UpstreamUnavailable``. Every other response (2xx, 3xx and the
   remaining 4xx) is returned for the adapter to interpret, since each upstream
   spells its errors differently.
-- Budget: with a :class:`RequestLimiter` (``limiter``, set by the app to the live
-  layer's request budget), every request that goes on the wire takes a token
-  first: each retry, and each resend the pooled transport makes by itself (it is
-  seen by an aiohttp client middleware). A caller that took the token for a
-  request already (the live layer's scheduled polls) says so with
-  :func:`prepaid_request`, so that request is counted once. While the limiter is
-  paused after a 429, a request that was not prepaid raises ``RateLimited``
-  without being sent.
+- Budget: with :class:`RequestLimits` (``limits``, set by the app to the live
+  layer's), every request that goes on the wire takes a token first from the
+  limiter of its credential (``limit_key`` of its headers): each retry, and each
+  resend the pooled transport makes by itself (it is seen by an aiohttp client
+  middleware). A caller that took the token for a request already (the live
+  layer's scheduled polls) says so with :func:`prepaid_request`, so that request
+  is counted once. A request that would wait more than ``CLIENT_MAX_WAIT`` for its
+  token (a 429's hold included) raises ``RateLimited`` without being sent. A 429
+  holds that limiter for its ``Retry-After`` (else what ``rate_headers`` read, else
+  ``hold_after_429``); a success whose ``rate_headers`` say nothing remains holds it too.
 - Attempts: :meth:`UpstreamHttpClient.request_with_attempts` says how many times
   a request went on the wire (resends included), so adapters can tell their own
   earlier attempt from someone else's call (idempotent terminate, pause, resume).
@@ -83,7 +85,8 @@ from runcast.errors import (
 )
 from runcast.models import JSON
 from runcast.settings import Settings
-from runcast.upstream._port import RequestLimiter
+from runcast.upstream._limiter import CLIENT_MAX_WAIT
+from runcast.upstream._port import RequestLimiter, RequestLimits
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,14 @@ AttemptHook: TypeAlias = Callable[[], Awaitable[None]]
 
 _prepaid: ContextVar[bool] = ContextVar("runcast_prepaid_request", default=False)
 _wire_attempts: ContextVar[list[int] | None] = ContextVar("runcast_wire_attempts", default=None)
+_limiter: ContextVar[RequestLimiter | None] = ContextVar("runcast_limiter", default=None)
+
+LimitKey: TypeAlias = Callable[[Mapping[str, str]], str]
+"""The credential key of a request's headers: which limiter the request asks."""
+RateHeaders: TypeAlias = Callable[[httpx.Headers], float | None]
+"""Seconds an upstream's rate-limit headers ask to wait (``None``: nothing said)."""
+DEFAULT_HOLD_SECONDS = 10.0
+"""Seconds a 429 holds its credential's requests when the upstream did not say how long."""
 
 
 @contextmanager
@@ -329,8 +340,14 @@ class UpstreamHttpClient:
         self.name = name
         self.on_request = on_request
         """The observer of every attempt; may be set after construction (the app's metrics)."""
-        self.limiter: RequestLimiter | None = None
-        """Takes a token for every request on the wire; may be set after construction."""
+        self.limits: RequestLimits | None = None
+        """Its credential's limiter takes a token for every request on the wire."""
+        self.limit_key: LimitKey = lambda headers: ""
+        """The key of a request's credential (by default one limiter for every request)."""
+        self.rate_headers: RateHeaders | None = None
+        """Reads the upstream's own rate-limit headers, where it sends them."""
+        self.hold_after_429 = DEFAULT_HOLD_SECONDS
+        """Seconds a 429 that says nothing about how long holds its credential."""
         self._error_message = error_message
         self._retries = max(0, settings.upstream_get_retries)
         self._retry_base_delay = retry_base_delay
@@ -424,11 +441,15 @@ class UpstreamHttpClient:
         """
         counter = [0]
         reset = _wire_attempts.set(counter)
+        limits = self.limits
+        limiter = None if limits is None else limits.limiter(self.limit_key(headers or {}))
+        reset_limiter = _limiter.set(limiter)
         try:
             response, attempts = await self._send(
                 method, path, headers=headers, params=params, json=json, idempotent=idempotent
             )
         finally:
+            _limiter.reset(reset_limiter)
             _wire_attempts.reset(reset)
         return response, max(attempts, counter[0])
 
@@ -493,6 +514,7 @@ class UpstreamHttpClient:
                 raise
 
             status = response.status_code
+            self._learn_rate(response)
             if status >= 500:
                 self._observe("server_error")
                 if status in RETRYABLE_STATUS and retry_unknown and attempt < self._retries:
@@ -506,7 +528,7 @@ class UpstreamHttpClient:
                 )
             if status == 429:
                 self._observe("rate_limited")
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = self._hold(response)
                 logger.info(
                     "upstream %s answered 429 to %s %s; retry after %ss",
                     self.name,
@@ -546,16 +568,30 @@ class UpstreamHttpClient:
         if _prepaid.get():
             _prepaid.set(False)
             return
-        limiter = self.limiter
-        if limiter is None:
+        limiter = _limiter.get()
+        if limiter is not None:
+            await limiter.acquire(urgent=True, within=CLIENT_MAX_WAIT)
+
+    def _learn_rate(self, response: httpx.Response) -> None:
+        """Hold the request's limiter when a success says nothing remains for now."""
+        limiter = _limiter.get()
+        if limiter is None or self.rate_headers is None or response.status_code == 429:
             return
-        paused = limiter.paused_for
-        if paused > 0:
-            raise RateLimited(
-                f"upstream {self.name} asked for no requests after a 429; retry in {paused:.0f} s",
-                retry_after=paused,
-            )
-        await limiter.acquire(urgent=True)
+        wait = self.rate_headers(response.headers)
+        if wait is not None and wait > 0:
+            limiter.pause(wait)
+
+    def _hold(self, response: httpx.Response) -> float | None:
+        """Hold the request's limiter for a 429; the seconds held (or asked, unlimited)."""
+        wait = parse_retry_after(response.headers.get("Retry-After"))
+        if wait is None and self.rate_headers is not None:
+            wait = self.rate_headers(response.headers)
+        limiter = _limiter.get()
+        if limiter is None:
+            return wait
+        held = self.hold_after_429 if wait is None else wait
+        limiter.pause(held)
+        return held
 
     def _describe(self, response: httpx.Response, fallback: str) -> str:
         if self._error_message is None:

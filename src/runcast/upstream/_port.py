@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 
@@ -130,31 +131,104 @@ class RunChangeSource(Protocol):
         ...
 
 
-class RequestLimiter(Protocol):
-    """Paces the requests sent to one upstream; the live layer's ``RequestBudget`` is one.
+@dataclass(frozen=True)
+class LimiterState:
+    """What a :class:`RequestLimiter` would do with a request asked for now.
 
-    Promises that :meth:`acquire` returns once a request may be sent, and that
-    :attr:`paused_for` is positive while the upstream asked for no requests at all.
+    Attributes:
+        state: ``available`` (a token now), ``exhausted`` (a wait for the next token) or
+            ``paused`` (held: the upstream asked for no requests, e.g. a 429's Retry-After).
+        paused_for: seconds left of the hold (0 when not held).
+        rate: tokens per second (``None``: no pace, only holds and quotas apply).
+        tokens: tokens left right now (``None`` where there is no pace).
+    """
+
+    state: Literal["available", "exhausted", "paused"]
+    paused_for: float
+    rate: float | None
+    tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class Quota:
+    """An upstream's documented limit per credential: ``requests`` per ``window`` seconds."""
+
+    requests: int
+    window: float
+
+
+class RequestLimiter(Protocol):
+    """The one limiter of one upstream credential, asked by the live layer and the adapters.
+
+    Promises that :meth:`acquire` returns once one more request may be sent, and counts it;
+    that nothing is handed out while it is held (:meth:`pause`: the upstream said to wait,
+    a 429's Retry-After); and that a caller which cannot wait long (``within``) gets
+    ``RateLimited`` with ``retry_after`` at once instead of a long wait. The local
+    ``RequestBudget`` and cluster mode's ``ClusterBudget`` (one budget in Redis for every
+    replica) are the two.
     """
 
     @property
-    def paused_for(self) -> float:
-        """Seconds left of a pause the upstream asked for (a 429); 0 when not paused."""
+    def rate(self) -> float | None:
+        """Requests per second it hands out (``None``: no pace)."""
         ...
 
-    async def acquire(self, *, urgent: bool = False) -> None:
-        """Wait until one more request may be sent, and count it."""
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of a hold the upstream asked for (a 429); 0 when not held."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request for ``seconds`` from now (extends, never shortens, a hold)."""
+        ...
+
+    def refund(self) -> None:
+        """Give back a token taken for a request that was not sent."""
+        ...
+
+    async def acquire(self, *, urgent: bool = False, within: float | None = None) -> None:
+        """Wait until one more request may be sent, and count it.
+
+        Urgent callers go before ordinary ones. With ``within``, raise ``RateLimited``
+        (``retry_after`` in seconds) without taking anything when the request could not
+        go within that many seconds.
+        """
+        ...
+
+    async def state(self) -> LimiterState:
+        """What it would do with a request now (for ``/readyz``); takes nothing."""
+        ...
+
+
+class RequestLimits(Protocol):
+    """Gives the one :class:`RequestLimiter` of each credential of one upstream."""
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second each credential's limiter hands out (``None``: no pace)."""
+        ...
+
+    def limiter(self, key: str) -> RequestLimiter:
+        """The limiter of the credential ``key`` (``LimitedUpstream.limit_key``)."""
         ...
 
 
 @runtime_checkable
 class LimitedUpstream(Protocol):
-    """An upstream whose every request can be paced by a :class:`RequestLimiter`.
+    """An upstream whose every request is paced by the limiter of its credential.
 
-    The HTTP adapters are; the app hands them the live layer's request budget, so
-    that polls, queries, mutations, retries and resends all come out of one budget.
+    The HTTP adapters are; the app hands them the live layer's :class:`RequestLimits`,
+    so that polls, queries, mutations, retries and resends all ask one limiter per
+    credential.
     """
 
-    def limit_requests(self, limiter: RequestLimiter) -> None:
-        """Take a token from ``limiter`` before every request from now on."""
+    quota: Quota | None
+    """The upstream's documented limit per credential, if it has one."""
+
+    def limit_requests(self, limits: RequestLimits) -> None:
+        """Take a token from the limiter of each request's credential from now on."""
+        ...
+
+    def limit_key(self, credentials: Credentials) -> str:
+        """The key of the limiter that requests made with ``credentials`` ask."""
         ...

@@ -47,7 +47,7 @@ from runcast.models import (
 from runcast.settings import Settings
 from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
 from runcast.upstream._idempotent import Control, already_applied
-from runcast.upstream._port import RequestLimiter
+from runcast.upstream._port import Quota, RequestLimits
 
 API_PREFIX = "/api/v1"
 MAX_MESSAGE_CHARS = 500
@@ -242,6 +242,8 @@ class AwaitStepUpstream:
     """
 
     name = "awaitstep"
+    quota: Quota | None = None
+    """AwaitStep's 200 requests per minute per IP is kept by the pace (3/s) alone."""
     listed_fields = frozenset(
         {"input", "output", "error", "createdAt", "startedAt", "endedAt", "workflowVersion", "wait"}
     )
@@ -563,9 +565,13 @@ class AwaitStepUpstream:
         except (Unauthenticated, Forbidden, RateLimited):
             return
 
-    def limit_requests(self, limiter: RequestLimiter) -> None:
-        """Take a token from ``limiter`` before every request (retries and resends too)."""
-        self.http.limiter = limiter
+    def limit_requests(self, limits: RequestLimits) -> None:
+        """Take a token before every request (retries and resends too) from ``limits``."""
+        self.http.limits = limits
+
+    def limit_key(self, credentials: Credentials) -> str:
+        """One key for every caller: AwaitStep limits requests per IP, not per key."""
+        return ""
 
     async def aclose(self) -> None:
         """Close the connection pool; later calls raise ``UpstreamUnavailable``."""

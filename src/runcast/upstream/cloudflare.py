@@ -44,11 +44,12 @@ Choices where the API leaves room:
   the run has finished; 413 ``PayloadTooLarge``; 400 ``BadUserInput``.
 
 Rate limits: Cloudflare allows 1,200 requests per 5 minutes per token and locks
-a token out for five minutes after a 429. :class:`RateLimitGate` counts every
-request per token and refuses locally (``RateLimited`` with ``retry_after``)
-before the budget is spent, and also while Cloudflare has said to wait:
-``retry-after`` on a 429 (five minutes when absent), ``Ratelimit: ...;r=0;t=N``
-or ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset``.
+a token out for five minutes after a 429. Every request asks the limiter of its
+token (one per token, :func:`~runcast.upstream._cloudflare_ratelimit.cloudflare_quota`
+kept; the app's limits, else this adapter's own), which refuses locally
+(``RateLimited`` with ``retry_after``) before the quota is spent, and also while
+Cloudflare has said to wait: ``retry-after`` on a 429 (five minutes when absent),
+``Ratelimit: ...;r=0;t=N`` or ``x-ratelimit-remaining: 0`` with ``x-ratelimit-reset``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 import httpx
@@ -79,10 +80,9 @@ from runcast.limits import json_size
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 from runcast.settings import Settings
 from runcast.upstream._cloudflare_ratelimit import (
-    GatedTransport,
-    RateLimitGate,
+    LOCKOUT_SECONDS,
+    cloudflare_quota,
     parse_ratelimit,
-    token_key,
 )
 from runcast.upstream._cloudflare_shapes import (
     describe_errors,
@@ -99,7 +99,8 @@ from runcast.upstream._http import (
     decode_json,
 )
 from runcast.upstream._idempotent import Control, already_applied
-from runcast.upstream._port import RequestLimiter
+from runcast.upstream._limiter import local_limits
+from runcast.upstream._port import Quota, RequestLimits
 
 DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
 MAX_PER_PAGE = 100
@@ -128,12 +129,12 @@ class CloudflareUpstream:
         settings: timeouts, the retry bound and the event payload limit.
         transport: an httpx transport to use instead of the network.
         on_request: observer of every HTTP attempt, for metrics and budgets.
-        gate: the rate-limit gate (one per adapter by default).
         list_details: read finished runs of a listing back for their output and error.
         retry_base_delay: the first retry backoff in seconds.
     """
 
     name = "cloudflare"
+    quota: Quota | None = cloudflare_quota()
 
     def __init__(
         self,
@@ -144,7 +145,6 @@ class CloudflareUpstream:
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         on_request: RequestObserver | None = None,
-        gate: RateLimitGate | None = None,
         list_details: bool = True,
         retry_base_delay: float = 0.1,
     ) -> None:
@@ -154,7 +154,6 @@ class CloudflareUpstream:
         self.account_id = account_id
         self.base_url = (base_url or self.settings.cloudflare_base_url).rstrip("/")
         self._token = token if token is not None else self.settings.cloudflare_token
-        self.gate = gate or RateLimitGate()
         inner = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
         )
@@ -162,11 +161,15 @@ class CloudflareUpstream:
             self.name,
             self.base_url,
             settings=self.settings,
-            transport=GatedTransport(inner, self.gate),
+            transport=inner,
             on_request=on_request,
             error_message=error_message,
             retry_base_delay=retry_base_delay,
         )
+        self.http.limit_key = _token_key
+        self.http.rate_headers = parse_ratelimit
+        self.http.hold_after_429 = LOCKOUT_SECONDS
+        self.limit_requests(local_limits(None, quota=self.quota, name=self.name))
         self._prefix = f"/accounts/{path_segment(account_id)}/workflows"
         self.list_details = list_details
         self._finished: collections.OrderedDict[tuple[str, str, str], Run] = (
@@ -204,15 +207,9 @@ class CloudflareUpstream:
     ) -> tuple[JSON, dict[str, Any]]:
         """Send one request and return ``(result, result_info)`` of a success envelope."""
         headers = self._headers(credentials)
-        try:
-            response, attempts = await self.http.request_with_attempts(
-                method, path, headers=headers, params=params, json=json, idempotent=idempotent
-            )
-        except RateLimited as exc:
-            if exc.retry_after is None:
-                wait = self.gate.wait_for(token_key(headers.get("Authorization")))
-                exc.retry_after = float(int(wait) + 1) if wait > 0 else None
-            raise
+        response, attempts = await self.http.request_with_attempts(
+            method, path, headers=headers, params=params, json=json, idempotent=idempotent
+        )
         if (
             response.status_code == 409
             and route == "create"
@@ -288,7 +285,7 @@ class CloudflareUpstream:
         self, runs: list[Run], workflow_id: str, credentials: Credentials
     ) -> list[Run]:
         """Fill in input, output and error of finished list items (see the module docstring)."""
-        token = token_key(self._headers(credentials).get("Authorization"))
+        token = self.limit_key(credentials)
         limiter = asyncio.Semaphore(DETAIL_CONCURRENCY)
 
         async def detail(item: Run) -> Run:
@@ -608,9 +605,13 @@ class CloudflareUpstream:
         except (Unauthenticated, Forbidden, RateLimited):
             return
 
-    def limit_requests(self, limiter: RequestLimiter) -> None:
-        """Take a token from ``limiter`` before every request (retries and resends too)."""
-        self.http.limiter = limiter
+    def limit_requests(self, limits: RequestLimits) -> None:
+        """Ask the limiter of each request's token before sending it (retries and resends too)."""
+        self.http.limits = limits
+
+    def limit_key(self, credentials: Credentials) -> str:
+        """The key of the limiter of the token requests with ``credentials`` carry."""
+        return _token_key(self._headers(credentials))
 
     async def aclose(self) -> None:
         """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
@@ -628,4 +629,9 @@ class _CreatedByRetry(Exception):
     """A retried create met the instance its own first attempt created."""
 
 
-__all__ = ["CloudflareUpstream", "RateLimitGate", "parse_ratelimit"]
+def _token_key(headers: Mapping[str, str]) -> str:
+    """The limiter key of a request: its token's fingerprint (Cloudflare limits per token)."""
+    return Credentials.from_authorization(headers.get("Authorization")).fingerprint
+
+
+__all__ = ["CloudflareUpstream", "cloudflare_quota", "parse_ratelimit"]

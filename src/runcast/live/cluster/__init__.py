@@ -3,14 +3,15 @@
 A :class:`RedisLink` is each replica's connection (health, heartbeats, timed commands);
 a :class:`LeaseKeeper` decides which replica polls each watch; a :class:`RedisChangeBus`
 carries the holder's changes to every replica, each once and in order; a
-:class:`ClusterBudget` is the request budget of the whole cluster. Redis holds keyed
+:class:`ClusterBudget` is the request limiter of one credential for the whole cluster
+(:func:`cluster_limits` gives each credential's). Redis holds keyed
 credential fingerprints (:func:`cluster_fingerprint`), run states and changes, never a
 token.
 """
 
 from __future__ import annotations
 
-from runcast.live.cluster._budget import ClusterBudget
+from runcast.live.cluster._budget import ClusterBudget, cluster_limits
 from runcast.live.cluster._bus import STALE, ClusterChange, RedisChangeBus
 from runcast.live.cluster._config import EMBEDDED_REFUSAL, check_cluster_settings
 from runcast.live.cluster._keys import (
@@ -41,5 +42,6 @@ __all__ = [
     "WatchName",
     "check_cluster_settings",
     "cluster_fingerprint",
+    "cluster_limits",
     "keyed_fingerprint",
 ]

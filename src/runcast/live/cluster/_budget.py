@@ -1,4 +1,4 @@
-"""The cluster's request budget: one GCRA bucket in Redis shared by every replica."""
+"""The cluster's request limiters: one GCRA bucket in Redis per credential, for every replica."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import time
 
-from runcast.live._budget import RequestBudget
+from runcast.errors import RateLimited
 from runcast.live._lifetime import Lifetime, OwnedTasks
+from runcast.live.cluster._keys import keyed_fingerprint
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
+from runcast.upstream import LimiterState, Quota, RequestBudget
+from runcast.upstream._limiter import URGENT_YIELD, CredentialLimits, QuotaWindow, refused
 
-URGENT_YIELD = 0.005
-"""Seconds an ordinary caller waits while an urgent one on this replica goes first."""
-
-# GCRA in one script, on Redis's clock. KEYS: the budget hash. ARGV: op (take, refund,
-# hold), emission interval ms, capacity ms (burst * interval), hold ms (for hold).
+# GCRA in one script, on Redis's clock. KEYS: the budget hash. ARGV: op (take, peek,
+# refund, hold), emission interval ms, capacity ms (burst * interval), hold ms (for hold).
 # Returns {taken 0/1, wait ms, hold ms left, tokens left} (numbers as strings).
 _GCRA = """
 local t = redis.call('TIME')
@@ -49,6 +49,9 @@ local after = tat + interval
 if after - now > capacity then
   return {0, tostring(after - now - capacity), '0', tokens(tat)}
 end
+if op == 'peek' then
+  return {1, '0', '0', tokens(tat)}
+end
 redis.call('HSET', KEYS[1], 'tat', tostring(after))
 keep()
 return {1, '0', '0', tokens(after)}
@@ -56,8 +59,8 @@ return {1, '0', '0', tokens(after)}
 
 
 class ClusterBudget(Lifetime):
-    """A request budget of ``rate`` per second for the whole cluster, with the interface
-    of :class:`~runcast.live._budget.RequestBudget` so the live layer takes either.
+    """The request limiter of one credential for the whole cluster: ``rate`` per second,
+    a :class:`~runcast.upstream.RequestLimiter` like the local ``RequestBudget``.
 
     Every token comes from one GCRA bucket in Redis (one script call, on Redis's clock),
     so however many replicas run, together they send at most ``rate`` requests per
@@ -74,15 +77,23 @@ class ClusterBudget(Lifetime):
             fingerprint).
         rate: requests per second; ``None`` for no limit (holds still apply).
         burst: the most tokens the bucket holds; defaults to one second's worth.
+        quota: the upstream's limit per credential, counted by this replica.
     """
 
     def __init__(
-        self, link: RedisLink, name: str, rate: float | None, *, burst: float | None = None
+        self,
+        link: RedisLink,
+        name: str,
+        rate: float | None,
+        *,
+        burst: float | None = None,
+        quota: Quota | None = None,
     ) -> None:
         self.link = link
         self.name = name
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else (rate or 1.0))
+        self._window = QuotaWindow(quota) if quota is not None else None
         self._interval_ms = 1000.0 / rate if rate else 0.0
         self._key = link.keys.budget(name)
         self._script = link.client.register_script(_GCRA)
@@ -95,6 +106,11 @@ class ClusterBudget(Lifetime):
     async def _close(self) -> None:
         """Wait for the holds being written to Redis (a closed budget writes no more)."""
         await self._tasks.wait()
+
+    @property
+    def idle(self) -> bool:
+        """Whether forgetting it loses nothing: no write pending, no kept token, no hold."""
+        return not self._tasks and self._credit < 1.0 and self.paused_for <= 0
 
     @property
     def paused_for(self) -> float:
@@ -110,72 +126,90 @@ class ClusterBudget(Lifetime):
         if not self.closed:
             self._tasks.start(self._write_hold(seconds))
 
-    def try_acquire(self) -> bool:
-        """Take a token without waiting: only one this replica kept (Redis was gone)."""
-        if self.paused_for > 0 or self._credit < 1.0:
-            return False
-        self._credit -= 1.0
-        return True
-
     def refund(self) -> None:
         """Give back a token taken for a request that was not sent (to the whole cluster)."""
+        if self._window is not None:
+            self._window.uncount()
         if self._local is not None and not self.link.up:
             self._local.refund()
         elif not self.closed:
             self._tasks.start(self._give_back())
 
-    async def acquire(self, *, urgent: bool = False) -> None:
-        """Wait for a token of the cluster (and for any hold to end), then take it."""
+    async def acquire(self, *, urgent: bool = False, within: float | None = None) -> None:
+        """Wait for a token of the cluster (and for any hold to end), then take it.
+
+        With ``within``, raise ``RateLimited`` instead when that would take longer.
+        """
         if urgent:
             self._urgent_waiting += 1
+        started = time.monotonic()
         try:
             while True:
                 wait = await self._try_take(urgent)
                 if wait <= 0:
+                    if self._window is not None:
+                        self._window.count(time.monotonic())
                     return
+                if within is not None and time.monotonic() - started + wait > within:
+                    raise self._refusal(wait)
                 await asyncio.sleep(wait)
         finally:
             if urgent:
                 self._urgent_waiting -= 1
 
+    def _refusal(self, wait: float) -> RateLimited:
+        held = self.paused_for > 0
+        over = self._window is not None and self._window.wait(time.monotonic()) > 0
+        rate = None if over and not held else self.rate
+        return refused(self.name.partition(":")[0], wait, held=held, rate=rate)
+
+    async def state(self) -> LimiterState:
+        """What a request asked for now would meet, in the cluster's bucket; takes nothing."""
+        if not self.link.up:
+            return await self._share().state()
+        try:
+            taken, _, hold_ms, tokens = await self._run("peek")
+        except ClusterUnavailable:
+            return await self._share().state()
+        held = max(hold_ms / 1000, self.paused_for)
+        left = None if tokens < 0 else round(tokens, 3)
+        if held > 0:
+            return LimiterState("paused", held, self.rate, left)
+        quota_wait = 0.0 if self._window is None else self._window.wait(time.monotonic())
+        if taken and quota_wait <= 0:
+            return LimiterState("available", 0.0, self.rate, left)
+        return LimiterState("exhausted", 0.0, self.rate, left)
+
     async def _try_take(self, urgent: bool) -> float:
         """Take a token if there is one (returns 0), or return the seconds to wait."""
-        if self.paused_for > 0:
-            return self.paused_for
+        quota_wait = 0.0 if self._window is None else self._window.wait(time.monotonic())
+        if self.paused_for > 0 or quota_wait > 0:
+            return max(self.paused_for, quota_wait)
         if not urgent and self._urgent_waiting:
             return URGENT_YIELD
         if self._credit >= 1.0:
             self._credit -= 1.0
             return 0.0
         if not self.link.up:
-            return self._take_alone()
+            return self._share().take_now()
         try:
             taken, wait_ms, hold_ms, _ = await self._run("take")
         except ClusterUnavailable:
-            return self._take_alone()
+            return self._share().take_now()
         if hold_ms > 0:
             self._paused_until = max(self._paused_until, time.monotonic() + hold_ms / 1000)
         if not taken:
             return max(wait_ms / 1000, 0.001)
         # Spent from this replica's share too, so that falling back to it (Redis gone)
         # starts from what was just used instead of a full bucket.
-        self._share().try_acquire()
+        self._share().take_now()
         return 0.0
-
-    def _take_alone(self) -> float:
-        """Take from this replica's share of the budget while Redis is gone."""
-        local = self._share()
-        if local.try_acquire():
-            return 0.0
-        if local.paused_for > 0:
-            return local.paused_for
-        return 1.0 / local.rate if local.rate else URGENT_YIELD
 
     def _share(self) -> RequestBudget:
         replicas = max(1, self.link.replicas)
         rate = self.rate / replicas if self.rate else None
         if self._local is None or self._local.rate != rate:
-            self._local = RequestBudget(rate, burst=max(1.0, self.burst / replicas))
+            self._local = RequestBudget(rate, burst=max(1.0, self.burst / replicas), name=self.name)
             self._local.pause(self.paused_for)
         return self._local
 
@@ -200,3 +234,21 @@ class ClusterBudget(Lifetime):
         if tokens >= 0:
             self.link.metrics.budget_tokens.labels(budget=self.name).set(tokens)
         return bool(taken), wait_ms, held_ms, tokens
+
+
+def cluster_limits(
+    link: RedisLink, upstream: str, rate: float | None, quota: Quota | None, secret: str
+) -> CredentialLimits[ClusterBudget]:
+    """One :class:`ClusterBudget` per credential of ``upstream``, shared by every replica.
+
+    A credential's budget is named in Redis by the upstream and the credential's keyed
+    fingerprint (never a token); the upstream's own credential (no token) by the upstream.
+    """
+
+    def make(key: str) -> ClusterBudget:
+        name = upstream
+        if key not in ("", "anonymous"):
+            name = f"{upstream}:{keyed_fingerprint(key, secret)}"
+        return ClusterBudget(link, name, rate, quota=quota)
+
+    return CredentialLimits(rate, make)

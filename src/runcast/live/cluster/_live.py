@@ -14,15 +14,17 @@ from prometheus_client import CollectorRegistry
 from runcast.live._bus import ChangeSink, LocalChangeBus, Topic
 from runcast.live._change import Observable
 from runcast.live._lifetime import Lifetime, OwnedTasks
-from runcast.live.cluster._budget import ClusterBudget
+from runcast.live.cluster._budget import ClusterBudget, cluster_limits
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.live.cluster._metrics import ClusterMetrics
-from runcast.models import Credentials, Run
+from runcast.models import Run
 from runcast.readiness import CheckResult
 from runcast.settings import Settings
+from runcast.upstream import Quota
+from runcast.upstream._limiter import CredentialLimits
 
 logger = logging.getLogger(__name__)
 
@@ -320,20 +322,16 @@ class ClusterLive(Lifetime):
         self.bus = ClusterChangeBus(
             self.link, self.keeper, self.redis_bus, secret=settings.cluster_secret
         )
-        self._budgets: list[ClusterBudget] = []
+        self._limits: list[CredentialLimits[ClusterBudget]] = []
         self._stack = AsyncExitStack()
 
-    def budget(self, name: str, rate: float | None) -> ClusterBudget:
-        """The cluster's budget ``name`` of ``rate`` requests per second (closed with this)."""
-        budget = ClusterBudget(self.link, name, rate)
-        self._budgets.append(budget)
-        return budget
-
-    def budget_name(self, upstream_name: str, token: str | None) -> str:
-        """The budget's name in Redis: per upstream, and per token where one is configured."""
-        if token is None:
-            return upstream_name
-        return f"{upstream_name}:{keyed_fingerprint(Credentials(token).fingerprint, self._secret)}"
+    def limits(
+        self, upstream: str, rate: float | None, quota: Quota | None
+    ) -> CredentialLimits[ClusterBudget]:
+        """The cluster's limiter of each credential of ``upstream`` (closed with this)."""
+        limits = cluster_limits(self.link, upstream, rate, quota, self._secret)
+        self._limits.append(limits)
+        return limits
 
     async def _open(self) -> None:
         stack = self._stack
@@ -345,8 +343,9 @@ class ClusterLive(Lifetime):
 
     async def _close(self) -> None:
         """Send what is queued, hand the leases back, and close the Redis connections."""
-        for budget in self._budgets:
-            await budget.aclose()
+        for limits in self._limits:
+            for budget in limits.limiters():
+                await budget.aclose()
         await self._stack.aclose()
 
     def _gained(self, watch: WatchName, fence: int) -> None:
