@@ -26,7 +26,7 @@ from runcast.live.cluster import (
     WatchName,
     cluster_fingerprint,
 )
-from runcast.models import Credentials, Run, RunStatus, Step
+from runcast.models import Credentials, Run, RunStatus, RunWait, RunWaitReason, Step
 
 WATCH = WatchName("f" * 32, "approval", "order-1")
 
@@ -66,6 +66,8 @@ def run_in(status: RunStatus, *, output: object = None) -> Run:
         output=output,
         created_at=now,
         steps=(Step("reserve", "step", "complete", 1, {"ok": True}, None, now, now),),
+        workflow_version="v-1",
+        wait=RunWait(RunWaitReason.EVENT, "approval", now),
     )
 
 
