@@ -23,15 +23,7 @@ descriptors: the bench raises its soft limit to the hard one (``ulimit -Hn``). U
 from __future__ import annotations
 
 # First: it takes bench/ off sys.path (see its docstring).
-from _support import (
-    engine_gets,
-    free_port,
-    open_subscription_socket,
-    python_child,
-    raise_fd_limit,
-    serve_counting_engine,
-    wait_http,
-)
+import _support as bench
 
 # isort: split
 
@@ -82,7 +74,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "fanout.md"
 
 def child_engine(port: int, folder: Path) -> None:
     """Serve the engine's REST API over the bench's workflow, counting its GETs."""
-    serve_counting_engine(port, folder, {"bench-wait.yaml": WORKFLOW})
+    bench.serve_counting_engine(port, folder, {"bench-wait.yaml": WORKFLOW})
 
 
 class NaiveHub:
@@ -162,7 +154,7 @@ def child_gateway(
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     )
     adapter = AwaitStepUpstream(upstream, settings=settings, transport=pool)
-    raise_fd_limit()
+    bench.raise_fd_limit()
     uvicorn.run(
         create_app(settings, upstream=adapter),
         host="127.0.0.1",
@@ -177,7 +169,7 @@ def child_gateway(
 
 async def clients(url: str, runs: list[str], count: int, deadline: float) -> str:
     """Subscribe ``count`` sockets round-robin to ``runs``; record when each gets COMPLETE."""
-    raise_fd_limit()
+    bench.raise_fd_limit()
     ws_url = url.replace("http://", "ws://") + "/graphql"
     handshakes = asyncio.Semaphore(100)
     subscribed = 0
@@ -191,7 +183,7 @@ async def clients(url: str, runs: list[str], count: int, deadline: float) -> str
         counted = False
         try:
             async with handshakes:
-                ws = await open_subscription_socket(ws_url)
+                ws = await bench.open_subscription_socket(ws_url)
                 variables = {"workflowId": "bench-wait", "instanceId": instance_id}
                 payload = {"query": RUN_STATUS, "variables": variables}
                 await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
@@ -275,18 +267,18 @@ def measure(design: str, subscribers: int, args: argparse.Namespace, ws: str) ->
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine_port, gateway_port = free_port(), free_port()
+        engine_port, gateway_port = bench.free_port(), bench.free_port()
         engine_url = f"http://127.0.0.1:{engine_port}"
         gateway_url = f"http://127.0.0.1:{gateway_port}"
-        with python_child(__file__, "_engine", str(engine_port), tmp):
-            wait_http(engine_url + "/_bench/gets")
+        with bench.python_child(__file__, "_engine", str(engine_port), tmp):
+            bench.wait_http(engine_url + "/_bench/gets")
             gateway_args = ["_gateway", str(gateway_port), engine_url, str(args.interval)]
             gateway_args += [str(args.budget), "naive" if design == "naive" else "shared", ws]
             with (
-                python_child(__file__, *gateway_args) as gateway,
+                bench.python_child(__file__, *gateway_args) as gateway,
                 httpx.Client(timeout=30) as http,
             ):
-                wait_http(gateway_url + "/healthz")
+                bench.wait_http(gateway_url + "/healthz")
                 runs = [
                     http.post(engine_url + "/api/v1/workflows/bench-wait/runs", json={}).json()[
                         "instanceId"
@@ -297,15 +289,15 @@ def measure(design: str, subscribers: int, args: argparse.Namespace, ws: str) ->
                 out = Path(tmp) / "clients.json"
                 client_args = ["_clients", gateway_url, ",".join(runs), str(subscribers)]
                 client_args += [str(args.deadline), str(out)]
-                with python_child(__file__, *client_args, stdout=subprocess.PIPE) as client:
+                with bench.python_child(__file__, *client_args, stdout=subprocess.PIPE) as client:
                     assert client.stdout is not None
                     line = client.stdout.readline().split()
                     subscribed = int(line[1]) if line and line[0] == "SUBSCRIBED" else 0
                     cpu1, rss1 = proc_stats(gateway.pid)
 
-                    gets1, t1 = engine_gets(engine_url), time.monotonic()
+                    gets1, t1 = bench.engine_gets(engine_url), time.monotonic()
                     time.sleep(args.hold)
-                    gets2, t2 = engine_gets(engine_url), time.monotonic()
+                    gets2, t2 = bench.engine_gets(engine_url), time.monotonic()
                     changed: dict[str, float] = {}
                     for instance_id in runs:
                         http.post(
@@ -394,7 +386,7 @@ def main(argv: list[str]) -> int:
         "(websockets, websockets-sansio, wsproto)",
     )
     args = parser.parse_args(argv)
-    limit = raise_fd_limit()
+    limit = bench.raise_fd_limit()
     counts = [int(n) for n in args.subscribers.split(",")]
     if max(counts) + 100 > limit:
         print(f"open-file limit {limit} is too low for {max(counts)} sockets", file=sys.stderr)
