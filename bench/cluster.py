@@ -151,10 +151,8 @@ def measure(replicas: int, args: argparse.Namespace) -> Result:
         gets1, t1 = engine_gets(engine_url), time.monotonic()
         time.sleep(args.hold)
         gets2, t2 = engine_gets(engine_url), time.monotonic()
-        takeover = kill_holder(urls, gateways, len(runs)) if replicas > 1 else None
-        published0 = sum(
-            sample(u, "runcast_cluster_changes_published_total") for u in live(urls, gateways)
-        )
+        takeover = kill_holder(urls, gateways) if replicas > 1 else None
+        published0 = published_changes(urls, gateways)
         commands0 = sum(redis_info(redis_port).values())
         changed: dict[str, float] = {}
         for instance_id in runs:
@@ -167,10 +165,7 @@ def measure(replicas: int, args: argparse.Namespace) -> Result:
         for child, _ in clients:
             child.wait(args.deadline + 60)
         time.sleep(1.0)
-        published = (
-            sum(sample(u, "runcast_cluster_changes_published_total") for u in live(urls, gateways))
-            - published0
-        )
+        published = published_changes(urls, gateways) - published0
         commands = sum(redis_info(redis_port).values()) - commands0
         completes, failures = [], 0
         for _, out in clients:
@@ -206,18 +201,19 @@ def published_changes(urls: list[str], gateways: list[subprocess.Popen[str]]) ->
     )
 
 
-def kill_holder(urls: list[str], gateways: list[subprocess.Popen[str]], watches: int) -> float:
-    """SIGKILL the replica holding the most leases; seconds until the rest hold them all."""
+def kill_holder(urls: list[str], gateways: list[subprocess.Popen[str]]) -> float:
+    """SIGKILL the replica holding the most leases; seconds until the rest hold them all.
+
+    The leases are the runs' and their workflow's (whose holder polls the list for all).
+    """
     held = [sample(url, "runcast_cluster_leases_held") for url in urls]
     victim = held.index(max(held))
     gateways[victim].kill()
     gateways[victim].wait()
-    killed = time.monotonic()
+    killed, leases = time.monotonic(), sum(held)
     while time.monotonic() - killed < 120:
-        if (
-            sum(sample(url, "runcast_cluster_leases_held") for url in live(urls, gateways))
-            >= watches
-        ):
+        now_held = sum(sample(url, "runcast_cluster_leases_held") for url in live(urls, gateways))
+        if now_held >= leases:
             return time.monotonic() - killed
         time.sleep(0.05)
     raise RuntimeError("no takeover within 120 s")
