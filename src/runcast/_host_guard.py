@@ -142,29 +142,27 @@ class AllowedHostsMiddleware:
         if self.policy.allows(host):
             await self.app(scope, receive, send)
             return
-        shown = (host or "")[:100]
-        response = JSONResponse(
-            {
-                "errors": [
-                    {
-                        "message": f"Host {shown!r} is not allowed: add it to "
-                        "RUNCAST_ALLOWED_HOSTS to serve it",
-                        "extensions": {"code": "HOST_NOT_ALLOWED"},
-                    }
-                ]
-            },
-            status_code=400,
-        )
-        if scope["type"] == "http":
-            await response(scope, receive, send)
-            return
-        # A WebSocket handshake: a 400 answer where the server can send one, else a close
-        # before accepting (which the server turns into 403).
-        websocket = WebSocket(scope, receive, send)
-        if "websocket.http.response" in scope.get("extensions", {}):
-            await websocket.send_denial_response(response)
-        else:
-            await websocket.close(code=1008, reason="Host not allowed")
+        await _refuse(scope, receive, send, host)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, host: str | None) -> None:
+    """Answer 400 ``HOST_NOT_ALLOWED`` (JSON) on HTTP and, where possible, on a WebSocket."""
+    shown = (host or "")[:100]
+    message = f"Host {shown!r} is not allowed: add it to RUNCAST_ALLOWED_HOSTS to serve it"
+    response = JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": "HOST_NOT_ALLOWED"}}]},
+        status_code=400,
+    )
+    if scope["type"] == "http":
+        await response(scope, receive, send)
+        return
+    # A WebSocket handshake: a 400 answer where the server can send one, else a close
+    # before accepting (which the server turns into 403).
+    websocket = WebSocket(scope, receive, send)
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(code=1008, reason="Host not allowed")
 
 
 def allowed_hosts_notice(settings: Settings) -> str | None:

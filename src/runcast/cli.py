@@ -8,6 +8,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from runcast.errors import RuncastError
 from runcast.settings import (
@@ -17,11 +18,23 @@ from runcast.settings import (
     unknown_variables,
 )
 
+if TYPE_CHECKING:
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="runcast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_server_commands(commands)
+    commands.add_parser("schema", help="print the GraphQL schema (SDL)")
+    _add_documents_command(commands)
+    commands.add_parser("settings", help="print every setting with its default and range")
+    _add_workflows_command(commands)
+    return parser
 
+
+def _add_server_commands(commands: Commands) -> None:
+    """``serve`` (the gateway) and ``engine`` (the embedded engine alone)."""
     serve = commands.add_parser("serve", help="start the GraphQL gateway")
     serve.add_argument(
         "--upstream",
@@ -34,7 +47,6 @@ def _parser() -> argparse.ArgumentParser:
         "through this Redis (redis://HOST:PORT/DB); needs RUNCAST_CLUSTER_SECRET",
     )
     _add_engine_arguments(serve)
-
     engine = commands.add_parser(
         "engine", help="run the embedded engine alone as an AwaitStep-compatible REST server"
     )
@@ -46,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         help="require this bearer token (repeatable)",
     )
 
-    commands.add_parser("schema", help="print the GraphQL schema (SDL)")
 
+def _add_documents_command(commands: Commands) -> None:
+    """``documents check``: a trusted-documents manifest against the schema."""
     documents = commands.add_parser(
         "documents", help="trusted documents (RUNCAST_TRUSTED_DOCUMENTS manifests)"
     )
@@ -58,8 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         "or GraphQL Codegen's persisted-documents.json) is valid against the schema",
     )
     documents_check.add_argument("file", type=Path, help="the manifest")
-    commands.add_parser("settings", help="print every setting with its default and range")
 
+
+def _add_workflows_command(commands: Commands) -> None:
+    """``workflows check`` (a folder of workflow files) and ``workflows schema``."""
     workflows = commands.add_parser("workflows", help="check workflow files, print their schema")
     actions = workflows.add_subparsers(dest="workflows_command", required=True)
     check = actions.add_parser(
@@ -67,7 +82,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("folder", type=Path, help="the folder of workflow files")
     actions.add_parser("schema", help="print the JSON Schema of a workflow file (for editors)")
-    return parser
 
 
 def _check_documents(file: Path) -> int:

@@ -6,10 +6,10 @@ import dataclasses
 import difflib
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import platformdirs
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from runcast.engine.settings import EngineSettings
 
 MIB = 1024 * 1024
+T = TypeVar("T")
 ENV_PREFIX = "RUNCAST_"
 
 
@@ -171,22 +172,8 @@ class Settings:
         """Where the server listens, how it holds connections and logs (serve and engine)."""
         from runcast._server import ServerOptions
 
-        return ServerOptions(
-            host=self.host,
-            port=self.port,
-            http_parser=self.http_parser,
-            max_header_bytes=self.max_header_bytes,
-            header_timeout=self.header_timeout,
-            idle_timeout=self.idle_timeout,
-            max_connections=self.max_connections,
-            access_log=self.access_log,
-            log_format=self.log_format,
-            log_level=self.log_level,
-            ws_implementation=self.ws_implementation,
-            # A GraphQL document over WebSocket is held to the same limit as a POST body.
-            ws_max_size=self.max_body_bytes,
-            ws_per_message_deflate=self.ws_per_message_deflate,
-        )
+        # A GraphQL document over WebSocket is held to the same limit as a POST body.
+        return self._project(ServerOptions, ws_max_size=self.max_body_bytes)
 
     def engine_settings(self, *, default_db: Path) -> EngineSettings:
         """The embedded engine's part of these settings (``default_db`` unless ``db_path``).
@@ -196,20 +183,18 @@ class Settings:
         """
         from runcast.engine.settings import EngineSettings
 
-        return EngineSettings(
+        return self._project(
+            EngineSettings,
             db_path=self.db_path or default_db,
-            workflows_dir=self.workflows_dir,
-            workflows_strict=self.workflows_strict,
-            workflows_reload=self.workflows_reload,
             api_keys=self.engine_api_keys,
-            max_running=self.max_running,
-            max_event_payload_bytes=self.max_event_payload_bytes,
-            max_body_bytes=self.max_body_bytes,
             retention=self._retention(),
-            retention_interval=self.retention_interval,
-            otel=self.otel,
             server=self.server_options(),
         )
+
+    def _project(self, kind: Callable[..., T], **given: object) -> T:
+        """A ``kind`` (a dataclass) with ``given`` and, for its other fields, these settings'."""
+        wanted = [f.name for f in dataclasses.fields(kind) if f.name not in given]  # type: ignore[arg-type]
+        return kind(**{name: getattr(self, name) for name in wanted}, **given)
 
     def _retention(self) -> Retention:
         from runcast.engine import parse_duration
