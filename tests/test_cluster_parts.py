@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -288,6 +289,22 @@ async def test_followers_survive_a_redis_restart(
         assert got[2].seq == 1
         assert got[2].epoch != got[1].epoch
         assert got[2].run.status is RunStatus.COMPLETE
+
+
+async def test_a_hung_redis_counts_as_gone_and_back(
+    links: LinkFactory, redis_server: RedisServer
+) -> None:
+    """Redis that stops answering (SIGSTOP) is gone after two silent heartbeats; back after."""
+    link = await links("a").__aenter__()
+    assert link.up
+    process = redis_server.process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        await wait_for(lambda: not link.up, within=30, what="the link to see Redis hung")
+    finally:
+        process.send_signal(signal.SIGCONT)
+    await wait_for(lambda: link.up, within=30, what="the link to see Redis answer again")
 
 
 async def test_cluster_budget_is_shared_by_every_replica(links: LinkFactory) -> None:
