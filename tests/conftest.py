@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
+from runcast.engine.definitions import WorkflowDefinition
 from runcast.engine.server import create_engine_app
 from runcast.settings import Settings
 from runcast.upstream import RunAPI
@@ -80,11 +81,19 @@ def workflows_dir() -> Path:
 
 
 @pytest.fixture
-async def engine(workflows_dir: Path, tmp_path: Path) -> AsyncIterator[Engine]:
+def definitions(workflows_dir: Path) -> dict[str, WorkflowDefinition]:
+    """The test workflow definitions (tests/workflows), loaded without problems."""
+    loaded = load_workflows(workflows_dir)
+    assert not loaded.problems, loaded.problems
+    return loaded.definitions
+
+
+@pytest.fixture
+async def engine(
+    definitions: dict[str, WorkflowDefinition], tmp_path: Path
+) -> AsyncIterator[Engine]:
     """A started Engine over tests/workflows on a SQLite file in tmp_path, closed after."""
-    result = load_workflows(workflows_dir)
-    assert not result.problems, result.problems
-    async with Engine(result.definitions, db_path=tmp_path / "engine.db") as started:
+    async with Engine(definitions, db_path=tmp_path / "engine.db") as started:
         yield started
 
 

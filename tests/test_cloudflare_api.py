@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from starlette.types import ASGIApp
 
-import cloudflare_shapes as shapes
+from polling import poll
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import cloudflare_mount, create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
-from runcast.engine.loader import load_workflows
 from runcast.engine.server import create_engine_app
 from runcast.settings import MIB
+from runcast.wire import cloudflare as wire
+from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
-WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+Predicate = Callable[[dict[str, Any]], bool]
 ACCOUNT = "local"
 BASE = f"/client/v4/accounts/{ACCOUNT}/workflows"
-
-
-@pytest.fixture
-def definitions() -> dict[str, WorkflowDefinition]:
-    """The test workflows (tests/workflows)."""
-    loaded = load_workflows(WORKFLOWS_DIR)
-    assert not loaded.problems
-    return loaded.definitions
 
 
 @pytest.fixture
@@ -48,12 +40,12 @@ async def cf(
         yield client
 
 
-def ok(response: httpx.Response, result: shapes.Schema, *, listing: bool = False) -> Any:
+def ok(response: httpx.Response, result: Any, *, listing: bool = False) -> Any:
     """Assert a 200 success envelope around ``result``; return the result."""
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    shapes.check(body, shapes.success(result, listing=listing))
+    check(body, wire.Listing[result] if listing else wire.Success[result])
     return body["result"]
 
 
@@ -61,7 +53,7 @@ def failed(response: httpx.Response, status: int) -> str:
     """Assert a failure envelope with HTTP ``status``; return its first message."""
     assert response.status_code == status, response.text
     body = response.json()
-    shapes.check(body, shapes.FAILURE)
+    check(body, wire.Failure)
     assert "Traceback" not in response.text
     message: str = body["errors"][0]["message"]
     assert message
@@ -69,32 +61,26 @@ def failed(response: httpx.Response, status: int) -> str:
 
 
 async def instance_until(
-    cf: httpx.AsyncClient,
-    workflow: str,
-    instance_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    within: float = 10,
+    cf: httpx.AsyncClient, workflow: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
     """GET the instance (shape-checked every time) until ``predicate`` holds."""
-    async with asyncio.timeout(within):
-        while True:
-            result: dict[str, Any] = ok(
-                await cf.get(f"/{workflow}/instances/{instance_id}"), shapes.INSTANCE
-            )
-            if predicate(result):
-                return result
-            await asyncio.sleep(0.02)
+    path = f"/{workflow}/instances/{instance_id}"
+    return await poll(lambda: get_ok(cf, path, wire.Instance), predicate)
 
 
-def status_is(*statuses: str) -> Callable[[dict[str, Any]], bool]:
+async def get_ok(cf: httpx.AsyncClient, path: str, result: Any) -> Any:
+    """GET ``path`` and return the result of its 200 success envelope around ``result``."""
+    return ok(await cf.get(path), result)
+
+
+def status_is(*statuses: str) -> Predicate:
     """A predicate: the instance's status is one of ``statuses``."""
     return lambda result: result["status"] in statuses
 
 
 async def test_lists_workflows_without_scripts(cf: httpx.AsyncClient) -> None:
     """The workflow list is page-based, holds every workflow and leaves scripts out."""
-    result = ok(await cf.get(""), shapes.arr(shapes.WORKFLOW), listing=True)
+    result = ok(await cf.get(""), list[wire.Workflow], listing=True)
     names = {w["name"] for w in result}
     assert "three-steps" in names
     assert "approval" in names
@@ -104,12 +90,10 @@ async def test_lists_workflows_without_scripts(cf: httpx.AsyncClient) -> None:
     assert info["total_count"] == len(names)
 
     first = await cf.get("", params={"page": 1, "per_page": 2})
-    page = ok(first, shapes.arr(shapes.WORKFLOW), listing=True)
+    page = ok(first, list[wire.Workflow], listing=True)
     assert len(page) == 2
     assert first.json()["result_info"]["total_pages"] == -(-len(names) // 2)
-    found = ok(
-        await cf.get("", params={"search": "three"}), shapes.arr(shapes.WORKFLOW), listing=True
-    )
+    found = ok(await cf.get("", params={"search": "three"}), list[wire.Workflow], listing=True)
     assert [w["name"] for w in found] == ["three-steps"]
     failed(await cf.get("", params={"per_page": 101}), 400)
 
@@ -117,10 +101,10 @@ async def test_lists_workflows_without_scripts(cf: httpx.AsyncClient) -> None:
 async def test_gets_one_workflow_with_instance_counts(cf: httpx.AsyncClient) -> None:
     """Get-workflow returns one workflow with per-status counts; unknown names and scripts 404."""
     created = ok(
-        await cf.post("/three-steps/instances", json={"params": {"orderId": "A"}}), shapes.CREATED
+        await cf.post("/three-steps/instances", json={"params": {"orderId": "A"}}), wire.Created
     )
     await instance_until(cf, "three-steps", created["id"], status_is("complete"))
-    workflow = ok(await cf.get("/three-steps"), shapes.WORKFLOW)
+    workflow = ok(await cf.get("/three-steps"), wire.Workflow)
     assert workflow["name"] == "three-steps"
     assert workflow["instances"] == {"complete": 1}
     assert workflow["triggered_on"] is not None
@@ -135,7 +119,7 @@ async def test_creates_and_reads_a_complete_instance(cf: httpx.AsyncClient) -> N
         await cf.post(
             "/three-steps/instances", json={"instance_id": "order-42", "params": {"orderId": "A"}}
         ),
-        shapes.CREATED,
+        wire.Created,
     )
     assert created["id"] == "order-42"
     assert created["trigger_source"] == "api"
@@ -160,13 +144,13 @@ async def test_params_as_json_string_and_generated_ids(cf: httpx.AsyncClient) ->
     """Params given as a JSON string are decoded; without an id the server names the instance."""
     created = ok(
         await cf.post("/three-steps/instances", json={"params": json.dumps({"orderId": "S"})}),
-        shapes.CREATED,
+        wire.Created,
     )
     assert created["id"]
     result = await instance_until(cf, "three-steps", created["id"], status_is("complete"))
     assert result["params"] == {"orderId": "S"}
     assert json.loads(result["output"])["orderId"] == "S"
-    bare = ok(await cf.post("/sleepy/instances"), shapes.CREATED)
+    bare = ok(await cf.post("/sleepy/instances"), wire.Created)
     assert bare["status"] in ("queued", "running")
 
 
@@ -179,7 +163,7 @@ async def test_create_refuses_bad_ids_duplicates_and_unknown_workflows(
     failed(await cf.post("/three-steps/instances", json={"instance_id": "cf_" + "a" * 64}), 400)
     failed(await cf.post("/three-steps/instances", content=b"{nope"), 400)
     failed(await cf.post("/three-steps/instances", json=[1]), 400)
-    ok(await cf.post("/sleepy/instances", json={"instance_id": "dup"}), shapes.CREATED)
+    ok(await cf.post("/sleepy/instances", json={"instance_id": "dup"}), wire.Created)
     message = failed(await cf.post("/sleepy/instances", json={"instance_id": "dup"}), 409)
     assert message == "workflows.api.error.instance.already_exists"
     failed(await cf.post("/nope/instances", json={}), 404)
@@ -193,7 +177,7 @@ async def test_batch_creates_up_to_one_hundred(cf: httpx.AsyncClient) -> None:
             "/three-steps/instances/batch",
             json=[{"instance_id": "b1", "params": {"orderId": 1}}, {"params": {"orderId": 2}}],
         ),
-        shapes.arr(shapes.CREATED),
+        list[wire.Created],
     )
     assert len(created) == 2
     assert created[0]["id"] == "b1"
@@ -210,7 +194,7 @@ async def test_batch_creates_up_to_one_hundred(cf: httpx.AsyncClient) -> None:
 async def test_lists_instances_by_cursor(cf: httpx.AsyncClient) -> None:
     """Listing pages by cursor, newest first, and leaves the cursor out on the last page."""
     for n in range(5):
-        ok(await cf.post("/sleepy/instances", json={"instance_id": f"i{n}"}), shapes.CREATED)
+        ok(await cf.post("/sleepy/instances", json={"instance_id": f"i{n}"}), wire.Created)
     seen: list[str] = []
     cursor: str | None = None
     pages = 0
@@ -219,7 +203,7 @@ async def test_lists_instances_by_cursor(cf: httpx.AsyncClient) -> None:
         if cursor:
             params["cursor"] = cursor
         response = await cf.get("/sleepy/instances", params=params)
-        items = ok(response, shapes.arr(shapes.LIST_ITEM), listing=True)
+        items = ok(response, list[wire.ListItem], listing=True)
         info = response.json()["result_info"]
         assert info["total_count"] == 5
         assert info["count"] == len(items)
@@ -229,12 +213,13 @@ async def test_lists_instances_by_cursor(cf: httpx.AsyncClient) -> None:
         cursor = info.get("cursor")
         if cursor is None:
             break
-        assert shapes.is_cursor(cursor)
+        assert isinstance(cursor, str)
+        assert re.fullmatch(r"[A-Za-z0-9_\-=.]+", cursor)
     assert pages == 3
     assert seen == ["i4", "i3", "i2", "i1", "i0"]
     ascending = ok(
         await cf.get("/sleepy/instances", params={"direction": "asc", "per_page": 100}),
-        shapes.arr(shapes.LIST_ITEM),
+        list[wire.ListItem],
         listing=True,
     )
     assert [item["id"] for item in ascending] == ["i0", "i1", "i2", "i3", "i4"]
@@ -243,13 +228,13 @@ async def test_lists_instances_by_cursor(cf: httpx.AsyncClient) -> None:
 async def test_lists_instances_by_status_and_validates_parameters(cf: httpx.AsyncClient) -> None:
     """The status filter keeps one status; bad per_page, status, direction or cursor answer 400."""
     created = ok(
-        await cf.post("/three-steps/instances", json={"params": {"orderId": 1}}), shapes.CREATED
+        await cf.post("/three-steps/instances", json={"params": {"orderId": 1}}), wire.Created
     )
     await instance_until(cf, "three-steps", created["id"], status_is("complete"))
-    ok(await cf.post("/sleepy/instances", json={"instance_id": "s1"}), shapes.CREATED)
+    ok(await cf.post("/sleepy/instances", json={"instance_id": "s1"}), wire.Created)
     complete = ok(
         await cf.get("/three-steps/instances", params={"status": "complete"}),
-        shapes.arr(shapes.LIST_ITEM),
+        list[wire.ListItem],
         listing=True,
     )
     assert [item["id"] for item in complete] == [created["id"]]
@@ -257,7 +242,7 @@ async def test_lists_instances_by_status_and_validates_parameters(cf: httpx.Asyn
     for status in ("errored", "rollingBack", "waitingForPause"):
         none = ok(
             await cf.get("/three-steps/instances", params={"status": status}),
-            shapes.arr(shapes.LIST_ITEM),
+            list[wire.ListItem],
             listing=True,
         )
         assert none == []
@@ -273,14 +258,14 @@ async def test_lists_instances_by_status_and_validates_parameters(cf: httpx.Asyn
 async def test_simple_and_order_of_get_instance(cf: httpx.AsyncClient) -> None:
     """simple=true leaves out the steps but keeps step_count; order=desc reverses them."""
     created = ok(
-        await cf.post("/three-steps/instances", json={"params": {"orderId": 7}}), shapes.CREATED
+        await cf.post("/three-steps/instances", json={"params": {"orderId": 7}}), wire.Created
     )
     await instance_until(cf, "three-steps", created["id"], status_is("complete"))
     path = f"/three-steps/instances/{created['id']}"
-    simple = ok(await cf.get(path, params={"simple": "true"}), shapes.INSTANCE)
+    simple = ok(await cf.get(path, params={"simple": "true"}), wire.Instance)
     assert "steps" not in simple
     assert simple["step_count"] == 3
-    descending = ok(await cf.get(path, params={"order": "desc"}), shapes.INSTANCE)
+    descending = ok(await cf.get(path, params={"order": "desc"}), wire.Instance)
     assert [s["name"] for s in descending["steps"]] == ["third", "second", "first"]
     failed(await cf.get(path, params={"simple": "yes"}), 400)
     assert failed(await cf.get("/three-steps/instances/nope"), 404) == (
@@ -290,7 +275,7 @@ async def test_simple_and_order_of_get_instance(cf: httpx.AsyncClient) -> None:
 
 async def test_retried_step_has_attempts_and_config(cf: httpx.AsyncClient) -> None:
     """A step that failed twice then passed shows three attempts and its retry config."""
-    created = ok(await cf.post("/flaky/instances"), shapes.CREATED)
+    created = ok(await cf.post("/flaky/instances"), wire.Created)
     result = await instance_until(cf, "flaky", created["id"], status_is("complete"))
     step = result["steps"][0]
     assert [a["success"] for a in step["attempts"]] == [False, False, True]
@@ -301,7 +286,7 @@ async def test_retried_step_has_attempts_and_config(cf: httpx.AsyncClient) -> No
 
 async def test_errored_instance_has_error_object(cf: httpx.AsyncClient) -> None:
     """An instance whose step fails past its retries is errored with error {name, message}."""
-    created = ok(await cf.post("/always-fails/instances"), shapes.CREATED)
+    created = ok(await cf.post("/always-fails/instances"), wire.Created)
     result = await instance_until(cf, "always-fails", created["id"], status_is("errored"))
     assert result["success"] is False
     assert result["error"] == {"name": "Error", "message": "always fails"}
@@ -315,7 +300,7 @@ async def test_events_resume_a_waiting_instance(cf: httpx.AsyncClient) -> None:
     """An event posted as the raw body reaches waitForEvent; events to a finished run answer 409."""
     ok(
         await cf.post("/approval/instances", json={"instance_id": "a1", "params": {"orderId": 9}}),
-        shapes.CREATED,
+        wire.Created,
     )
     waiting = await instance_until(
         cf,
@@ -332,7 +317,7 @@ async def test_events_resume_a_waiting_instance(cf: httpx.AsyncClient) -> None:
         await cf.post(
             "/approval/instances/a1/events/approve", json={"approved": True, "approvedBy": "ada"}
         ),
-        shapes.EVENT_RESULT,
+        wire.EventResult,
     )
     assert sent["instanceId"] == "a1"
     done = await instance_until(cf, "approval", "a1", status_is("complete"))
@@ -346,7 +331,7 @@ async def test_events_resume_a_waiting_instance(cf: httpx.AsyncClient) -> None:
 
 async def test_event_body_limits(cf: httpx.AsyncClient) -> None:
     """An event body over 1 MiB answers 413 and one that is not JSON answers 400."""
-    ok(await cf.post("/approval/instances", json={"instance_id": "big"}), shapes.CREATED)
+    ok(await cf.post("/approval/instances", json={"instance_id": "big"}), wire.Created)
     huge = b'"' + b"x" * MIB + b'"'
     failed(await cf.post("/approval/instances/big/events/approve", content=huge), 413)
     failed(await cf.post("/approval/instances/big/events/approve", content=b"{nope"), 400)
@@ -355,15 +340,15 @@ async def test_event_body_limits(cf: httpx.AsyncClient) -> None:
 
 async def test_status_changes_pause_resume_terminate_restart(cf: httpx.AsyncClient) -> None:
     """PATCH status pauses, resumes, terminates and restarts; resume of a terminated run is 409."""
-    ok(await cf.post("/sleepy/instances", json={"instance_id": "z", "params": 1}), shapes.CREATED)
+    ok(await cf.post("/sleepy/instances", json={"instance_id": "z", "params": 1}), wire.Created)
     await instance_until(
         cf, "sleepy", "z", lambda r: any(s["type"] == "sleep" for s in r.get("steps", []))
     )
     path = "/sleepy/instances/z/status"
-    paused = ok(await cf.patch(path, json={"status": "pause"}), shapes.STATUS_RESULT)
+    paused = ok(await cf.patch(path, json={"status": "pause"}), wire.StatusResult)
     assert paused["status"] in ("paused", "waitingForPause")
-    ok(await cf.patch(path, json={"status": "resume"}), shapes.STATUS_RESULT)
-    terminated = ok(await cf.patch(path, json={"status": "terminate"}), shapes.STATUS_RESULT)
+    ok(await cf.patch(path, json={"status": "resume"}), wire.StatusResult)
+    terminated = ok(await cf.patch(path, json={"status": "terminate"}), wire.StatusResult)
     assert terminated["status"] == "terminated"
     result = await instance_until(cf, "sleepy", "z", status_is("terminated"))
     assert result["steps"][-1] == {"type": "termination", "trigger": {"source": "api"}}
@@ -372,13 +357,13 @@ async def test_status_changes_pause_resume_terminate_restart(cf: httpx.AsyncClie
     assert failed(await cf.patch(path, json={"status": "resume"}), 409)
     failed(await cf.patch(path, json={"status": "pause"}), 409)
     failed(await cf.post("/sleepy/instances/z/events/go", json={}), 409)
-    restarted = ok(await cf.patch(path, json={"status": "restart"}), shapes.STATUS_RESULT)
+    restarted = ok(await cf.patch(path, json={"status": "restart"}), wire.StatusResult)
     assert restarted["status"] in ("queued", "running", "paused")
     failed(await cf.patch(path, json={"status": "explode"}), 400)
     failed(await cf.patch(path, json={"status": "restart", "from": {"name": "zz"}}), 400)
     again = ok(
         await cf.patch(path, json={"status": "restart", "from": {"name": "nap"}}),
-        shapes.STATUS_RESULT,
+        wire.StatusResult,
     )
     assert again["status"] in ("queued", "running", "paused")
     failed(await cf.patch("/sleepy/instances/nope/status", json={"status": "pause"}), 404)
@@ -387,11 +372,11 @@ async def test_status_changes_pause_resume_terminate_restart(cf: httpx.AsyncClie
 async def test_step_output(cf: httpx.AsyncClient) -> None:
     """GET .../step returns a step's untruncated output; a missing step is 404, bad queries 400."""
     created = ok(
-        await cf.post("/three-steps/instances", json={"params": {"orderId": "Q"}}), shapes.CREATED
+        await cf.post("/three-steps/instances", json={"params": {"orderId": "Q"}}), wire.Created
     )
     await instance_until(cf, "three-steps", created["id"], status_is("complete"))
     path = f"/three-steps/instances/{created['id']}/step"
-    step = ok(await cf.get(path, params={"name": "first", "type": "step"}), shapes.STEP_RESULT)
+    step = ok(await cf.get(path, params={"name": "first", "type": "step"}), wire.StepResult)
     assert step == {"status": "complete", "error": None, "output": {"orderId": "Q", "step": 1}}
     failed(await cf.get(path, params={"name": "zzz", "type": "step"}), 404)
     failed(await cf.get(path, params={"type": "step"}), 400)
@@ -400,12 +385,12 @@ async def test_step_output(cf: httpx.AsyncClient) -> None:
 
 async def test_failed_attempt_of_a_step(cf: httpx.AsyncClient) -> None:
     """GET .../step with an earlier attempt number reports that attempt as errored."""
-    created = ok(await cf.post("/flaky/instances"), shapes.CREATED)
+    created = ok(await cf.post("/flaky/instances"), wire.Created)
     await instance_until(cf, "flaky", created["id"], status_is("complete"))
     path = f"/flaky/instances/{created['id']}/step"
     first = ok(
         await cf.get(path, params={"name": "charge", "type": "step", "attempt": 1}),
-        shapes.STEP_RESULT,
+        wire.StepResult,
     )
     assert first["status"] == "errored"
     assert first["error"]["message"]
@@ -426,7 +411,7 @@ async def test_bearer_tokens_and_account(engine: Engine, serve: Serve) -> None:
         failed(await client.get(path), 401)
         failed(await client.get(path, headers={"Authorization": "Bearer nope"}), 401)
         good = {"Authorization": "Bearer s3cret"}
-        ok(await client.get(path, headers=good), shapes.arr(shapes.WORKFLOW), listing=True)
+        ok(await client.get(path, headers=good), list[wire.Workflow], listing=True)
         failed(await client.get("/client/v4/accounts/other/workflows", headers=good), 403)
         assert "s3cret" not in (await client.get(path)).text
 
@@ -438,7 +423,7 @@ async def test_served_next_to_the_awaitstep_api(engine: Engine, serve: Serve) ->
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
         created = ok(
             await client.post(f"{BASE}/three-steps/instances", json={"instance_id": "both"}),
-            shapes.CREATED,
+            wire.Created,
         )
         assert created["id"] == "both"
         response = await client.get("/api/v1/workflows/three-steps/runs/both")

@@ -17,15 +17,19 @@ import httpx
 import pytest
 
 from conftest import free_port
+from polling import poll
 from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.standalone import serve_engine
 from runcast.errors import ConfigurationError
 from runcast.settings import MIB, Settings
+from runcast.wire import awaitstep as aw
+from wire_schema import check
 
 EngineServer = Callable[..., AbstractAsyncContextManager[str]]
 API = "/api/v1/workflows"
 WORKFLOWS_DIR = Path(__file__).parent / "workflows"
+Predicate = Callable[[dict[str, Any]], bool]
 
 
 @pytest.fixture
@@ -36,28 +40,25 @@ async def api(engine_server: EngineServer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def poll_run(
-    api: httpx.AsyncClient,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    within: float = 10,
+    api: httpx.AsyncClient, workflow_id: str, instance_id: str, predicate: Predicate
 ) -> dict[str, Any]:
-    """GET the run until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
-            assert response.status_code == 200, response.text
-            body: dict[str, Any] = response.json()
-            if predicate(body):
-                return body
-            await asyncio.sleep(0.02)
+    """GET the run (shape-checked every time) until ``predicate`` holds; fail after 10 s."""
+
+    async def read() -> dict[str, Any]:
+        response = await api.get(f"{API}/{workflow_id}/runs/{instance_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        check(body, aw.Run)
+        return body
+
+    return await poll(read, predicate)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """The response is an AwaitStep error with this status and code; returns the error object."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
+    check(response.json(), aw.ErrorBody)
     error: dict[str, Any] = response.json()["error"]
     assert error["code"] == code
     assert isinstance(error["message"], str)
@@ -70,6 +71,7 @@ async def test_lists_and_gets_workflows(api: httpx.AsyncClient) -> None:
     """GET /workflows lists every definition with its kind, version, input schema and schedule."""
     response = await api.get(API)
     assert response.status_code == 200
+    check(response.json(), aw.WorkflowList)
     workflows = {w["id"]: w for w in response.json()["data"]}
     version = workflows["three-steps"].pop("version")
     assert isinstance(version, str)
@@ -94,6 +96,7 @@ async def test_trigger_then_read_to_completion(api: httpx.AsyncClient) -> None:
     response = await api.post(f"{API}/three-steps/runs", json={"input": {"orderId": "A"}})
     assert response.status_code == 201
     created = response.json()
+    check(created, aw.Run)
     instance_id = created["instanceId"]
     assert len(instance_id) == 26  # a ULID
     assert created["status"] in {"queued", "running", "complete"}
@@ -198,6 +201,7 @@ async def test_list_runs_filters_and_pages(api: httpx.AsyncClient) -> None:
         if cursor:
             params["cursor"] = cursor
         page = (await api.get(f"{API}/three-steps/runs", params=params)).json()
+        check(page, aw.RunList)
         pages += 1
         assert len(page["data"]) <= 2
         seen += [run["instanceId"] for run in page["data"]]

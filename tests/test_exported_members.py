@@ -5,11 +5,12 @@ from __future__ import annotations
 import runcast
 import runcast.engine
 import runcast.upstream
+import runcast.wire
 
 
 def test_all_exports_exist_and_are_sorted() -> None:
     """Every name in ``__all__`` exists, and ``__all__`` is sorted."""
-    for module in (runcast, runcast.engine, runcast.upstream):
+    for module in (runcast, runcast.engine, runcast.upstream, runcast.wire):
         exported = list(module.__all__)
         assert exported == sorted(exported), module.__name__
         for name in exported:

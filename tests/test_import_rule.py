@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runcast.models",
             "runcast.errors",
             "runcast.limits",
+            "runcast.wire",
             "runcast.logs",
             "runcast.tracing",
             "runcast._process",
@@ -67,6 +68,7 @@ FRAMEWORKS_BANNED = {
     "runcast.models": ("strawberry", "graphql", "starlette"),
     "runcast.errors": ("strawberry", "graphql", "starlette"),
     "runcast.limits": ("strawberry", "graphql", "starlette"),
+    "runcast.wire": ("strawberry", "graphql", "starlette", "httpx", "pydantic"),
 }
 """Third-party packages a part must not import (design.md: the engine imports no Strawberry)."""
 

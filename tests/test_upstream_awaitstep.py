@@ -8,7 +8,7 @@ each test provokes exactly one fault and counts the requests that reached the se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from conftest import free_port
+from fake_http import Responder, reply
 from runcast.errors import (
     AlreadyExists,
     BadUserInput,
@@ -44,7 +45,6 @@ from runcast.upstream._http import UpstreamHttpClient, parse_retry_after
 from runcast.upstream.awaitstep import AwaitStepUpstream
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
-Responder = Callable[[Request], Awaitable[Response]]
 
 RUN = {
     "instanceId": "r1",
@@ -69,15 +69,6 @@ RUN = {
         }
     ],
 }
-
-
-def reply(status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> Responder:
-    """A responder that answers ``status`` with ``body`` as JSON."""
-
-    async def respond(request: Request) -> Response:
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    return respond
 
 
 def error(http_status: int, code: str, message: str = "nope", **extra: Any) -> Responder:

@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,34 +26,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import cloudflare_shapes as shapes
+from fake_http import Responder, reply
+from polling import in_status, wait_for_run
+from runcast import errors
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.definitions import WorkflowDefinition
-from runcast.engine.loader import load_workflows
-from runcast.errors import (
-    AlreadyExists,
-    BadUserInput,
-    Forbidden,
-    PayloadTooLarge,
-    RateLimited,
-    RunFinished,
-    RunNotFound,
-    Unauthenticated,
-    UpstreamProtocolError,
-    UpstreamUnavailable,
-    WorkflowNotFound,
-)
 from runcast.live import LiveHub, RunChange
 from runcast.metrics import Metrics
 from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
 from runcast.settings import MIB, Settings
 from runcast.upstream import RunAPI, local_limits
 from runcast.upstream.cloudflare import CloudflareUpstream, cloudflare_quota, parse_ratelimit
+from runcast.wire import cloudflare as wire
+from wire_schema import check
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
-Responder = Callable[[Request], Awaitable[Response]]
-WORKFLOWS_DIR = Path(__file__).parent / "workflows"
 
 
 def fast_settings(**changes: Any) -> Settings:
@@ -63,14 +50,6 @@ def fast_settings(**changes: Any) -> Settings:
 
 
 # -- against the engine's Cloudflare API ------------------------------------------------
-
-
-@pytest.fixture
-def definitions() -> dict[str, WorkflowDefinition]:
-    """The test workflows (tests/workflows)."""
-    loaded = load_workflows(WORKFLOWS_DIR)
-    assert not loaded.problems
-    return loaded.definitions
 
 
 @pytest.fixture
@@ -89,28 +68,6 @@ async def local(
             await upstream.aclose()
 
 
-async def run_until(
-    upstream: RunAPI,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[Run], bool],
-    *,
-    within: float = 10,
-) -> Run:
-    """Read the run until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            run = await upstream.get_run(workflow_id, instance_id, credentials=ANONYMOUS)
-            if predicate(run):
-                return run
-            await asyncio.sleep(0.02)
-
-
-def is_status(*statuses: RunStatus) -> Callable[[Run], bool]:
-    """A predicate: the run is in one of ``statuses``."""
-    return lambda run: run.status in statuses
-
-
 async def test_is_a_run_api(local: CloudflareUpstream) -> None:
     """The adapter implements the upstream port and is named ``cloudflare``."""
     assert isinstance(local, RunAPI)
@@ -126,7 +83,7 @@ async def test_lists_workflows_as_workflows(local: CloudflareUpstream) -> None:
     assert all(w.kind is WorkflowKind.WORKFLOW and w.name == w.id for w in workflows)
     one = await local.get_workflow("approval", credentials=ANONYMOUS)
     assert one.id == "approval"
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.get_workflow("nope", credentials=ANONYMOUS)
 
 
@@ -137,7 +94,7 @@ async def test_triggers_and_reads_a_run_with_steps(local: CloudflareUpstream) ->
     )
     assert run.instance_id == "o-1"
     assert run.input == {"orderId": "A"}
-    done = await run_until(local, "three-steps", "o-1", is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "three-steps", "o-1", in_status(RunStatus.COMPLETE))
     assert done.raw_status == "complete"
     assert done.output == {"orderId": "A", "steps": [1, 2, 3]}
     assert done.error is None
@@ -157,10 +114,10 @@ async def test_triggers_and_reads_a_run_with_steps(local: CloudflareUpstream) ->
 async def test_inputs_and_outputs_round_trip(local: CloudflareUpstream, value: Any) -> None:
     """Inputs of every JSON kind come back unchanged as input and (through a step) output."""
     run = await local.trigger("sleepy", input=value, credentials=ANONYMOUS)
-    running = await run_until(local, "sleepy", run.instance_id, lambda r: bool(r.steps))
+    running = await wait_for_run(local, "sleepy", run.instance_id, lambda r: bool(r.steps))
     assert running.input == value
     assert running.steps is not None
-    await run_until(
+    await wait_for_run(
         local,
         "sleepy",
         run.instance_id,
@@ -175,13 +132,13 @@ async def test_inputs_and_outputs_round_trip(local: CloudflareUpstream, value: A
 async def test_retries_and_failures(local: CloudflareUpstream) -> None:
     """Attempts are counted, and an errored run carries the failing step's message."""
     flaky = await local.trigger("flaky", credentials=ANONYMOUS)
-    done = await run_until(local, "flaky", flaky.instance_id, is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "flaky", flaky.instance_id, in_status(RunStatus.COMPLETE))
     assert done.steps is not None
     assert done.steps[0].attempts == 3
     assert done.output is None
     failing = await local.trigger("always-fails", credentials=ANONYMOUS)
-    errored = await run_until(
-        local, "always-fails", failing.instance_id, is_status(RunStatus.ERRORED)
+    errored = await wait_for_run(
+        local, "always-fails", failing.instance_id, in_status(RunStatus.ERRORED)
     )
     assert errored.error == "always fails"
     assert errored.is_terminal
@@ -194,7 +151,7 @@ async def test_retries_and_failures(local: CloudflareUpstream) -> None:
 async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
     """An event is delivered as the raw payload; after the run finishes events raise RunFinished."""
     await local.trigger("approval", input={"orderId": 5}, instance_id="ap", credentials=ANONYMOUS)
-    waiting = await run_until(
+    waiting = await wait_for_run(
         local,
         "approval",
         "ap",
@@ -211,18 +168,18 @@ async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
         payload={"approved": True, "approvedBy": "ada"},
         credentials=ANONYMOUS,
     )
-    done = await run_until(local, "approval", "ap", is_status(RunStatus.COMPLETE))
+    done = await wait_for_run(local, "approval", "ap", in_status(RunStatus.COMPLETE))
     assert done.output == {"orderId": 5, "approved": True, "by": "ada"}
-    with pytest.raises(RunFinished) as finished:
+    with pytest.raises(errors.RunFinished) as finished:
         await local.send_event("approval", "ap", event_type="approve", credentials=ANONYMOUS)
     assert finished.value.status == "complete"
-    with pytest.raises(RunNotFound):
+    with pytest.raises(errors.RunNotFound):
         await local.send_event("approval", "nope", event_type="approve", credentials=ANONYMOUS)
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.send_event("nope", "ap", event_type="approve", credentials=ANONYMOUS)
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await local.send_event("approval", "ap", event_type="", credentials=ANONYMOUS)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(errors.PayloadTooLarge):
         await local.send_event(
             "approval", "ap", event_type="approve", payload="x" * MIB, credentials=ANONYMOUS
         )
@@ -231,7 +188,9 @@ async def test_events_reach_a_waiting_run(local: CloudflareUpstream) -> None:
 async def test_pause_resume_terminate_restart(local: CloudflareUpstream) -> None:
     """Status changes go through PATCH status and return the run as read back afterwards."""
     await local.trigger("sleepy", instance_id="nap", credentials=ANONYMOUS)
-    await run_until(local, "sleepy", "nap", lambda r: any(s.type == "sleep" for s in r.steps or ()))
+    await wait_for_run(
+        local, "sleepy", "nap", lambda r: any(s.type == "sleep" for s in r.steps or ())
+    )
     paused = await local.pause("sleepy", "nap", credentials=ANONYMOUS)
     assert paused.status in (RunStatus.PAUSED, RunStatus.WAITING_FOR_PAUSE)
     resumed = await local.resume("sleepy", "nap", credentials=ANONYMOUS)
@@ -243,23 +202,23 @@ async def test_pause_resume_terminate_restart(local: CloudflareUpstream) -> None
     assert terminated.steps is not None
     assert all(s.type != "termination" for s in terminated.steps)
     for refused in (local.resume, local.pause, local.terminate):
-        with pytest.raises(RunFinished) as caught:
+        with pytest.raises(errors.RunFinished) as caught:
             await refused("sleepy", "nap", credentials=ANONYMOUS)
         assert caught.value.status == "terminated"
     restarted = await local.restart("sleepy", "nap", credentials=ANONYMOUS)
     assert not restarted.is_terminal
-    with pytest.raises(RunNotFound):
+    with pytest.raises(errors.RunNotFound):
         await local.pause("sleepy", "nope", credentials=ANONYMOUS)
 
 
 async def test_duplicate_instance_id(local: CloudflareUpstream) -> None:
     """Triggering with an instance id that exists raises AlreadyExists."""
     await local.trigger("sleepy", instance_id="twice", credentials=ANONYMOUS)
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await local.trigger("sleepy", instance_id="twice", credentials=ANONYMOUS)
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.trigger("script", credentials=ANONYMOUS)
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await local.trigger("sleepy", instance_id="-bad-", credentials=ANONYMOUS)
 
 
@@ -268,7 +227,7 @@ async def test_lists_runs_by_cursor_and_status(local: CloudflareUpstream) -> Non
     for n in range(5):
         await local.trigger("sleepy", instance_id=f"l{n}", credentials=ANONYMOUS)
     done = await local.trigger("three-steps", input={"orderId": 1}, credentials=ANONYMOUS)
-    await run_until(local, "three-steps", done.instance_id, is_status(RunStatus.COMPLETE))
+    await wait_for_run(local, "three-steps", done.instance_id, in_status(RunStatus.COMPLETE))
     seen: list[str] = []
     cursor: str | None = None
     while True:
@@ -294,7 +253,7 @@ async def test_lists_runs_by_cursor_and_status(local: CloudflareUpstream) -> Non
         "three-steps", statuses=[RunStatus.UNKNOWN], credentials=ANONYMOUS
     )
     assert unknown.runs == ()
-    with pytest.raises(WorkflowNotFound):
+    with pytest.raises(errors.WorkflowNotFound):
         await local.list_runs("nope", credentials=ANONYMOUS)
 
 
@@ -314,9 +273,9 @@ async def test_tokens_pass_through_or_fall_back_to_the_service_token(
             assert await service.list_workflows(credentials=ANONYMOUS)
             assert await configured.list_workflows(credentials=ANONYMOUS)
             assert await bare.list_workflows(credentials=Credentials("good"))
-            with pytest.raises(Unauthenticated):
+            with pytest.raises(errors.Unauthenticated):
                 await service.list_workflows(credentials=Credentials("bad"))
-            with pytest.raises(Unauthenticated):
+            with pytest.raises(errors.Unauthenticated):
                 await bare.list_workflows(credentials=ANONYMOUS)
             assert "good" not in repr(service)
             assert "good" not in repr(configured)
@@ -330,7 +289,7 @@ async def test_closed_adapter_refuses_calls(local: CloudflareUpstream) -> None:
     """After aclose every call raises UpstreamUnavailable."""
     await local.ping()
     await local.aclose()
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await local.list_workflows(credentials=ANONYMOUS)
 
 
@@ -407,7 +366,7 @@ async def test_live_subscriptions_poll_through_the_adapter_within_budget(
                 ]
                 try:
                     await until(lambda: bool(first), what="the first state")
-                    await run_until(driver, "approval", run.instance_id, waits_for_event)
+                    await wait_for_run(driver, "approval", run.instance_id, waits_for_event)
                     await driver.send_event(
                         "approval",
                         run.instance_id,
@@ -469,13 +428,11 @@ WORKFLOW_UUID = "0b6f2c1e-8d3a-4c55-9a7e-2f1d3c4b5a60"
 
 
 def envelope(result: Any, **extra: Any) -> dict[str, Any]:
-    """The documented success envelope."""
-    return {"success": True, "errors": [], "messages": [], "result": result, **extra}
+    """The documented success envelope (``extra`` such as ``result_info`` added)."""
+    return {**wire.success(result), **extra}
 
 
-def failure(code: int, message: str) -> dict[str, Any]:
-    """The documented failure envelope."""
-    return {"success": False, "errors": [{"code": code, "message": message}], "messages": []}
+failure = wire.failure
 
 
 def documented_instance(**changes: Any) -> dict[str, Any]:
@@ -554,15 +511,6 @@ def list_item(instance_id: str, status: str = "running") -> dict[str, Any]:
     return item
 
 
-def reply(status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> Responder:
-    """A responder answering ``status`` with ``body`` as JSON."""
-
-    async def respond(request: Request) -> Response:
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    return respond
-
-
 @dataclass
 class Seen:
     """One request the fake received."""
@@ -632,8 +580,28 @@ async def fake(serve: Serve) -> AsyncIterator[tuple[FakeCloudflare, CloudflareUp
 
 def test_the_documented_example_passes_the_shape_checker() -> None:
     """The fake's canned instance is the documented shape (so the fake is a fair one)."""
-    shapes.check(envelope(documented_instance()), shapes.success(shapes.INSTANCE))
-    shapes.check(envelope([list_item("a")]), shapes.success(shapes.arr(shapes.LIST_ITEM)))
+    check(envelope(documented_instance()), wire.Success[wire.Instance])
+    check(envelope([list_item("a")]), wire.Success[list[wire.ListItem]])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"undocumented": 1},
+        {"step_count": True},
+        {"step_count": 4.0},
+        {"versionId": "not-a-uuid"},
+        {"queued": "yesterday"},
+        {"status": "unknown"},
+        {"steps": [{"type": "sleep", "name": "s"}]},
+    ],
+)
+def test_the_shape_checker_refuses_what_the_reference_does_not_list(
+    changes: dict[str, Any],
+) -> None:
+    """An undocumented field, a wrong type, format or enum value, or a missing field fails."""
+    with pytest.raises(AssertionError):
+        check(documented_instance(**changes), wire.Instance)
 
 
 async def test_reads_the_documented_instance(
@@ -787,7 +755,7 @@ async def test_step_variants(fake: tuple[FakeCloudflare, CloudflareUpstream]) ->
         },
     ]
     body = documented_instance(status="waiting", success=None, error=None, steps=steps)
-    shapes.check(body, shapes.INSTANCE)
+    check(body, wire.Instance)
     server.on("GET", INSTANCE, reply(200, envelope(body)))
     run = await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert run.steps is not None
@@ -812,7 +780,7 @@ async def test_trigger_sends_instance_id_and_params(
     created = envelope(
         {"id": "i1", "status": "queued", "version_id": VERSION, "workflow_id": WORKFLOW_UUID}
     )
-    shapes.check(created, shapes.success(shapes.CREATED))
+    check(created, wire.Success[wire.Created])
     server.on("POST", INSTANCES, reply(200, created))
     server.on("GET", INSTANCE, reply(200, envelope(documented_instance(status="queued"))))
     await upstream.trigger("wf", input={"a": 1}, instance_id="i1", credentials=ANONYMOUS)
@@ -851,7 +819,7 @@ async def test_a_retried_create_returns_the_run_it_made(
     assert (run.instance_id, run.status) == ("i1", RunStatus.RUNNING)
     assert server.count("POST", INSTANCES) == 2
     server.on("POST", INSTANCES, unavailable, duplicate)
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await upstream.trigger("wf", input={"other": 1}, instance_id="i1", credentials=ANONYMOUS)
 
 
@@ -860,10 +828,10 @@ async def test_no_route_is_a_configuration_problem(
 ) -> None:
     """A 404 "no route" (a wrong base URL or account) is not mistaken for a missing run."""
     _, upstream = fake
-    with pytest.raises(UpstreamProtocolError) as caught:
+    with pytest.raises(errors.UpstreamProtocolError) as caught:
         await upstream.get_run("wf", "unscripted", credentials=ANONYMOUS)
     assert "base URL" in str(caught.value)
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(errors.UpstreamProtocolError):
         await upstream.list_workflows(credentials=ANONYMOUS)
 
 
@@ -892,7 +860,7 @@ async def test_list_sends_one_status_and_filters_several(
         [list_item("a", "running"), list_item("b", "complete"), list_item("c", "rollingBack")],
         result_info={"count": 3, "per_page": 50, "total_count": 9, "cursor": "next-1"},
     )
-    shapes.check(page, shapes.success(shapes.arr(shapes.LIST_ITEM), listing=True))
+    check(page, wire.Listing[list[wire.ListItem]])
     server.on("GET", INSTANCES, reply(200, page))
     gone = reply(404, failure(10400, "workflows.api.error.instance.not_found"))
     server.on("GET", f"{INSTANCES}/b", gone)
@@ -946,7 +914,7 @@ async def test_finished_list_items_are_read_back_once(
     assert server.seen[1].query == {"simple": "true"}
     await upstream.list_runs("wf", credentials=Credentials("other"))
     assert server.count("GET", f"{INSTANCES}/b") == 2
-    with pytest.raises(BadUserInput):
+    with pytest.raises(errors.BadUserInput):
         await upstream.list_runs("wf", limit=0, credentials=ANONYMOUS)
 
 
@@ -958,7 +926,7 @@ async def test_a_failed_read_back_fails_the_list_with_its_own_error(
     done = {**list_item("b", "complete"), "ended_on": "2026-02-01T10:00:09Z"}
     server.on("GET", INSTANCES, reply(200, envelope([list_item("a"), done])))
     server.on("GET", f"{INSTANCES}/b", reply(503, failure(10001, "internal")))
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.list_runs("wf", credentials=ANONYMOUS)
 
 
@@ -996,13 +964,13 @@ async def test_lists_every_workflow_page(
 @pytest.mark.parametrize(
     ("status", "body", "error"),
     [
-        (400, failure(10002, "per_page must be between 1 and 100"), BadUserInput),
-        (401, failure(10000, "Authentication error"), Unauthenticated),
-        (403, failure(10000, "Authentication error"), Forbidden),
-        (404, failure(10400, "workflows.api.error.instance.not_found"), RunNotFound),
-        (404, failure(10400, "workflows.api.error.workflow.not_found"), WorkflowNotFound),
-        (200, failure(10001, "workflows.api.error.internal_server"), UpstreamProtocolError),
-        (418, failure(1, "teapot"), UpstreamProtocolError),
+        (400, failure(10002, "per_page must be between 1 and 100"), errors.BadUserInput),
+        (401, failure(10000, "Authentication error"), errors.Unauthenticated),
+        (403, failure(10000, "Authentication error"), errors.Forbidden),
+        (404, failure(10400, "workflows.api.error.instance.not_found"), errors.RunNotFound),
+        (404, failure(10400, "workflows.api.error.workflow.not_found"), errors.WorkflowNotFound),
+        (200, failure(10001, "workflows.api.error.internal_server"), errors.UpstreamProtocolError),
+        (418, failure(1, "teapot"), errors.UpstreamProtocolError),
     ],
 )
 async def test_failure_envelopes_map_to_errors(
@@ -1025,7 +993,7 @@ async def test_conflicts(fake: tuple[FakeCloudflare, CloudflareUpstream]) -> Non
     """409 means AlreadyExists on create, RunFinished on a finished run, else BadUserInput."""
     server, upstream = fake
     server.on("POST", INSTANCES, reply(409, failure(10405, "instance.already_exists")))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(errors.AlreadyExists):
         await upstream.trigger("wf", instance_id="i1", credentials=ANONYMOUS)
     server.on("PATCH", f"{INSTANCE}/status", reply(409, failure(10409, "cannot resume")))
     server.on(
@@ -1034,14 +1002,14 @@ async def test_conflicts(fake: tuple[FakeCloudflare, CloudflareUpstream]) -> Non
         reply(200, envelope(documented_instance(status="complete", success=True, error=None))),
         reply(200, envelope(documented_instance(status="running", success=None, error=None))),
     )
-    with pytest.raises(RunFinished) as finished:
+    with pytest.raises(errors.RunFinished) as finished:
         await upstream.resume("wf", "i1", credentials=ANONYMOUS)
     assert finished.value.status == "complete"
-    with pytest.raises(BadUserInput) as refused:
+    with pytest.raises(errors.BadUserInput) as refused:
         await upstream.resume("wf", "i1", credentials=ANONYMOUS)
     assert "running" in str(refused.value)
     server.on("POST", f"{INSTANCE}/events/go", reply(413, failure(10413, "too large")))
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(errors.PayloadTooLarge):
         await upstream.send_event("wf", "i1", event_type="go", payload=1, credentials=ANONYMOUS)
 
 
@@ -1058,10 +1026,10 @@ async def test_429_honours_retry_after_and_holds_the_token_back(
     server.on(
         "GET", INSTANCE, reply(429, failure(971, "Please wait and consider throttling"), headers)
     )
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert caught.value.retry_after == 7
-    with pytest.raises(RateLimited) as held:
+    with pytest.raises(errors.RateLimited) as held:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert held.value.retry_after is not None
     assert 0 < held.value.retry_after <= 8
@@ -1079,12 +1047,12 @@ async def test_429_without_retry_after_uses_ratelimit_or_the_lockout(
     server.on(
         "GET", INSTANCE, reply(429, failure(971, "slow"), {"Ratelimit": '"default";r=0;t=42'})
     )
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         await upstream.get_run("wf", "i1", credentials=Credentials("a"))
     assert caught.value.retry_after is not None
     assert 41 <= caught.value.retry_after <= 43
     server.on("GET", INSTANCE, reply(429, failure(971, "slow")))
-    with pytest.raises(RateLimited) as lockout:
+    with pytest.raises(errors.RateLimited) as lockout:
         await upstream.get_run("wf", "i1", credentials=Credentials("b"))
     assert lockout.value.retry_after is not None
     assert 299 <= lockout.value.retry_after <= 301
@@ -1101,7 +1069,7 @@ async def test_exhausted_ratelimit_header_holds_the_next_call(
         reply(200, envelope(documented_instance()), {"Ratelimit": '"default";r=0;t=30'}),
     )
     await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
-    with pytest.raises(RateLimited) as held:
+    with pytest.raises(errors.RateLimited) as held:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert held.value.retry_after is not None
     assert 29 <= held.value.retry_after <= 31
@@ -1114,15 +1082,15 @@ async def test_5xx_is_retried_for_reads_only(
     """A 503 read is retried then UpstreamUnavailable; so is an idempotent pause, not a restart."""
     server, upstream = fake
     server.on("GET", INSTANCE, reply(503, failure(10001, "workflows.api.error.internal_server")))
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(errors.UpstreamUnavailable) as caught:
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
     assert caught.value.status_code == 503
     assert server.count("GET", INSTANCE) == 2
     server.on("PATCH", f"{INSTANCE}/status", reply(503, failure(10001, "internal")))
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.restart("wf", "i1", credentials=ANONYMOUS)
     assert server.count("PATCH", f"{INSTANCE}/status") == 1
-    with pytest.raises(UpstreamUnavailable):
+    with pytest.raises(errors.UpstreamUnavailable):
         await upstream.pause("wf", "i1", credentials=ANONYMOUS)
     assert server.count("PATCH", f"{INSTANCE}/status") == 3
 
@@ -1135,7 +1103,7 @@ async def test_a_body_that_is_not_json(fake: tuple[FakeCloudflare, CloudflareUps
         return Response("<html>", media_type="text/html")
 
     server.on("GET", INSTANCE, html)
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(errors.UpstreamProtocolError):
         await upstream.get_run("wf", "i1", credentials=ANONYMOUS)
 
 
@@ -1148,7 +1116,7 @@ async def test_gate_keeps_each_token_under_its_budget() -> None:
     limits = local_limits(None, quota=cloudflare_quota(limit=10, window=300), clock=lambda: now[0])
     for _ in range(9):
         await limits.limiter("t").acquire(within=0)
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(errors.RateLimited) as caught:
         await limits.limiter("t").acquire(within=0)
     assert caught.value.retry_after == 301
     await limits.limiter("other").acquire(within=0)

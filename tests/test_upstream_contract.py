@@ -7,13 +7,12 @@ uvicorn socket), over a fresh engine with the workflows of tests/workflows.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import UpstreamFactory
+from polling import at_node, in_status, wait_for_run
 from runcast.engine import Engine, load_workflows
 from runcast.errors import (
     AlreadyExists,
@@ -27,37 +26,8 @@ from runcast.errors import (
     UpstreamUnavailable,
     WorkflowNotFound,
 )
-from runcast.models import ANONYMOUS, Credentials, Run, RunStatus, WorkflowKind
+from runcast.models import ANONYMOUS, Credentials, RunStatus, WorkflowKind
 from runcast.settings import MIB
-from runcast.upstream import RunAPI
-
-
-async def wait_for(
-    upstream: RunAPI,
-    workflow_id: str,
-    instance_id: str,
-    predicate: Callable[[Run], bool],
-    *,
-    credentials: Credentials = ANONYMOUS,
-    within: float = 10,
-) -> Run:
-    """Poll ``get_run`` until ``predicate`` holds; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        while True:
-            run = await upstream.get_run(workflow_id, instance_id, credentials=credentials)
-            if predicate(run):
-                return run
-            await asyncio.sleep(0.02)
-
-
-def in_status(*statuses: RunStatus) -> Callable[[Run], bool]:
-    """A predicate: the run is in one of ``statuses``."""
-    return lambda run: run.status in statuses
-
-
-def at_node(name: str, status: RunStatus) -> Callable[[Run], bool]:
-    """A predicate: the run is in ``status`` and has entered node ``name``."""
-    return lambda run: run.status is status and any(s.name == name for s in run.steps or ())
 
 
 async def test_lists_and_gets_workflows(upstream_factory: UpstreamFactory) -> None:
@@ -87,7 +57,7 @@ async def test_a_run_completes_with_output_and_steps(upstream_factory: UpstreamF
         assert created.workflow_id == "three-steps"
         assert created.input == {"orderId": "A"}
         assert created.status in {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETE}
-        run = await wait_for(
+        run = await wait_for_run(
             upstream, "three-steps", created.instance_id, in_status(RunStatus.COMPLETE)
         )
         assert run.output == {"orderId": "A", "steps": [1, 2, 3]}
@@ -153,7 +123,7 @@ async def test_event_completes_a_waiting_run(upstream_factory: UpstreamFactory) 
     async with upstream_factory() as upstream:
         created = await upstream.trigger("approval", input={"orderId": "C"}, credentials=ANONYMOUS)
         instance_id = created.instance_id
-        await wait_for(upstream, "approval", instance_id, at_node("approval", RunStatus.PAUSED))
+        await wait_for_run(upstream, "approval", instance_id, at_node("approval", RunStatus.PAUSED))
         sent = await upstream.send_event(
             "approval",
             instance_id,
@@ -162,7 +132,7 @@ async def test_event_completes_a_waiting_run(upstream_factory: UpstreamFactory) 
             credentials=ANONYMOUS,
         )
         assert sent.instance_id == instance_id
-        run = await wait_for(upstream, "approval", instance_id, in_status(RunStatus.COMPLETE))
+        run = await wait_for_run(upstream, "approval", instance_id, in_status(RunStatus.COMPLETE))
         assert run.output == {"orderId": "C", "approved": True, "by": "ada"}
 
 
@@ -177,7 +147,7 @@ async def test_event_sent_early_is_kept(upstream_factory: UpstreamFactory) -> No
             payload={"approved": False, "approvedBy": "bob"},
             credentials=ANONYMOUS,
         )
-        run = await wait_for(
+        run = await wait_for_run(
             upstream, "approval", created.instance_id, in_status(RunStatus.COMPLETE)
         )
         assert run.output == {"orderId": "E", "approved": False, "by": "bob"}
@@ -191,7 +161,9 @@ async def test_finished_runs_refuse_events_pause_and_resume(
         created = await upstream.trigger(
             "three-steps", input={"orderId": "F"}, credentials=ANONYMOUS
         )
-        await wait_for(upstream, "three-steps", created.instance_id, in_status(RunStatus.COMPLETE))
+        await wait_for_run(
+            upstream, "three-steps", created.instance_id, in_status(RunStatus.COMPLETE)
+        )
         with pytest.raises(RunFinished) as caught:
             await upstream.send_event(
                 "three-steps", created.instance_id, event_type="approve", credentials=ANONYMOUS
@@ -208,10 +180,12 @@ async def test_retries_then_success_and_exhaustion(upstream_factory: UpstreamFac
     async with upstream_factory() as upstream:
         flaky = await upstream.trigger("flaky", credentials=ANONYMOUS)
         failing = await upstream.trigger("always-fails", credentials=ANONYMOUS)
-        done = await wait_for(upstream, "flaky", flaky.instance_id, in_status(RunStatus.COMPLETE))
+        done = await wait_for_run(
+            upstream, "flaky", flaky.instance_id, in_status(RunStatus.COMPLETE)
+        )
         assert done.steps is not None
         assert done.steps[0].attempts == 3
-        errored = await wait_for(
+        errored = await wait_for_run(
             upstream, "always-fails", failing.instance_id, in_status(RunStatus.ERRORED)
         )
         assert errored.error is not None
@@ -225,7 +199,7 @@ async def test_wait_timeout_errors_the_run(upstream_factory: UpstreamFactory) ->
     """A wait whose timeout passes without the event ends the run errored."""
     async with upstream_factory() as upstream:
         created = await upstream.trigger("wait-timeout", credentials=ANONYMOUS)
-        run = await wait_for(
+        run = await wait_for_run(
             upstream, "wait-timeout", created.instance_id, in_status(RunStatus.ERRORED)
         )
         assert run.error
@@ -235,7 +209,7 @@ async def test_pause_resume_terminate_restart(upstream_factory: UpstreamFactory)
     """A sleeping run pauses and resumes, is terminated with null output and error, restarts."""
     async with upstream_factory() as upstream:
         await upstream.trigger("sleepy", input="x", instance_id="nap", credentials=ANONYMOUS)
-        sleeping = await wait_for(upstream, "sleepy", "nap", at_node("nap", RunStatus.PAUSED))
+        sleeping = await wait_for_run(upstream, "sleepy", "nap", at_node("nap", RunStatus.PAUSED))
         paused = await upstream.pause("sleepy", "nap", credentials=ANONYMOUS)
         assert paused.status is RunStatus.PAUSED
         resumed = await upstream.resume("sleepy", "nap", credentials=ANONYMOUS)
@@ -250,7 +224,7 @@ async def test_pause_resume_terminate_restart(upstream_factory: UpstreamFactory)
         restarted = await upstream.restart("sleepy", "nap", credentials=ANONYMOUS)
         assert restarted.instance_id == "nap"
         assert not restarted.is_terminal
-        again = await wait_for(upstream, "sleepy", "nap", at_node("nap", RunStatus.PAUSED))
+        again = await wait_for_run(upstream, "sleepy", "nap", at_node("nap", RunStatus.PAUSED))
         assert again.steps is not None
         assert [s.name for s in again.steps] == ["start", "nap"]
         await upstream.terminate("sleepy", "nap", credentials=ANONYMOUS)
@@ -260,7 +234,7 @@ async def test_terminate_mid_step(upstream_factory: UpstreamFactory) -> None:
     """A run inside a long step is terminated at once."""
     async with upstream_factory() as upstream:
         created = await upstream.trigger("slow-step", credentials=ANONYMOUS)
-        await wait_for(
+        await wait_for_run(
             upstream, "slow-step", created.instance_id, at_node("slow", RunStatus.RUNNING)
         )
         terminated = await upstream.terminate(
@@ -275,11 +249,11 @@ async def test_restart_a_completed_run(upstream_factory: UpstreamFactory) -> Non
         created = await upstream.trigger(
             "three-steps", input={"orderId": "G"}, credentials=ANONYMOUS
         )
-        first = await wait_for(
+        first = await wait_for_run(
             upstream, "three-steps", created.instance_id, in_status(RunStatus.COMPLETE)
         )
         await upstream.restart("three-steps", created.instance_id, credentials=ANONYMOUS)
-        second = await wait_for(
+        second = await wait_for_run(
             upstream,
             "three-steps",
             created.instance_id,
@@ -298,9 +272,9 @@ async def test_list_runs_filters_and_pages(upstream_factory: UpstreamFactory) ->
             )
             ids.append(run.instance_id)
         for instance_id in ids:
-            await wait_for(upstream, "three-steps", instance_id, in_status(RunStatus.COMPLETE))
+            await wait_for_run(upstream, "three-steps", instance_id, in_status(RunStatus.COMPLETE))
         sleeping = await upstream.trigger("sleepy", credentials=ANONYMOUS)
-        await wait_for(upstream, "sleepy", sleeping.instance_id, in_status(RunStatus.PAUSED))
+        await wait_for_run(upstream, "sleepy", sleeping.instance_id, in_status(RunStatus.PAUSED))
 
         seen: list[str] = []
         cursor: str | None = None
@@ -381,7 +355,7 @@ async def test_api_keys_are_enforced(upstream_factory: UpstreamFactory) -> None:
             await upstream.get_run("three-steps", "x", credentials=Credentials("wrong"))
         good = Credentials("k1")
         run = await upstream.trigger("three-steps", input={"orderId": "K"}, credentials=good)
-        await wait_for(
+        await wait_for_run(
             upstream,
             "three-steps",
             run.instance_id,
@@ -415,7 +389,7 @@ async def test_pause_mid_step_waits_for_the_step(upstream_factory: UpstreamFacto
     async with upstream_factory() as upstream:
         created = await upstream.trigger("slow-step", credentials=ANONYMOUS)
         instance_id = created.instance_id
-        await wait_for(upstream, "slow-step", instance_id, at_node("slow", RunStatus.RUNNING))
+        await wait_for_run(upstream, "slow-step", instance_id, at_node("slow", RunStatus.RUNNING))
         pausing = await upstream.pause("slow-step", instance_id, credentials=ANONYMOUS)
         assert pausing.status is RunStatus.WAITING_FOR_PAUSE
         assert pausing.raw_status == "waitingForPause"
@@ -434,7 +408,7 @@ async def test_waiting_between_retries(upstream_factory: UpstreamFactory, tmp_pa
         upstream_factory(engine=engine) as upstream,
     ):
         created = await upstream.trigger("retry-later", credentials=ANONYMOUS)
-        run = await wait_for(
+        run = await wait_for_run(
             upstream, "retry-later", created.instance_id, in_status(RunStatus.WAITING)
         )
         assert run.steps is not None
@@ -455,15 +429,17 @@ async def test_runs_over_the_concurrency_cap_stay_queued(
         first = await upstream.trigger("slow-step", credentials=ANONYMOUS)
         second = await upstream.trigger("slow-step", credentials=ANONYMOUS)
         third = await upstream.trigger("three-steps", input={"orderId": "Q"}, credentials=ANONYMOUS)
-        await wait_for(upstream, "slow-step", first.instance_id, in_status(RunStatus.RUNNING))
+        await wait_for_run(upstream, "slow-step", first.instance_id, in_status(RunStatus.RUNNING))
         assert second.status is RunStatus.QUEUED
         queued = await upstream.list_runs(
             "slow-step", statuses=[RunStatus.QUEUED], credentials=ANONYMOUS
         )
         assert [run.instance_id for run in queued.runs] == [second.instance_id]
         await upstream.terminate("slow-step", first.instance_id, credentials=ANONYMOUS)
-        await wait_for(upstream, "slow-step", second.instance_id, in_status(RunStatus.RUNNING))
+        await wait_for_run(upstream, "slow-step", second.instance_id, in_status(RunStatus.RUNNING))
         third_now = await upstream.get_run("three-steps", third.instance_id, credentials=ANONYMOUS)
         assert third_now.status is RunStatus.QUEUED
         await upstream.terminate("slow-step", second.instance_id, credentials=ANONYMOUS)
-        await wait_for(upstream, "three-steps", third.instance_id, in_status(RunStatus.COMPLETE))
+        await wait_for_run(
+            upstream, "three-steps", third.instance_id, in_status(RunStatus.COMPLETE)
+        )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import UpstreamFactory
+from polling import at_node, wait_for_run
 from runcast.errors import BadUserInput
 from runcast.models import ANONYMOUS, RunStatus, RunWaitReason
-from test_upstream_contract import at_node, wait_for
 
 
 async def test_a_suspended_run_says_what_it_waits_for(upstream_factory: UpstreamFactory) -> None:
@@ -17,12 +17,16 @@ async def test_a_suspended_run_says_what_it_waits_for(upstream_factory: Upstream
             "approval", input={"orderId": 1}, instance_id="w", credentials=ANONYMOUS
         )
         assert started.workflow_version
-        sleeping = await wait_for(upstream, "approval", "w", at_node("settle", RunStatus.PAUSED))
+        sleeping = await wait_for_run(
+            upstream, "approval", "w", at_node("settle", RunStatus.PAUSED)
+        )
         if sleeping.steps is not None and sleeping.steps[-1].name == "settle":
             assert sleeping.wait is not None
             assert sleeping.wait.reason is RunWaitReason.SLEEP
             assert sleeping.wait.until is not None
-        waiting = await wait_for(upstream, "approval", "w", at_node("approval", RunStatus.PAUSED))
+        waiting = await wait_for_run(
+            upstream, "approval", "w", at_node("approval", RunStatus.PAUSED)
+        )
         assert waiting.wait is not None
         assert waiting.wait.reason is RunWaitReason.EVENT
         assert waiting.wait.event_type == "approve"
@@ -37,7 +41,7 @@ async def test_a_suspended_run_says_what_it_waits_for(upstream_factory: Upstream
         await upstream.send_event(
             "approval", "w", event_type="approve", payload={"approved": True}, credentials=ANONYMOUS
         )
-        done = await wait_for(upstream, "approval", "w", lambda run: run.is_terminal)
+        done = await wait_for_run(upstream, "approval", "w", lambda run: run.is_terminal)
         assert done.wait is None
 
 
@@ -49,11 +53,11 @@ async def test_restart_from_a_step_keeps_the_earlier_results(
         await upstream.trigger(
             "three-steps", input={"orderId": "R"}, instance_id="r", credentials=ANONYMOUS
         )
-        first = await wait_for(upstream, "three-steps", "r", lambda run: run.is_terminal)
+        first = await wait_for_run(upstream, "three-steps", "r", lambda run: run.is_terminal)
         with pytest.raises(BadUserInput, match="first, second, third"):
             await upstream.restart("three-steps", "r", credentials=ANONYMOUS, from_step="nope")
         await upstream.restart("three-steps", "r", credentials=ANONYMOUS, from_step="third")
-        again = await wait_for(
+        again = await wait_for_run(
             upstream,
             "three-steps",
             "r",

@@ -32,6 +32,9 @@ MAX_PAGE_SIZE = 100
 DEFAULT_MAX_EVENT_PAYLOAD_BYTES = MIB
 """An event payload's largest compact JSON encoding (AwaitStep's 1 MiB)."""
 
+MAX_UPSTREAM_MESSAGE_CHARS = 500
+"""The longest error message of an upstream that runcast passes on (the rest is cut)."""
+
 
 def compact_json(value: JSON) -> str:
     """``value`` encoded the one way every layer stores and measures it: no spaces, UTF-8 kept.

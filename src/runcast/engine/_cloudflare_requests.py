@@ -10,19 +10,30 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 
 from starlette.requests import Request
 
 from runcast.engine._cloudflare_shapes import (
     CODE_TOO_LARGE,
     CODE_VALIDATION,
+    DEFAULT_INSTANCES_PER_PAGE,
     INSTANCE_ID_PATTERN,
-    RESERVED_ID_PATTERN,
     ApiError,
+    instance_status,
 )
 from runcast.limits import MAX_ID_LENGTH
-from runcast.models import JSON
+from runcast.models import JSON, Run
+from runcast.wire import cloudflare as cf
+from runcast.wire.cloudflare import (
+    INSTANCE_STATUSES,
+    MAX_PER_PAGE,
+    RESERVED_ID_PATTERN,
+    InstanceStatus,
+    decode_json_text,
+)
+from runcast.wire.times import parse_iso_time
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -44,11 +55,10 @@ def date_param(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, CODE_VALIDATION, f"{name} must be an ISO-8601 date-time") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = parse_iso_time(raw)
+    if value is None:
+        raise ApiError(400, CODE_VALIDATION, f"{name} must be an ISO-8601 date-time")
+    return value
 
 
 def choice_param(request: Request, name: str, choices: Sequence[str], default: str) -> str:
@@ -94,20 +104,11 @@ def _check_instance_id(value: JSON) -> str | None:
     return value
 
 
-def _decode_params(value: JSON) -> JSON:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def creation(item: JSON) -> tuple[str | None, JSON]:
     """The ``(instance_id, params)`` of one create request item."""
     if not isinstance(item, dict):
         raise ApiError(400, CODE_VALIDATION, "each instance to create must be a JSON object")
-    return _check_instance_id(item.get("instance_id")), _decode_params(item.get("params"))
+    return _check_instance_id(item.get("instance_id")), decode_json_text(item.get("params"))
 
 
 def encode_cursor(direction: str, after: str) -> str:
@@ -127,3 +128,97 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if direction not in ("asc", "desc") or not isinstance(after, str):
         raise ApiError(400, CODE_VALIDATION, "cursor is not valid")
     return direction, after
+
+
+def restart_from(body: dict[str, object]) -> str | None:
+    """The step name of a restart's ``from: {name, count?, type?}`` (``None`` without one)."""
+    origin = body.get("from")
+    if origin is None:
+        return None
+    name = origin.get("name") if isinstance(origin, dict) else None
+    if not isinstance(name, str) or not 1 <= len(name) <= 256:
+        raise ApiError(400, CODE_VALIDATION, "from.name must be a step name of 1 to 256 characters")
+    count = origin.get("count", 1) if isinstance(origin, dict) else 1
+    if count != 1:
+        raise ApiError(400, CODE_VALIDATION, "from.count must be 1: step names are unique here")
+    return name
+
+
+@dataclass(frozen=True)
+class InstanceQuery:
+    """The query of list-instances, read and checked by :func:`instance_query`."""
+
+    per_page: int
+    page: int
+    paged: bool
+    """Whether ``page`` was given (page-based ``result_info``, no cursor)."""
+    direction: str
+    status: InstanceStatus | None
+    date_start: datetime | None
+    date_end: datetime | None
+    after: str | None
+    """The instance the cursor points after."""
+
+    def select(self, runs: list[Run]) -> list[Run]:
+        """``runs`` (newest first) filtered by status and dates, in the query's direction."""
+        if self.status is not None:
+            runs = [r for r in runs if instance_status(r) == self.status]
+        start, end = self.date_start, self.date_end
+        if start is not None:
+            runs = [r for r in runs if r.created_at is not None and r.created_at >= start]
+        if end is not None:
+            runs = [r for r in runs if r.created_at is not None and r.created_at <= end]
+        if self.direction == "asc":
+            runs.reverse()
+        return runs
+
+    def page_of(self, runs: list[Run]) -> tuple[list[Run], cf.ResultInfo]:
+        """The page of ``runs`` the query asks for, and its ``result_info``."""
+        if self.after is not None:
+            ids = [r.instance_id for r in runs]
+            start = ids.index(self.after) + 1 if self.after in ids else len(runs)
+        else:
+            start = (self.page - 1) * self.per_page
+        chunk = runs[start : start + self.per_page]
+        info: cf.ResultInfo = {
+            "count": len(chunk),
+            "per_page": self.per_page,
+            "total_count": len(runs),
+        }
+        if self.paged:
+            info["page"] = self.page
+            info["total_pages"] = max(1, -(-len(runs) // self.per_page))
+        elif start + self.per_page < len(runs) and chunk:
+            info["cursor"] = encode_cursor(self.direction, chunk[-1].instance_id)
+        return chunk, info
+
+
+def instance_query(request: Request) -> InstanceQuery:
+    """The checked query parameters of list-instances."""
+    query = request.query_params
+    if "cursor" in query and "page" in query:
+        raise ApiError(400, CODE_VALIDATION, "cursor and page are mutually exclusive")
+    per_page = int_param(request, "per_page", DEFAULT_INSTANCES_PER_PAGE, 1, MAX_PER_PAGE)
+    page = int_param(request, "page", 1, 1, 1_000_000)
+    direction = choice_param(request, "direction", ("asc", "desc"), "desc")
+    status = _instance_status(query.get("status"))
+    date_start = date_param(request, "date_start")
+    date_end = date_param(request, "date_end")
+    cursor = query.get("cursor") or None
+    after: str | None = None
+    if cursor is not None:
+        direction, after = decode_cursor(cursor)
+    return InstanceQuery(
+        per_page, page, "page" in query, direction, status, date_start, date_end, after
+    )
+
+
+def _instance_status(raw: str | None) -> InstanceStatus | None:
+    for status in INSTANCE_STATUSES:
+        if raw == status:
+            return status
+    if raw is not None:
+        raise ApiError(
+            400, CODE_VALIDATION, f"status must be one of {', '.join(INSTANCE_STATUSES)}"
+        )
+    return None

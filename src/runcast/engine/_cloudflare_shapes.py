@@ -13,7 +13,8 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Literal, cast
 
 from starlette.responses import JSONResponse
 
@@ -32,35 +33,19 @@ from runcast.errors import (
 )
 from runcast.limits import ID_PATTERN
 from runcast.models import JSON, Run, RunStatus, Step, Workflow
+from runcast.wire import cloudflare as cf
+from runcast.wire.cloudflare import INSTANCE_STATUSES, InstanceStatus
+from runcast.wire.times import iso_z
 
 logger = logging.getLogger(__name__)
 
 
 MIB = 1024 * 1024
-API_PREFIX = "/client/v4"
-MAX_BATCH = 100
-MAX_PER_PAGE = 100
 ENGINE_PAGE = 1000
 DEFAULT_INSTANCES_PER_PAGE = 50
 DEFAULT_WORKFLOWS_PER_PAGE = 20
 INSTANCE_ID_PATTERN = ID_PATTERN
-RESERVED_ID_PATTERN = re.compile(r"^cf_[0-9a-f]{64}$")
 DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
-
-INSTANCE_STATUSES = (
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waitingForPause",
-    "waiting",
-    "rollingBack",
-)
-"""Cloudflare's ``InstanceStatus`` values, in the order the SDK lists them."""
-
-STATUS_ACTIONS = ("pause", "resume", "terminate", "restart")
 
 CODE_AUTH = 10000
 CODE_INTERNAL = 10001
@@ -76,6 +61,8 @@ WORKFLOW_NOT_FOUND = "workflows.api.error.workflow.not_found"
 INSTANCE_NOT_FOUND = "workflows.api.error.instance.not_found"
 STEP_NOT_FOUND = "workflows.api.error.step.not_found"
 INSTANCE_ALREADY_EXISTS = "workflows.api.error.instance.already_exists"
+
+StepKind = Literal["step", "sleep", "waitForEvent"]
 
 _UUID_NAMESPACE = uuid.UUID("5f0c6b2e-5d0e-4a8e-9a77-1b0f0c1d2e3f")
 
@@ -93,25 +80,9 @@ class ApiError(Exception):
 # --- envelope -------------------------------------------------------------------------
 
 
-def envelope(result: JSON, *, result_info: Mapping[str, JSON] | None = None) -> dict[str, JSON]:
-    """The success envelope around ``result`` (``result_info`` on list routes)."""
-    body: dict[str, JSON] = {"success": True, "errors": [], "messages": [], "result": result}
-    if result_info is not None:
-        body["result_info"] = dict(result_info)
-    return body
-
-
 def failure(status_code: int, code: int, message: str) -> JSONResponse:
     """The failure envelope with one error, at ``status_code``."""
-    return JSONResponse(
-        {
-            "success": False,
-            "errors": [{"code": code, "message": message}],
-            "messages": [],
-            "result": None,
-        },
-        status_code=status_code,
-    )
+    return JSONResponse(cf.failure(code, message), status_code=status_code)
 
 
 def error_response(exc: RuncastError) -> JSONResponse:
@@ -139,15 +110,6 @@ def error_response(exc: RuncastError) -> JSONResponse:
 # --- value encoding -------------------------------------------------------------------
 
 
-def timestamp(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a ``Z``, or ``None``."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def encode_output(value: JSON) -> str | int | float:
     """A run's output as the documented string-or-number (see the module docstring)."""
     if value is None:
@@ -161,7 +123,7 @@ def _encode_step_output(value: JSON) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def error_object(message: str | None) -> dict[str, str] | None:
+def error_object(message: str | None) -> cf.Error | None:
     """``{name, message}`` for an error message, or ``None``."""
     return None if message is None else {"name": "Error", "message": message}
 
@@ -179,14 +141,13 @@ def _class_name(workflow_id: str) -> str:
     return "".join(word[:1].upper() + word[1:] for word in words if word) + "Workflow"
 
 
-def instance_status(run: Run) -> str:
+def instance_status(run: Run) -> InstanceStatus:
     """The run's status in Cloudflare's ``InstanceStatus`` spelling."""
-    if run.raw_status in INSTANCE_STATUSES:
-        return run.raw_status
-    return run.status.value
+    status = run.raw_status if run.raw_status in INSTANCE_STATUSES else run.status.value
+    return cast(InstanceStatus, status)  # the engine's own runs are never UNKNOWN
 
 
-_STEP_TYPES = {
+_STEP_TYPES: dict[str, StepKind] = {
     "step": "step",
     "do": "step",
     "sleep": "sleep",
@@ -199,7 +160,7 @@ _DONE = frozenset({"complete", "completed", "succeeded", "success"})
 _FAILED = frozenset({"errored", "failed", "error", "terminated"})
 
 
-def step_type(step: Step) -> str:
+def step_type(step: Step) -> StepKind:
     """The Cloudflare step type (``step``, ``sleep``, ``waitForEvent``) of ``step``."""
     return _STEP_TYPES.get(step.type, "step")
 
@@ -224,7 +185,7 @@ class Shapes:
         """Cloudflare's ``versionId`` of the run's workflow version (a UUID made from it)."""
         return _stable_uuid(self.account_id, "version", run.workflow_id, run.workflow_version or "")
 
-    def workflow(self, workflow: Workflow, runs: Sequence[Run]) -> dict[str, JSON]:
+    def workflow(self, workflow: Workflow, runs: Sequence[Run]) -> cf.Workflow:
         counts: dict[str, int] = {}
         for run in runs:
             status = instance_status(run)
@@ -235,13 +196,13 @@ class Shapes:
             "name": workflow.id,
             "class_name": _class_name(workflow.id),
             "script_name": "runcast-engine",
-            "created_on": timestamp(self.created_on),
-            "modified_on": timestamp(self.created_on),
-            "triggered_on": timestamp(triggered),
-            "instances": counts,
+            "created_on": iso_z(self.created_on),
+            "modified_on": iso_z(self.created_on),
+            "triggered_on": iso_z(triggered),
+            "instances": cast(cf.InstanceCounts, counts),
         }
 
-    def created(self, run: Run) -> dict[str, JSON]:
+    def created(self, run: Run) -> cf.Created:
         return {
             "id": run.instance_id,
             "status": instance_status(run),
@@ -250,22 +211,22 @@ class Shapes:
             "trigger_source": "api",
         }
 
-    def list_item(self, run: Run) -> dict[str, JSON]:
+    def list_item(self, run: Run) -> cf.ListItem:
         modified = run.ended_at or run.started_at or run.created_at
         return {
             "id": run.instance_id,
             "status": instance_status(run),
-            "created_on": timestamp(run.created_at or self.created_on),
-            "modified_on": timestamp(modified or self.created_on),
-            "started_on": timestamp(run.started_at),
-            "ended_on": timestamp(run.ended_at),
+            "created_on": iso_z(run.created_at or self.created_on),
+            "modified_on": iso_z(modified or self.created_on),
+            "started_on": iso_z(run.started_at),
+            "ended_on": iso_z(run.ended_at),
             "version_id": self.version_uuid(run),
             "workflow_id": self.workflow_uuid(run.workflow_id),
             "trigger_source": "api",
         }
 
-    def instance(self, run: Run, *, simple: bool, order: str) -> dict[str, JSON]:
-        steps = [self.step(run, step) for step in run.steps or ()]
+    def instance(self, run: Run, *, simple: bool, order: str) -> cf.Instance:
+        steps: list[cf.InstanceStep] = [self.step(run, step) for step in run.steps or ()]
         if run.status is RunStatus.TERMINATED:
             steps.append({"type": "termination", "trigger": {"source": "api"}})
         if order == "desc":
@@ -275,15 +236,15 @@ class Shapes:
             success = True
         elif run.status in (RunStatus.ERRORED, RunStatus.TERMINATED):
             success = False
-        body: dict[str, JSON] = {
+        body: cf.Instance = {
             "status": instance_status(run),
-            "queued": timestamp(run.created_at or self.created_on),
-            "start": timestamp(run.started_at),
-            "end": timestamp(run.ended_at),
+            "queued": iso_z(run.created_at or self.created_on),
+            "start": iso_z(run.started_at),
+            "end": iso_z(run.ended_at),
             "success": success,
             "error": error_object(run.error),
             "output": encode_output(run.output),
-            "params": json.dumps(run.input) if isinstance(run.input, str) else run.input,
+            "params": cf.encode_params(run.input),
             "trigger": {"source": "api"},
             "versionId": self.version_uuid(run),
             "step_count": len(steps),
@@ -293,43 +254,46 @@ class Shapes:
             body["steps"] = steps
         return body
 
-    def step(self, run: Run, step: Step) -> dict[str, JSON]:
+    def step(self, run: Run, step: Step) -> cf.TaskStep | cf.SleepStep | cf.WaitStep:
         kind = step_type(step)
         fallback = step.started_at or run.created_at or self.created_on
-        start = timestamp(fallback)
+        start = iso_z(fallback)
         if kind == "step":
             return {
                 "type": "step",
                 "name": step.name,
                 "start": start,
-                "end": timestamp(step.ended_at),
+                "end": iso_z(step.ended_at),
                 "success": _step_success(step),
                 "output": _encode_step_output(step.output),
                 "attempts": self._attempts(step, start),
                 "config": self._config(run.workflow_id, step.name),
             }
         finished = step.status in _DONE or step.status in _FAILED
-        end = step.ended_at or (None if finished else run.wake_at) or fallback
-        body: dict[str, JSON] = {
-            "type": kind,
+        end = iso_z(step.ended_at or (None if finished else run.wake_at) or fallback)
+        error = error_object(step.error) if step.status in _FAILED else None
+        sleep: cf.SleepStep = {
+            "type": "sleep",
             "name": step.name,
             "start": start,
-            "end": timestamp(end),
+            "end": end,
             "finished": finished,
-            "error": error_object(step.error) if step.status in _FAILED else None,
+            "error": error,
         }
-        if kind == "waitForEvent":
-            if step.output is not None:
-                body["output"] = json.dumps(step.output, separators=(",", ":"))
-            event_type = self.event_type(run.workflow_id, step.name)
-            if event_type is not None:
-                body["event_type"] = event_type
+        if kind == "sleep":
+            return sleep
+        body = cast(cf.WaitStep, {**sleep, "type": "waitForEvent"})  # adds output, event_type
+        if step.output is not None:
+            body["output"] = json.dumps(step.output, separators=(",", ":"))
+        event_type = self.event_type(run.workflow_id, step.name)
+        if event_type is not None:
+            body["event_type"] = event_type
         return body
 
-    def _attempts(self, step: Step, start: str | None) -> list[JSON]:
+    def _attempts(self, step: Step, start: str) -> list[cf.Attempt]:
         count = max(step.attempts, 1 if step.started_at else 0)
         retrying = step.status == "waiting"
-        attempts: list[JSON] = []
+        attempts: list[cf.Attempt] = []
         for number in range(1, count + 1):
             if number < count or retrying:
                 # An attempt before the last one (or the last, while a retry is due) failed.
@@ -340,7 +304,7 @@ class Shapes:
             attempts.append(
                 {
                     "start": start,
-                    "end": timestamp(step.ended_at),
+                    "end": iso_z(step.ended_at),
                     "success": success,
                     "error": error_object(step.error) if success is False else None,
                 }
@@ -356,7 +320,7 @@ class Shapes:
         except KeyError:
             return None
 
-    def _config(self, workflow_id: str, name: str) -> dict[str, JSON]:
+    def _config(self, workflow_id: str, name: str) -> cf.StepConfig:
         node = self._node(workflow_id, name)
         if isinstance(node, StepNode):
             retries = node.retries
@@ -374,6 +338,22 @@ class Shapes:
             "timeout": _duration_ms(DEFAULT_STEP_TIMEOUT),
         }
 
+    def step_result(self, workflow_id: str, step: Step, *, attempt: int | None) -> cf.StepResult:
+        """What get-step-output says of ``step`` (or of its ``attempt``-th attempt)."""
+        status = step_api_status(step)
+        error = error_object(step.error) if status == "errored" else None
+        output: JSON = step.output if status == "complete" else None
+        if attempt is not None and attempt < step.attempts:
+            status, error, output = "errored", error_object(step.error or "attempt failed"), None
+        result: cf.StepResult = {"status": status, "error": error}
+        if output is not None:
+            result["output"] = output
+        if step_type(step) == "waitForEvent":
+            event_type = self.event_type(workflow_id, step.name)
+            if event_type is not None:
+                result["event_type"] = event_type
+        return result
+
     def event_type(self, workflow_id: str, name: str) -> str | None:
         node = self._node(workflow_id, name)
         return node.event_type if isinstance(node, WaitForEventNode) else None
@@ -387,7 +367,7 @@ def _step_success(step: Step) -> bool | None:
     return None
 
 
-def step_api_status(step: Step) -> str:
+def step_api_status(step: Step) -> InstanceStatus:
     """The status of ``step`` in the run vocabulary the API reports."""
     if step.status in _DONE:
         return "complete"

@@ -57,14 +57,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from runcast.engine._cloudflare_requests import (
     choice_param,
     creation,
-    date_param,
-    decode_cursor,
-    encode_cursor,
+    instance_query,
     int_param,
     json_body,
+    restart_from,
 )
 from runcast.engine._cloudflare_shapes import (
-    API_PREFIX,
     CODE_ALREADY_EXISTS,
     CODE_AUTH,
     CODE_CONFLICT,
@@ -73,27 +71,18 @@ from runcast.engine._cloudflare_shapes import (
     CODE_NO_ROUTE,
     CODE_NOT_FOUND,
     CODE_VALIDATION,
-    DEFAULT_INSTANCES_PER_PAGE,
     DEFAULT_WORKFLOWS_PER_PAGE,
     ENGINE_PAGE,
     INSTANCE_ALREADY_EXISTS,
-    INSTANCE_STATUSES,
-    MAX_BATCH,
-    MAX_PER_PAGE,
     MIB,
-    STATUS_ACTIONS,
     STEP_NOT_FOUND,
     WORKFLOW_NOT_FOUND,
     ApiError,
     Shapes,
-    envelope,
-    error_object,
     error_response,
     failure,
     instance_status,
-    step_api_status,
     step_type,
-    timestamp,
 )
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.definitions import WorkflowDefinition
@@ -106,6 +95,9 @@ from runcast.errors import (
 )
 from runcast.limits import MAX_EVENT_TYPE_LENGTH
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
+from runcast.wire import cloudflare as cf
+from runcast.wire.cloudflare import API_PREFIX, MAX_BATCH, MAX_PER_PAGE, STATUS_ACTIONS
+from runcast.wire.times import iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -266,20 +258,20 @@ class _CloudflareApi:
         chunk = workflows[(page - 1) * per_page : page * per_page]
         result = [self.shapes.workflow(w, await self._all_runs(w.id)) for w in chunk]
         total = len(workflows)
-        info = {
+        info: cf.ResultInfo = {
             "page": page,
             "per_page": per_page,
             "count": len(result),
             "total_count": total,
             "total_pages": max(1, -(-total // per_page)),
         }
-        return JSONResponse(envelope(result, result_info=info))
+        return JSONResponse(cf.listing(result, info))
 
     # GET /accounts/{account_id}/workflows/{workflow_name}
     async def get_workflow(self, request: Request) -> Response:
         workflow = self._workflow(request)
         runs = await self._all_runs(workflow.id)
-        return JSONResponse(envelope(self.shapes.workflow(workflow, runs)))
+        return JSONResponse(cf.success(self.shapes.workflow(workflow, runs)))
 
     # POST .../instances
     async def create_instance(self, request: Request) -> Response:
@@ -287,7 +279,7 @@ class _CloudflareApi:
         present, body = await json_body(request, limit=self.max_event_payload_bytes + MIB)
         instance_id, params = creation(body if present else {})
         run = await self.engine.trigger(workflow.id, input=params, instance_id=instance_id)
-        return JSONResponse(envelope(self.shapes.created(run)))
+        return JSONResponse(cf.success(self.shapes.created(run)))
 
     # POST .../instances/batch
     async def create_batch(self, request: Request) -> Response:
@@ -314,60 +306,20 @@ class _CloudflareApi:
         for instance_id, params in creations:
             run = await self.engine.trigger(workflow.id, input=params, instance_id=instance_id)
             result.append(self.shapes.created(run))
-        return JSONResponse(envelope(result))
+        return JSONResponse(cf.success(result))
 
     # GET .../instances
     async def list_instances(self, request: Request) -> Response:
         workflow = self._workflow(request)
-        if "cursor" in request.query_params and "page" in request.query_params:
-            raise ApiError(400, CODE_VALIDATION, "cursor and page are mutually exclusive")
-        per_page = int_param(request, "per_page", DEFAULT_INSTANCES_PER_PAGE, 1, MAX_PER_PAGE)
-        page = int_param(request, "page", 1, 1, 1_000_000)
-        direction = choice_param(request, "direction", ("asc", "desc"), "desc")
-        status = request.query_params.get("status")
-        if status is not None and status not in INSTANCE_STATUSES:
-            raise ApiError(
-                400, CODE_VALIDATION, f"status must be one of {', '.join(INSTANCE_STATUSES)}"
-            )
-        date_start = date_param(request, "date_start")
-        date_end = date_param(request, "date_end")
-        cursor = request.query_params.get("cursor") or None
-        after: str | None = None
-        if cursor is not None:
-            direction, after = decode_cursor(cursor)
-
+        query = instance_query(request)
         statuses = None
-        if status is not None:
-            parsed = RunStatus.parse(status)
+        if query.status is not None:
+            parsed = RunStatus.parse(query.status)
             statuses = {parsed} if parsed is not RunStatus.UNKNOWN else None
-        runs = await self._all_runs(workflow.id, statuses) if statuses or status is None else []
-        if status is not None:
-            runs = [r for r in runs if instance_status(r) == status]
-        if date_start is not None:
-            runs = [r for r in runs if r.created_at is not None and r.created_at >= date_start]
-        if date_end is not None:
-            runs = [r for r in runs if r.created_at is not None and r.created_at <= date_end]
-        if direction == "asc":
-            runs.reverse()
-
-        if after is not None:
-            ids = [r.instance_id for r in runs]
-            start = ids.index(after) + 1 if after in ids else len(runs)
-        else:
-            start = (page - 1) * per_page
-        chunk = runs[start : start + per_page]
-        info: dict[str, JSON] = {
-            "count": len(chunk),
-            "per_page": per_page,
-            "total_count": len(runs),
-        }
-        if "page" in request.query_params:
-            info["page"] = page
-            info["total_pages"] = max(1, -(-len(runs) // per_page))
-        elif start + per_page < len(runs) and chunk:
-            info["cursor"] = encode_cursor(direction, chunk[-1].instance_id)
-        result = [self.shapes.list_item(r) for r in chunk]
-        return JSONResponse(envelope(result, result_info=info))
+        listed = statuses or query.status is None
+        runs = query.select(await self._all_runs(workflow.id, statuses) if listed else [])
+        chunk, info = query.page_of(runs)
+        return JSONResponse(cf.listing([self.shapes.list_item(r) for r in chunk], info))
 
     # GET .../instances/{instance_id}
     async def get_instance(self, request: Request) -> Response:
@@ -375,7 +327,7 @@ class _CloudflareApi:
         simple = choice_param(request, "simple", ("true", "false"), "false") == "true"
         order = choice_param(request, "order", ("asc", "desc"), "asc")
         run = await self.engine.get_run(workflow.id, request.path_params["instance_id"])
-        return JSONResponse(envelope(self.shapes.instance(run, simple=simple, order=order)))
+        return JSONResponse(cf.success(self.shapes.instance(run, simple=simple, order=order)))
 
     # PATCH .../instances/{instance_id}/status
     async def change_status(self, request: Request) -> Response:
@@ -387,7 +339,7 @@ class _CloudflareApi:
                 400, CODE_VALIDATION, f"status must be one of {', '.join(STATUS_ACTIONS)}"
             )
         action = body["status"]
-        from_step = _restart_from(body) if action == "restart" else None
+        from_step = restart_from(body) if action == "restart" else None
         if action == "terminate" and not isinstance(body.get("rollback", False), bool):
             raise ApiError(400, CODE_VALIDATION, "rollback must be a boolean")
         current = await self.engine.get_run(workflow.id, instance_id)
@@ -397,8 +349,8 @@ class _CloudflareApi:
                 run = await self.engine.restart(workflow.id, instance_id, from_step=from_step)
             except BadUserInput as exc:
                 raise ApiError(400, CODE_VALIDATION, exc.message) from None
-            result = {"status": instance_status(run), "timestamp": timestamp(datetime.now(UTC))}
-            return JSONResponse(envelope(result))
+            result = {"status": instance_status(run), "timestamp": iso_z(datetime.now(UTC))}
+            return JSONResponse(cf.success(result))
         change = {
             "pause": self.engine.pause,
             "resume": self.engine.resume,
@@ -411,8 +363,8 @@ class _CloudflareApi:
             raise
         except BadUserInput as exc:
             raise ApiError(409, CODE_CONFLICT, exc.message) from None
-        result = {"status": instance_status(run), "timestamp": timestamp(datetime.now(UTC))}
-        return JSONResponse(envelope(result))
+        result = {"status": instance_status(run), "timestamp": iso_z(datetime.now(UTC))}
+        return JSONResponse(cf.success(result))
 
     @staticmethod
     def _check_transition(action: str, run: Run) -> None:
@@ -438,8 +390,8 @@ class _CloudflareApi:
         run = await self.engine.send_event(
             workflow.id, instance_id, event_type=event_type, payload=payload
         )
-        result = {"instanceId": run.instance_id, "timestamp": timestamp(datetime.now(UTC))}
-        return JSONResponse(envelope(result))
+        result = {"instanceId": run.instance_id, "timestamp": iso_z(datetime.now(UTC))}
+        return JSONResponse(cf.success(result))
 
     # GET .../instances/{instance_id}/step
     async def get_step(self, request: Request) -> Response:
@@ -455,25 +407,11 @@ class _CloudflareApi:
         step = next((s for s in run.steps or () if s.name == name and step_type(s) == kind), None)
         if step is None:
             raise ApiError(404, CODE_NOT_FOUND, STEP_NOT_FOUND)
-        status = step_api_status(step)
-        error = error_object(step.error) if status == "errored" else None
-        output: JSON = step.output if status == "complete" else None
+        attempt = None
         if attempt_raw is not None:
             attempt = int_param(request, "attempt", 1, 1, max(1, step.attempts))
-            if attempt < step.attempts:
-                status, error, output = (
-                    "errored",
-                    error_object(step.error or "attempt failed"),
-                    None,
-                )
-        result: dict[str, JSON] = {"status": status, "error": error}
-        if output is not None:
-            result["output"] = output
-        if kind == "waitForEvent":
-            event_type = self.shapes.event_type(workflow.id, step.name)
-            if event_type is not None:
-                result["event_type"] = event_type
-        return JSONResponse(envelope(result))
+        result = self.shapes.step_result(workflow.id, step, attempt=attempt)
+        return JSONResponse(cf.success(result))
 
 
 def _without_trailing_slash(app: ASGIApp) -> ASGIApp:
@@ -557,17 +495,3 @@ def create_cloudflare_app(
         definitions=definitions,
     )
     return Starlette(routes=[mount], exception_handlers={HTTPException: _not_found})
-
-
-def _restart_from(body: dict[str, object]) -> str | None:
-    """The step name of a restart's ``from: {name, count?, type?}`` (``None`` without one)."""
-    origin = body.get("from")
-    if origin is None:
-        return None
-    name = origin.get("name") if isinstance(origin, dict) else None
-    if not isinstance(name, str) or not 1 <= len(name) <= 256:
-        raise ApiError(400, CODE_VALIDATION, "from.name must be a step name of 1 to 256 characters")
-    count = origin.get("count", 1) if isinstance(origin, dict) else 1
-    if count != 1:
-        raise ApiError(400, CODE_VALIDATION, "from.count must be 1: step names are unique here")
-    return name

@@ -30,9 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -57,11 +56,12 @@ from runcast.errors import (
     WorkflowNotFound,
 )
 from runcast.limits import MIB
-from runcast.models import JSON, Run, RunStatus, RunWait, Step, Workflow
+from runcast.models import JSON, Run, RunStatus
+from runcast.wire import awaitstep as aw
+from runcast.wire.awaitstep import API_PREFIX
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
 DEFAULT_MAX_BODY_BYTES = 2 * MIB
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 50
@@ -69,76 +69,17 @@ DEFAULT_LIST_LIMIT = 50
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-# -- wire shapes ---------------------------------------------------------------------------
-
-
-def _timestamp(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def workflow_json(workflow: Workflow) -> dict[str, JSON]:
-    """The wire form: ``{id, name, kind, url, version, inputSchema, schedule, nextScheduledAt}``."""
-    return {
-        "id": workflow.id,
-        "name": workflow.name,
-        "kind": workflow.kind.value,
-        "url": workflow.url,
-        "version": workflow.version,
-        "inputSchema": workflow.input_schema,
-        "schedule": workflow.schedule,
-        "nextScheduledAt": _timestamp(workflow.next_scheduled_at),
-    }
-
-
-def step_json(step: Step) -> dict[str, JSON]:
-    """The wire form of a step."""
-    return {
-        "name": step.name,
-        "type": step.type,
-        "status": step.status,
-        "attempts": step.attempts,
-        "output": step.output,
-        "error": step.error,
-        "startedAt": _timestamp(step.started_at),
-        "endedAt": _timestamp(step.ended_at),
-    }
-
-
-def wait_json(wait: RunWait | None) -> dict[str, JSON] | None:
-    """The wire form of what a suspended run waits for: ``{reason, eventType, until}``."""
-    if wait is None:
-        return None
-    return {
-        "reason": wait.reason.value,
-        "eventType": wait.event_type,
-        "until": _timestamp(wait.until),
-    }
-
-
-def run_json(run: Run) -> dict[str, JSON]:
-    """The wire form of a run; ``steps`` is null where they were not loaded."""
-    return {
-        "instanceId": run.instance_id,
-        "workflowId": run.workflow_id,
-        "status": run.raw_status,
-        "input": run.input,
-        "output": run.output,
-        "error": run.error,
-        "createdAt": _timestamp(run.created_at),
-        "startedAt": _timestamp(run.started_at),
-        "endedAt": _timestamp(run.ended_at),
-        "wakeAt": _timestamp(run.wake_at),
-        "workflowVersion": run.workflow_version,
-        "wait": wait_json(run.wait),
-        "steps": None if run.steps is None else [step_json(step) for step in run.steps],
-    }
+# -- errors --------------------------------------------------------------------------------
 
 
 def error_response(status_code: int, code: str, message: str, **extra: JSON) -> JSONResponse:
     """An error in the AwaitStep shape ``{"error": {"code", "message", ...}}``."""
     headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    body: aw.ErrorBody = {
+        "error": cast(aw.ErrorDetail, {"code": code, "message": message, **extra})
+    }
     return JSONResponse(
-        {"error": {"code": code, "message": message, **extra}},
+        body,
         status_code=status_code,
         headers=headers,
     )
@@ -217,7 +158,7 @@ async def _read_object(
     return value
 
 
-def _optional_string(body: dict[str, Any], key: str) -> str | None:
+def _optional_string(body: Mapping[str, object], key: str) -> str | None:
     value = body.get(key)
     if value is None:
         return None
@@ -297,7 +238,7 @@ class _EngineAPI:
         async def handler(request: Request) -> Response:
             params = request.path_params
             return JSONResponse(
-                run_json(await command(params["workflow_id"], params["instance_id"]))
+                aw.run_body(await command(params["workflow_id"], params["instance_id"]))
             )
 
         handler.__name__ = command.__name__
@@ -324,20 +265,23 @@ class _EngineAPI:
             raise Unauthenticated("the API key is not valid")
 
     async def list_workflows(self, request: Request) -> Response:
-        return JSONResponse({"data": [workflow_json(w) for w in self.engine.list_workflows()]})
+        body: aw.WorkflowList = {
+            "data": [aw.workflow_body(w) for w in self.engine.list_workflows()]
+        }
+        return JSONResponse(body)
 
     async def get_workflow(self, request: Request) -> Response:
         workflow = self.engine.get_workflow(request.path_params["workflow_id"])
-        return JSONResponse(workflow_json(workflow))
+        return JSONResponse(aw.workflow_body(workflow))
 
     async def trigger(self, request: Request) -> Response:
         workflow_id = request.path_params["workflow_id"]
-        body = await self._read_object(request, required=False)
+        body = cast(aw.TriggerRequest, await self._read_object(request, required=False))
         instance_id = _optional_string(body, "instanceId")
         run = await self.engine.trigger(
             workflow_id, input=body.get("input"), instance_id=instance_id
         )
-        return JSONResponse(run_json(run), status_code=201)
+        return JSONResponse(aw.run_body(run), status_code=201)
 
     async def list_runs(self, request: Request) -> Response:
         cursor = request.query_params.get("cursor") or None
@@ -347,26 +291,29 @@ class _EngineAPI:
             cursor=cursor,
             limit=_limit(request),
         )
-        return JSONResponse(
-            {"data": [run_json(run) for run in page.runs], "nextCursor": page.next_cursor}
-        )
+        body: aw.RunList = {
+            "data": [aw.run_body(run) for run in page.runs],
+            "nextCursor": page.next_cursor,
+        }
+        return JSONResponse(body)
 
     async def delete_run(self, request: Request) -> Response:
         params = request.path_params
         deleted = await self.engine.delete_run(params["workflow_id"], params["instance_id"])
-        return JSONResponse({"deleted": deleted})
+        body: aw.Deleted = {"deleted": deleted}
+        return JSONResponse(body)
 
     async def restart(self, request: Request) -> Response:
-        body = await self._read_object(request, required=False)
+        body = cast(aw.RestartRequest, await self._read_object(request, required=False))
         run = await self.engine.restart(
             request.path_params["workflow_id"],
             request.path_params["instance_id"],
             from_step=_optional_string(body, "fromStep"),
         )
-        return JSONResponse(run_json(run))
+        return JSONResponse(aw.run_body(run))
 
     async def send_event(self, request: Request) -> Response:
-        body = await self._read_object(request, required=True)
+        body = cast(aw.EventRequest, await self._read_object(request, required=True))
         event_type = body.get("eventType")
         if not isinstance(event_type, str) or not event_type.strip():
             raise BadUserInput("'eventType' must be a non-empty string")
@@ -376,7 +323,7 @@ class _EngineAPI:
             event_type=event_type,
             payload=body.get("payload"),
         )
-        return JSONResponse(run_json(run))
+        return JSONResponse(aw.run_body(run))
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -134,13 +134,13 @@ def _engine_app(engine: Engine, settings: EngineSettings, tracing: Tracing | Non
 
 
 def _announce(engine: Engine, settings: EngineSettings, url: str) -> None:
-    from runcast.engine.server import API_PREFIX
+    from runcast.wire import awaitstep, cloudflare
 
     sys.stderr.write(
         f"runcast engine: {len(engine.definitions)} workflows, database {settings.db_path}\n"
-        f"runcast engine: serving the AwaitStep API at {url}{API_PREFIX}/workflows\n"
+        f"runcast engine: serving the AwaitStep API at {url}{awaitstep.API_PREFIX}/workflows\n"
         f"runcast engine: serving the Cloudflare Workflows API at "
-        f"{url}/client/v4/accounts/local/workflows\n"
+        f"{url}{cloudflare.API_PREFIX}/accounts/local/workflows\n"
     )
 
 

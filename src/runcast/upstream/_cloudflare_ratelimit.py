@@ -11,11 +11,11 @@ nothing remains holds it too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from runcast.upstream._port import Quota
+from runcast.wire.times import parse_http_date
 
 RATE_LIMIT_REQUESTS = 1200
 RATE_LIMIT_WINDOW_SECONDS = 300.0
@@ -60,12 +60,7 @@ def parse_ratelimit(headers: httpx.Headers, *, now: datetime | None = None) -> f
         try:
             seconds = float(reset_header)
         except ValueError:
-            try:
-                when = parsedate_to_datetime(reset_header)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None and when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+            when = parse_http_date(reset_header)
             current = now or datetime.now(UTC)
             seconds = (when - current).total_seconds() if when is not None else None
         wait = max(wait or 0.0, seconds if seconds is not None else LOCKOUT_SECONDS, 0.0)

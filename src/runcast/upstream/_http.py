@@ -68,7 +68,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Literal, TypeAlias
 
@@ -87,6 +86,7 @@ from runcast.models import JSON
 from runcast.settings import Settings
 from runcast.upstream._limiter import CLIENT_MAX_WAIT
 from runcast.upstream._port import RequestLimiter, RequestLimits
+from runcast.wire.times import parse_http_date
 
 logger = logging.getLogger(__name__)
 
@@ -153,12 +153,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return max(0.0, float(text))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    when = parse_http_date(text)
+    if when is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
     current = now or datetime.now(UTC)
     return max(0.0, (when - current).total_seconds())
 

@@ -9,35 +9,16 @@ limit.
 
 Choices where the API leaves room:
 
-- Status: every ``InstanceStatus`` parses with :meth:`RunStatus.parse`;
-  ``rollingBack`` and values not seen before become ``UNKNOWN`` with the raw
-  string kept in ``raw_status`` (``rollingBack`` is a passing state before the
-  run ends, so it is not terminal).
-- ``output``: a number (or any non-string JSON) is taken as is; a string is
-  JSON-decoded when it is valid JSON (the embedded engine's Cloudflare API sends
-  JSON-encoded text) and kept verbatim otherwise; ``""`` means no output. The
-  same goes for step outputs and for ``params`` sent back as a string.
-- ``params``: an object, array, number or boolean is sent as is; a string input
-  is sent JSON-encoded, so that servers taking ``params`` as JSON text and
-  servers taking any JSON both hand it back as the same string.
-- ``error {name, message}`` becomes the message (the name when the message is empty).
-- Steps: ``step``/``rollback``, ``sleep`` and ``waitForEvent`` become
-  :class:`~runcast.models.Step` with Cloudflare's type spelling. ``attempts`` is
-  the number of attempts and the error the last failed attempt's message; the
-  status uses the run vocabulary (``complete``, ``errored``, ``waiting`` between
-  retries, ``running``, and ``paused`` for an unfinished sleep or wait).
-  ``termination`` entries are skipped.
+- Reading Cloudflare's shapes (statuses, ``output``, ``params``, errors, steps):
+  see :mod:`runcast.upstream._cloudflare_shapes`.
 - ``list_runs`` with several statuses: Cloudflare filters by one status per
   request, so one status (other than ``UNKNOWN``) is filtered by Cloudflare and
   several are filtered here, on one unfiltered page per call. Such a page can
   hold fewer runs than ``limit`` (even none) while ``next_cursor`` is still set.
-  Cloudflare's list items carry no input, output, error or steps: runs listed as
-  ``complete`` or ``errored`` are read back (``simple=true``, at most 8 at a time)
-  for their input, output and error, and kept in a bounded cache per token, since
-  a finished run does not change (a restart changes its status and end time,
-  which invalidates the entry). Other listed runs have no input. This costs one
-  request per finished run the first time it is listed; ``list_details=False``
-  turns it off.
+  Cloudflare's list items carry no input, output, error or steps: finished runs
+  are read back once for them (:mod:`runcast.upstream._cloudflare_details`), at
+  one request per finished run the first time it is listed; ``list_details=False``
+  turns it off. Other listed runs have no input.
 - Errors: 404 is ``WorkflowNotFound`` on workflow routes and ``RunNotFound``
   on instance routes (unless Cloudflare names the workflow); 409 on create is
   ``AlreadyExists``, on events, pause, resume and terminate ``RunFinished`` when
@@ -54,11 +35,8 @@ Cloudflare has said to wait: ``retry-after`` on a 429 (five minutes when absent)
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import json
 from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -72,26 +50,27 @@ from runcast.errors import (
     RunFinished,
     RunNotFound,
     Unauthenticated,
-    UpstreamError,
     UpstreamProtocolError,
-    WorkflowNotFound,
 )
 from runcast.limits import json_size
 from runcast.models import JSON, Credentials, Run, RunPage, RunStatus, Workflow
 from runcast.settings import Settings
+from runcast.upstream._cloudflare_details import FinishedRuns
 from runcast.upstream._cloudflare_ratelimit import (
     LOCKOUT_SECONDS,
     cloudflare_quota,
     parse_ratelimit,
 )
 from runcast.upstream._cloudflare_shapes import (
-    describe_errors,
-    envelope_errors,
+    Conflict,
+    Refused,
+    Route,
+    envelope_result,
     error_message,
+    is_last_page,
     parse_instance,
     parse_instance_item,
     parse_workflow,
-    path_segment,
 )
 from runcast.upstream._http import (
     RequestObserver,
@@ -101,23 +80,15 @@ from runcast.upstream._http import (
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._limiter import local_limits
 from runcast.upstream._port import Quota, RequestLimits
-
-DEFAULT_BASE_URL = "https://api.cloudflare.com/client/v4"
-MAX_PER_PAGE = 100
-MAX_CACHED_RUNS = 10_000
-NO_ROUTE_CODES = frozenset({7000, 7003})
-"""Cloudflare's "no route for that URI" codes: a wrong base URL or account, not a missing run."""
-DETAIL_CONCURRENCY = 8
-DETAILED_STATUSES = frozenset({RunStatus.COMPLETE, RunStatus.ERRORED})
-
-Route = Literal["workflow", "create", "instance", "event", "status"]
-StatusAction = Literal["pause", "resume", "terminate", "restart"]
-
+from runcast.upstream._rest import RestAdapter
+from runcast.wire import cloudflare as cf
+from runcast.wire import path_segment
+from runcast.wire.cloudflare import MAX_PER_PAGE
 
 # --- the adapter ----------------------------------------------------------------------
 
 
-class CloudflareUpstream:
+class CloudflareUpstream(RestAdapter):
     """:class:`~runcast.upstream.RunAPI` over the Cloudflare Workflows REST API.
 
     Args:
@@ -172,9 +143,7 @@ class CloudflareUpstream:
         self.limit_requests(local_limits(None, quota=self.quota, name=self.name))
         self._prefix = f"/accounts/{path_segment(account_id)}/workflows"
         self.list_details = list_details
-        self._finished: collections.OrderedDict[tuple[str, str, str], Run] = (
-            collections.OrderedDict()
-        )
+        self._finished = FinishedRuns()
 
     def __repr__(self) -> str:
         return f"CloudflareUpstream(account_id={self.account_id!r}, base_url={self.base_url!r})"
@@ -218,53 +187,11 @@ class CloudflareUpstream:
         ):
             # Our own first attempt created it before the connection dropped.
             raise _CreatedByRetry()
-        body = decode_json(response, upstream=self.name)
-        errors = envelope_errors(body)
-        if response.status_code >= 400 or not isinstance(body, dict) or not body.get("success"):
-            error = self._error(response.status_code, errors, route, workflow_id, instance_id)
-            if isinstance(error, _Conflict):
-                error.attempts = attempts
-            raise error
-        info = body.get("result_info")
-        return body.get("result"), info if isinstance(info, dict) else {}
-
-    def _error(
-        self,
-        status: int,
-        errors: list[tuple[int | None, str]],
-        route: Route,
-        workflow_id: str,
-        instance_id: str | None,
-    ) -> RuncastError:
-        message = describe_errors(errors)
-        text = " ".join(m for _, m in errors).lower()
-        if status == 404 and (not workflow_id or any(code in NO_ROUTE_CODES for code, _ in errors)):
-            return UpstreamProtocolError(
-                f"upstream cloudflare has no such route ({message or 404}): "
-                "check the account id and the base URL"
-            )
-        if status == 404 or "not_found" in text:
-            if (
-                instance_id is None
-                or route in ("workflow", "create")
-                or "workflow.not_found" in text
-            ):
-                return WorkflowNotFound(workflow_id)
-            return RunNotFound(workflow_id, instance_id)
-        if route == "create" and (status == 409 or "already_exists" in text):
-            return AlreadyExists(workflow_id, instance_id or "")
-        if status == 409:
-            return _Conflict(message or "the instance cannot change that way now")
-        if status == 413:
-            return PayloadTooLarge(
-                message or "the payload is larger than Cloudflare accepts (1 MiB)",
-                limit=self.settings.max_event_payload_bytes,
-            )
-        if status in (400, 422):
-            return BadUserInput(message or f"upstream cloudflare refused the request ({status})")
-        return UpstreamProtocolError(
-            f"upstream cloudflare answered {status} without success"
-            + (f": {message}" if message else "")
+        return envelope_result(
+            response.status_code,
+            decode_json(response, upstream=self.name),
+            Refused(route, workflow_id, instance_id, self.settings.max_event_payload_bytes),
+            attempts=attempts,
         )
 
     async def _instance(
@@ -286,44 +213,14 @@ class CloudflareUpstream:
     ) -> list[Run]:
         """Fill in input, output and error of finished list items (see the module docstring)."""
         token = self.limit_key(credentials)
-        limiter = asyncio.Semaphore(DETAIL_CONCURRENCY)
 
-        async def detail(item: Run) -> Run:
-            if item.status not in DETAILED_STATUSES:
-                return item
-            key = (token, workflow_id, item.instance_id)
-            cached = self._finished.get(key)
-            if (
-                cached is not None
-                and cached.raw_status == item.raw_status
-                and cached.ended_at == item.ended_at
-            ):
-                self._finished.move_to_end(key)
-                return cached
-            async with limiter:
-                try:
-                    full = await self._instance(
-                        workflow_id, item.instance_id, credentials, simple=True
-                    )
-                except (RunNotFound, RateLimited):
-                    return item
-            if full.status in DETAILED_STATUSES:
-                self._finished[key] = full
-                while len(self._finished) > MAX_CACHED_RUNS:
-                    self._finished.popitem(last=False)
-            return full
+        async def read(item: Run) -> Run:
+            return await self._instance(workflow_id, item.instance_id, credentials, simple=True)
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(detail(run)) for run in runs]
-        except ExceptionGroup as failed:
-            # One read failed (the others were cancelled): raise it as itself, so a 5xx
-            # is UPSTREAM_UNAVAILABLE and not an unexpected error.
-            raise failed.exceptions[0] from None
-        return [task.result() for task in tasks]
+        return await self._finished.fill(runs, token, read)
 
     async def _finished_or_refused(
-        self, conflict: _Conflict, workflow_id: str, instance_id: str, credentials: Credentials
+        self, conflict: Conflict, workflow_id: str, instance_id: str, credentials: Credentials
     ) -> RuncastError:
         try:
             run = await self._instance(workflow_id, instance_id, credentials)
@@ -353,13 +250,7 @@ class CloudflareUpstream:
                     "upstream cloudflare sent a workflow list that is not a list"
                 )
             workflows.extend(parse_workflow(item) for item in result)
-            total_pages = info.get("total_pages")
-            if isinstance(total_pages, int):
-                if page >= total_pages:
-                    return workflows
-            elif len(result) < MAX_PER_PAGE:
-                return workflows
-            if not result:
+            if is_last_page(page, len(result), info):
                 return workflows
             page += 1
 
@@ -387,11 +278,11 @@ class CloudflareUpstream:
         With a caller-given ``instance_id`` the create is retried safely; a 409
         after a retry means our own first attempt got through.
         """
-        body: dict[str, JSON] = {}
+        body: cf.CreateRequest = {}
         if instance_id is not None:
             body["instance_id"] = instance_id
         if input is not None:
-            body["params"] = json.dumps(input) if isinstance(input, str) else input
+            body["params"] = cf.encode_params(input)
         try:
             result, _ = await self._call(
                 "POST",
@@ -487,24 +378,16 @@ class CloudflareUpstream:
             raise PayloadTooLarge(
                 f"the event payload is larger than the limit of {limit} bytes", limit=limit
             )
+        suffix = f"/events/{path_segment(event_type)}"
         return await self._act(
-            "POST",
-            f"/events/{path_segment(event_type)}",
-            "event",
-            workflow_id,
-            instance_id,
-            credentials,
-            payload,
+            "POST", suffix, "event", workflow_id, instance_id, credentials, payload
         )
 
-    async def _change_status(
-        self,
-        action: StatusAction,
-        workflow_id: str,
-        instance_id: str,
-        credentials: Credentials,
+    async def _send_control(
+        self, control: Control, workflow_id: str, instance_id: str, credentials: Credentials
     ) -> Run:
-        control: Control | None = action if action != "restart" else None
+        """``PATCH .../status {"status": control}``, then read the instance back."""
+        body: cf.StatusChange = {"status": control}
         return await self._act(
             "PATCH",
             "/status",
@@ -512,7 +395,7 @@ class CloudflareUpstream:
             workflow_id,
             instance_id,
             credentials,
-            {"status": action},
+            body,
             control=control,
         )
 
@@ -544,7 +427,7 @@ class CloudflareUpstream:
                 json=body,
                 idempotent=True if control is not None else None,
             )
-        except _Conflict as conflict:
+        except Conflict as conflict:
             if control is not None and conflict.attempts > 1:
                 run = await self._instance(workflow_id, instance_id, credentials)
                 if already_applied(control, run):
@@ -563,20 +446,6 @@ class CloudflareUpstream:
             " finished instances itself after its retention period"
         )
 
-    async def terminate(
-        self, workflow_id: str, instance_id: str, *, credentials: Credentials
-    ) -> Run:
-        """``PATCH .../status {"status": "terminate"}``, then read the instance back."""
-        return await self._change_status("terminate", workflow_id, instance_id, credentials)
-
-    async def pause(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """``PATCH .../status {"status": "pause"}``, then read the instance back."""
-        return await self._change_status("pause", workflow_id, instance_id, credentials)
-
-    async def resume(self, workflow_id: str, instance_id: str, *, credentials: Credentials) -> Run:
-        """``PATCH .../status {"status": "resume"}``, then read the instance back."""
-        return await self._change_status("resume", workflow_id, instance_id, credentials)
-
     async def restart(
         self,
         workflow_id: str,
@@ -586,7 +455,7 @@ class CloudflareUpstream:
         from_step: str | None = None,
     ) -> Run:
         """``PATCH .../status {"status": "restart", "from"?: {"name"}}``, then read it back."""
-        body: dict[str, JSON] = {"status": "restart"}
+        body: cf.StatusChange = {"status": "restart"}
         if from_step is not None:
             body["from"] = {"name": from_step}
         return await self._act(
@@ -612,17 +481,6 @@ class CloudflareUpstream:
     def limit_key(self, credentials: Credentials) -> str:
         """The key of the limiter of the token requests with ``credentials`` carry."""
         return _token_key(self._headers(credentials))
-
-    async def aclose(self) -> None:
-        """Close the connection pool; later calls raise ``UpstreamUnavailable``."""
-        await self.http.aclose()
-
-
-class _Conflict(UpstreamError):
-    """A 409 on an instance route, resolved into ``RunFinished`` or ``BadUserInput``."""
-
-    attempts = 1
-    """How many times the refused request went on the wire."""
 
 
 class _CreatedByRetry(Exception):
