@@ -40,7 +40,8 @@ from datetime import timedelta
 from typing import Any
 
 from runcast.engine import Engine
-from runcast.engine._executor import Executor
+from runcast.engine._arguments import encode_cursor
+from runcast.engine._steps import StepRunner
 from runcast.engine.definitions import (
     PythonAction,
     Retention,
@@ -48,7 +49,6 @@ from runcast.engine.definitions import (
     StepNode,
     WorkflowDefinition,
 )
-from runcast.engine.engine import _encode_cursor
 from runcast.models import Run, RunStatus
 
 PAGE = 50
@@ -135,7 +135,7 @@ async def listings(sizes: list[int], folder: Path, samples: int = 300) -> dict[i
             ),
             # a cursor in the middle of the history: runs are numbered by ``seq``
             "deep": lambda engine, size: engine.list_runs(
-                "history", cursor=_encode_cursor(size // 2), limit=PAGE
+                "history", cursor=encode_cursor(size // 2), limit=PAGE
             ),
         }
         times: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
@@ -208,7 +208,7 @@ class CommitTimes:
     def step_started(self, run: Any, step: str, attempt: int) -> None:
         pass
 
-    def step_finished(self, run: Any, step: str, attempt: int, seconds: float, **_: Any) -> None:
+    def step_finished(self, run: Any, attempt: Any) -> None:
         pass
 
     def committed(self, seconds: float, operations: int) -> None:
@@ -252,22 +252,22 @@ async def retention(runs: int, folder: Path, *, keep: timedelta) -> dict[str, An
 
 async def overhead(runs: int, rounds: int, folder: Path) -> dict[str, list[float]]:
     """runs/s at 100 in flight of 3 python steps, with and without the attempt-start commit."""
-    committing = Executor._start_attempt
+    committing = StepRunner._start_attempt
 
-    async def not_committing(self: Executor, run: Any, node: Any, step: Any) -> None:
+    async def not_committing(self: StepRunner, run: Any, node: Any, step: Any) -> None:
         run.in_step = True
 
     results: dict[str, list[float]] = {"with": [], "without": []}
     for round_number in range(rounds):
         for label in ("with", "without") if round_number % 2 == 0 else ("without", "with"):
-            Executor._start_attempt = committing if label == "with" else not_committing  # type: ignore[method-assign]
+            StepRunner._start_attempt = committing if label == "with" else not_committing  # type: ignore[method-assign]
             db = folder / f"overhead-{label}-{round_number}.db"
             definitions = {"py": three_steps("py", python=True)}
             async with Engine(definitions, db_path=db) as engine:
                 await closed_loop(engine, "py", 200, 20)  # warm up
                 seconds = await closed_loop(engine, "py", runs, 100)
             results[label].append(runs / seconds)
-    Executor._start_attempt = committing  # type: ignore[method-assign]
+    StepRunner._start_attempt = committing  # type: ignore[method-assign]
     return results
 
 

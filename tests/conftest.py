@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from engine_probe import GATES
 from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
 from runcast.engine.definitions import WorkflowDefinition
@@ -66,6 +67,15 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
             server.force_exit = True
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+def gates() -> Iterator[dict[str, asyncio.Event]]:
+    """Fresh gates for ``engine_probe.hold`` steps, released and cleared after the test."""
+    yield GATES
+    for gate in GATES.values():
+        gate.set()
+    GATES.clear()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers for the engine's tests: wait for a run's condition, build definitions inline."""
+"""Helpers for the engine's tests: wait for a run's condition, build definitions inline, gates."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from engine_probe import GATES
 from runcast.engine import Engine
 from runcast.engine.definitions import (
     Node,
@@ -87,3 +88,32 @@ async def open_engine(
     )
     async with engine:
         yield engine
+
+
+HOLD = workflow("hold", python_step("held", "hold"), return_step("after", "held"))
+"""Its first step waits until the test opens the gate named by ``input.gate``."""
+
+
+def close_gates(*names: str) -> None:
+    """Closed gates called ``names`` for ``hold`` steps (``engine_probe.GATES``)."""
+    for name in names:
+        GATES[name] = asyncio.Event()
+
+
+async def trigger_hold(engine: Engine, name: str) -> RunStatus:
+    """Trigger a ``hold`` run called ``name`` held by gate ``name``; return its status."""
+    return (await engine.trigger("hold", input={"gate": name}, instance_id=name)).status
+
+
+async def release(engine: Engine, name: str) -> Run:
+    """Open gate ``name`` and wait until its ``hold`` run completes."""
+    GATES[name].set()
+    return await wait_for_status(engine, "hold", name, RunStatus.COMPLETE)
+
+
+async def completed_hold(engine: Engine, name: str) -> None:
+    """A ``hold`` run called ``name`` that ran to completion (its gate open from the start)."""
+    GATES[name] = asyncio.Event()
+    GATES[name].set()
+    await trigger_hold(engine, name)
+    await wait_for_status(engine, "hold", name, RunStatus.COMPLETE)

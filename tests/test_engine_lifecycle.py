@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,9 +13,13 @@ from ulid import ULID
 
 from engine_probe import GATES
 from engine_support import (
+    HOLD,
+    close_gates,
     open_engine,
     python_step,
+    release,
     return_step,
+    trigger_hold,
     wait_for_run,
     wait_for_status,
     workflow,
@@ -41,23 +44,6 @@ from runcast.errors import (
 )
 from runcast.models import Run, RunStatus, WorkflowKind
 
-
-@pytest.fixture
-def gates() -> Iterator[dict[str, asyncio.Event]]:
-    """Fresh gates for ``engine_probe.hold`` steps, released and cleared after the test."""
-    yield GATES
-    for gate in GATES.values():
-        gate.set()
-    GATES.clear()
-
-
-def gate(name: str) -> asyncio.Event:
-    """A closed gate called ``name`` for ``hold`` steps."""
-    GATES[name] = asyncio.Event()
-    return GATES[name]
-
-
-HOLD = workflow("hold", python_step("held", "hold"), return_step("after", "held"))
 LONG_SLEEP = workflow(
     "long-sleep", SleepNode("nap", timedelta(seconds=60)), return_step("z", "`1`")
 )
@@ -177,7 +163,7 @@ async def test_step_timeout_is_a_failed_attempt(
             timeout=timedelta(milliseconds=100),
         ),
     )
-    gate("never")
+    close_gates("never")
     async with open_engine(tmp_path / "e.db", slow) as engine:
         run = await engine.trigger("slow", input={"gate": "never"})
         done = await wait_for_status(engine, "slow", run.instance_id, RunStatus.ERRORED)
@@ -240,21 +226,16 @@ async def test_runs_over_the_cap_queue_fifo(
 
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
         engine.add_run_listener(started)
-        for name in ("r1", "r2", "r3", "r4"):
-            gate(name)
-        await engine.trigger("hold", input={"gate": "r1"}, instance_id="r1")
-        queued = [
-            await engine.trigger("hold", input={"gate": name}, instance_id=name)
-            for name in ("r2", "r3", "r4")
-        ]
-        assert all(run.status is RunStatus.QUEUED for run in queued)
+        close_gates("r1", "r2", "r3", "r4")
+        await trigger_hold(engine, "r1")
+        queued = [await trigger_hold(engine, name) for name in ("r2", "r3", "r4")]
+        assert all(status is RunStatus.QUEUED for status in queued)
         for name in ("r1", "r2", "r3", "r4"):
             await wait_for_status(engine, "hold", name, RunStatus.RUNNING)
             for other in ("r2", "r3", "r4"):
                 if other > name:
                     assert (await engine.get_run("hold", other)).status is RunStatus.QUEUED
-            GATES[name].set()
-            await wait_for_status(engine, "hold", name, RunStatus.COMPLETE)
+            await release(engine, name)
     assert order == ["r1", "r2", "r3", "r4"]
 
 
@@ -269,17 +250,14 @@ async def test_sleeping_and_waiting_runs_hold_no_slot(
     async with open_engine(tmp_path / "e.db", LONG_SLEEP, flaky, HOLD, max_running=1) as engine:
         await engine.trigger("long-sleep", instance_id="sleeper")
         await wait_for_status(engine, "long-sleep", "sleeper", RunStatus.PAUSED)
-        gate("g")
-        run = await engine.trigger("hold", input={"gate": "g"}, instance_id="h")
-        assert run.status is RunStatus.RUNNING
-        GATES["g"].set()
-        await wait_for_status(engine, "hold", "h", RunStatus.COMPLETE)
+        close_gates("h")
+        assert await trigger_hold(engine, "h") is RunStatus.RUNNING
+        await release(engine, "h")
         # a missing gate makes the action fail: the run waits 60s to retry
         await engine.trigger("retry", input={"gate": "missing"}, instance_id="w")
         await wait_for_status(engine, "retry", "w", RunStatus.WAITING)
-        gate("g2")
-        run = await engine.trigger("hold", input={"gate": "g2"}, instance_id="h2")
-        assert run.status is RunStatus.RUNNING
+        close_gates("h2")
+        assert await trigger_hold(engine, "h2") is RunStatus.RUNNING
 
 
 async def test_pause_mid_step_waits_for_the_step_then_resume_completes(
@@ -287,8 +265,8 @@ async def test_pause_mid_step_waits_for_the_step_then_resume_completes(
 ) -> None:
     """Pause mid-step shows waitingForPause, pauses after the step; resume completes the run."""
     async with open_engine(tmp_path / "e.db", HOLD) as engine:
-        gate("p")
-        await engine.trigger("hold", input={"gate": "p"}, instance_id="p")
+        close_gates("p")
+        await trigger_hold(engine, "p")
         await wait_for_run(engine, "hold", "p", lambda r: r.steps is not None and len(r.steps) == 1)
         pausing = await engine.pause("hold", "p")
         assert pausing.status is RunStatus.WAITING_FOR_PAUSE
@@ -308,13 +286,10 @@ async def test_a_run_paused_by_request_gives_its_slot_away_and_queues_on_resume(
 ) -> None:
     """Paused after its step, a run frees its slot; resumed over the cap, it queues."""
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
-        gate("p")
-        gate("q")
-        await engine.trigger("hold", input={"gate": "p"}, instance_id="p")
+        close_gates("p", "q")
+        await trigger_hold(engine, "p")
         await wait_for_run(engine, "hold", "p", lambda r: r.steps is not None and len(r.steps) == 1)
-        assert (await engine.trigger("hold", input={"gate": "q"}, instance_id="q")).status is (
-            RunStatus.QUEUED
-        )
+        assert await trigger_hold(engine, "q") is RunStatus.QUEUED
         assert (await engine.pause("hold", "p")).status is RunStatus.WAITING_FOR_PAUSE
         assert (await engine.get_run("hold", "q")).status is RunStatus.QUEUED
         GATES["p"].set()
@@ -322,8 +297,7 @@ async def test_a_run_paused_by_request_gives_its_slot_away_and_queues_on_resume(
         await wait_for_status(engine, "hold", "q", RunStatus.RUNNING)
         await engine.resume("hold", "p")
         await wait_for_status(engine, "hold", "p", RunStatus.QUEUED)
-        GATES["q"].set()
-        await wait_for_status(engine, "hold", "q", RunStatus.COMPLETE)
+        await release(engine, "q")
         await wait_for_status(engine, "hold", "p", RunStatus.COMPLETE)
 
 
@@ -335,14 +309,12 @@ async def test_a_run_waiting_for_an_event_holds_no_slot(
     async with open_engine(tmp_path / "e.db", waits, HOLD, max_running=1) as engine:
         await engine.trigger("waits", instance_id="w")
         await wait_for_status(engine, "waits", "w", RunStatus.PAUSED)
-        gate("g")
-        assert (await engine.trigger("hold", input={"gate": "g"}, instance_id="h")).status is (
-            RunStatus.RUNNING
-        )
+        close_gates("h")
+        assert await trigger_hold(engine, "h") is RunStatus.RUNNING
         await engine.send_event("waits", "w", event_type="go", payload=5)
         assert (await engine.get_run("waits", "w")).status is not RunStatus.COMPLETE
         await wait_for_status(engine, "waits", "w", RunStatus.QUEUED)
-        GATES["g"].set()
+        GATES["h"].set()
         done = await wait_for_status(engine, "waits", "w", RunStatus.COMPLETE)
     assert done.output == 5
 
@@ -371,23 +343,20 @@ async def test_pause_and_resume_of_a_queued_run(
 ) -> None:
     """A queued run paused leaves the queue for good; resumed, it queues and runs again."""
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
-        gate("a")
-        gate("b")
-        await engine.trigger("hold", input={"gate": "a"}, instance_id="a")
-        await engine.trigger("hold", input={"gate": "b"}, instance_id="b")
+        close_gates("a", "b")
+        await trigger_hold(engine, "a")
+        await trigger_hold(engine, "b")
         assert (await engine.pause("hold", "b")).status is RunStatus.PAUSED
         for _ in range(150):  # withdrawn queue entries must not pile up
             await engine.resume("hold", "b")
             await wait_for_status(engine, "hold", "b", RunStatus.QUEUED)
             await engine.pause("hold", "b")
-        assert engine._executor._slots.entries <= 64 + 2
-        GATES["a"].set()
-        await wait_for_status(engine, "hold", "a", RunStatus.COMPLETE)
+        assert engine._executor.slots.entries <= 64 + 2
+        await release(engine, "a")
         assert (await engine.get_run("hold", "b")).status is RunStatus.PAUSED
         await engine.resume("hold", "b")
         await wait_for_status(engine, "hold", "b", RunStatus.RUNNING)
-        GATES["b"].set()
-        await wait_for_status(engine, "hold", "b", RunStatus.COMPLETE)
+        await release(engine, "b")
 
 
 async def test_resume_of_a_run_not_paused_returns_it_unchanged(engine: Engine) -> None:
@@ -416,8 +385,8 @@ async def test_terminate_mid_step_is_immediate(
 ) -> None:
     """Terminate ends a run at once even mid-step; output and error are null."""
     async with open_engine(tmp_path / "e.db", HOLD) as engine:
-        gate("t")
-        await engine.trigger("hold", input={"gate": "t"}, instance_id="t")
+        close_gates("t")
+        await trigger_hold(engine, "t")
         await wait_for_run(engine, "hold", "t", lambda r: bool(r.steps))
         ended = await engine.terminate("hold", "t")
         assert ended.status is RunStatus.TERMINATED

@@ -38,6 +38,13 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def load_files(folder: Path, files: dict[str, str]) -> LoadResult:
+    """Write each ``name: text`` of ``files`` into ``folder``, then load the folder."""
+    for name, text in files.items():
+        write(folder, name, text)
+    return load_workflows(folder)
+
+
 def load_one(tmp_path: Path, text: str, *, max_nodes: int = 100) -> LoadResult:
     write(tmp_path, "wf.yaml", text)
     return load_workflows(tmp_path, max_nodes=max_nodes)
@@ -230,10 +237,14 @@ def test_unquoted_yaml_timestamp_is_kept_as_iso_text(tmp_path: Path) -> None:
 
 def test_other_files_and_hidden_files_are_ignored(tmp_path: Path) -> None:
     """Only .yaml, .yml and .json files are read; hidden files and other suffixes are not."""
-    write(tmp_path, "a.yml", "id: a\nnodes: [{sleep: s, duration: 1s}]\n")
-    write(tmp_path, ".hidden.yaml", "not: [valid")
-    write(tmp_path, "notes.txt", "not a workflow")
-    result = load_workflows(tmp_path)
+    result = load_files(
+        tmp_path,
+        {
+            "a.yml": "id: a\nnodes: [{sleep: s, duration: 1s}]\n",
+            ".hidden.yaml": "not: [valid",
+            "notes.txt": "not a workflow",
+        },
+    )
     assert result.problems == []
     assert set(result.definitions) == {"a"}
 
@@ -569,11 +580,10 @@ def test_more_nodes_than_the_limit(tmp_path: Path) -> None:
 def test_default_node_limit_is_100(tmp_path: Path) -> None:
     """By default a workflow may have 100 nodes but not 101."""
     nodes = [{"sleep": f"s{i}", "duration": "1s"} for i in range(101)]
-    (tmp_path / "wf.json").write_text(json.dumps({"id": "big", "nodes": nodes}))
-    problem = only_problem(load_workflows(tmp_path))
-    assert "limit of 100" in problem.message
-    (tmp_path / "wf.json").write_text(json.dumps({"id": "big", "nodes": nodes[:100]}))
-    assert load_workflows(tmp_path).problems == []
+    longer = {"wf.json": json.dumps({"id": "big", "nodes": nodes})}
+    assert "limit of 100" in only_problem(load_files(tmp_path, longer)).message
+    shorter = {"wf.json": json.dumps({"id": "big", "nodes": nodes[:100]})}
+    assert load_files(tmp_path, shorter).problems == []
 
 
 def test_every_problem_of_a_file_is_reported(tmp_path: Path) -> None:
@@ -640,8 +650,7 @@ def test_yaml_syntax_error_is_reported(tmp_path: Path) -> None:
 
 def test_json_syntax_error_is_reported(tmp_path: Path) -> None:
     """A .json file that is not valid JSON is reported as such."""
-    (tmp_path / "wf.json").write_text("{'id': 'x'}")
-    problem = only_problem(load_workflows(tmp_path))
+    problem = only_problem(load_files(tmp_path, {"wf.json": "{'id': 'x'}"}))
     assert problem.file == tmp_path / "wf.json"
     assert problem.message.startswith("not valid JSON")
 
@@ -674,19 +683,27 @@ def test_undecodable_file_is_reported(tmp_path: Path) -> None:
 
 def test_bad_file_never_takes_the_others_down(tmp_path: Path) -> None:
     """A bad file is reported and skipped; the good files around it still load."""
-    write(tmp_path, "a.yaml", "id: a\nnodes: [{sleep: s, duration: 1s}]\n")
-    write(tmp_path, "b.yaml", "id: b\nnodes: [{step: x, action: {teleport: 1}}]\n")
-    write(tmp_path, "c.yaml", "id: c\nnodes: [{sleep: s, duration: 2s}]\n")
-    result = load_workflows(tmp_path)
+    result = load_files(
+        tmp_path,
+        {
+            "a.yaml": "id: a\nnodes: [{sleep: s, duration: 1s}]\n",
+            "b.yaml": "id: b\nnodes: [{step: x, action: {teleport: 1}}]\n",
+            "c.yaml": "id: c\nnodes: [{sleep: s, duration: 2s}]\n",
+        },
+    )
     assert set(result.definitions) == {"a", "c"}
     assert [(p.file.name, p.node) for p in result.problems] == [("b.yaml", "x")]
 
 
 def test_duplicate_workflow_ids_across_files(tmp_path: Path) -> None:
     """The second file with an id already loaded is reported, naming the first file."""
-    write(tmp_path, "1-first.yaml", "id: same\nnodes: [{sleep: s, duration: 1s}]\n")
-    write(tmp_path, "2-second.yml", "id: same\nnodes: [{sleep: t, duration: 2s}]\n")
-    result = load_workflows(tmp_path)
+    result = load_files(
+        tmp_path,
+        {
+            "1-first.yaml": "id: same\nnodes: [{sleep: s, duration: 1s}]\n",
+            "2-second.yml": "id: same\nnodes: [{sleep: t, duration: 2s}]\n",
+        },
+    )
     assert result.definitions["same"].source == tmp_path / "1-first.yaml"
     problem = result.problems[0]
     assert len(result.problems) == 1

@@ -4,40 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine_probe import GATES
-from engine_support import open_engine, python_step, return_step, wait_for_status, workflow
+from engine_support import (
+    HOLD,
+    close_gates,
+    completed_hold,
+    open_engine,
+    python_step,
+    release,
+    trigger_hold,
+    wait_for_status,
+    workflow,
+)
 from runcast.engine import Engine
+from runcast.engine._schema import runs_table
 from runcast.engine.definitions import WaitForEventNode
 from runcast.errors import AlreadyExists
 from runcast.models import RunStatus
 
-HOLD = workflow("hold", python_step("held", "hold"), return_step("after", "held"))
 WAITS = workflow("waits", WaitForEventNode("go", "go"), python_step("held", "hold"))
-
-
-@pytest.fixture
-def gates() -> Iterator[dict[str, asyncio.Event]]:
-    """Fresh gates for ``engine_probe.hold`` steps, released and cleared after the test."""
-    yield GATES
-    for gate in GATES.values():
-        gate.set()
-    GATES.clear()
-
-
-def close_gates(*names: str) -> None:
-    """Closed gates called ``names`` for ``hold`` steps."""
-    for name in names:
-        GATES[name] = asyncio.Event()
-
-
-async def trigger_hold(engine: Engine, name: str) -> RunStatus:
-    """Trigger a ``hold`` run called ``name`` held by gate ``name``; return its status."""
-    return (await engine.trigger("hold", input={"gate": name}, instance_id=name)).status
 
 
 async def statuses(engine: Engine, *names: str) -> list[RunStatus]:
@@ -45,22 +34,13 @@ async def statuses(engine: Engine, *names: str) -> list[RunStatus]:
     return [(await engine.get_run("hold", name)).status for name in names]
 
 
-async def release(engine: Engine, name: str) -> None:
-    """Open gate ``name`` and wait until its ``hold`` run completes."""
-    GATES[name].set()
-    await wait_for_status(engine, "hold", name, RunStatus.COMPLETE)
-
-
 async def test_a_restarted_run_queues_behind_runs_queued_before_the_restart(
     tmp_path: Path, gates: dict[str, asyncio.Event]
 ) -> None:
     """A restart over the cap puts the run at the back of the queue, not at its creation place."""
     close_gates("blocker", "q1", "q2")
-    GATES["old"] = asyncio.Event()
-    GATES["old"].set()
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
-        await trigger_hold(engine, "old")
-        await wait_for_status(engine, "hold", "old", RunStatus.COMPLETE)
+        await completed_hold(engine, "old")
         assert await trigger_hold(engine, "blocker") is RunStatus.RUNNING
         assert await trigger_hold(engine, "q1") is RunStatus.QUEUED
         assert await trigger_hold(engine, "q2") is RunStatus.QUEUED
@@ -165,22 +145,8 @@ async def test_a_slot_free_at_startup_goes_to_the_head_of_the_restored_queue(
         await release(engine, "y")
 
 
-OLD_RUNS_TABLE = """
-CREATE TABLE runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_id TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    pause_requested INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (workflow_id, instance_id)
-);
-"""
+OLD_RUNS_TABLE = runs_table(later=())
+"""The ``runs`` table of the engine before ``queue_seq`` and ``version`` were added."""
 
 
 async def test_a_file_without_queue_order_opens_and_keeps_creation_order(
@@ -242,11 +208,8 @@ async def test_a_refused_trigger_over_the_cap_leaves_no_place_in_the_queue(
 ) -> None:
     """A trigger refused as a duplicate over the cap neither blocks the queue nor keeps a slot."""
     close_gates("blocker", "q", "r")
-    GATES["done"] = asyncio.Event()
-    GATES["done"].set()
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
-        await trigger_hold(engine, "done")
-        await wait_for_status(engine, "hold", "done", RunStatus.COMPLETE)
+        await completed_hold(engine, "done")
         assert await trigger_hold(engine, "blocker") is RunStatus.RUNNING
         with pytest.raises(AlreadyExists):
             await trigger_hold(engine, "done")

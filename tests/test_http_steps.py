@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from engine_support import wait_for_status
 from runcast.engine import Engine, load_workflows
-from runcast.models import RunStatus
+from runcast.models import JSON, Run, RunStatus
 
 Serve = Callable[[ASGIApp], AbstractAsyncContextManager[str]]
 TOKEN = "tok-3f9a1c-SECRET-value"
@@ -74,11 +74,21 @@ def load(tmp_path: Path, text: str) -> Engine:
     return Engine(result.definitions, db_path=tmp_path / "runs.db")
 
 
+async def run_once(
+    tmp_path: Path, text: str, status: RunStatus, *, input: JSON = None, within: float = 10.0
+) -> Run:
+    """Run the one workflow written as YAML ``text`` once; return the run once in ``status``."""
+    async with load(tmp_path, text) as engine:
+        (workflow_id,) = engine.definitions
+        run = await engine.trigger(workflow_id, input=input)
+        return await wait_for_status(engine, workflow_id, run.instance_id, status, within=within)
+
+
 async def test_expressions_fill_url_headers_query_and_json(serve: Serve, tmp_path: Path) -> None:
     """url, header and query templates and json expressions read the input and earlier steps."""
     hits: Counter[str] = Counter()
     async with serve(service(hits)) as url:
-        engine = load(
+        run = await run_once(
             tmp_path,
             f"""
             id: order
@@ -95,10 +105,9 @@ async def test_expressions_fill_url_headers_query_and_json(serve: Serve, tmp_pat
                     query: {{currency: '${{"fetch-price".currency}}', rush: true}}
                     json: {{orderId: input.orderId, total: '"fetch-price".amount', note: "`hi`"}}
             """,
+            RunStatus.COMPLETE,
+            input={"orderId": 42, "amount": 9.5},
         )
-        async with engine:
-            await engine.trigger("order", instance_id="o1", input={"orderId": 42, "amount": 9.5})
-            run = await wait_for_status(engine, "order", "o1", RunStatus.COMPLETE)
     assert run.output == {
         "path": "42",
         "query": {"currency": "EUR", "rush": "true"},
@@ -111,7 +120,7 @@ async def test_expressions_fill_url_headers_query_and_json(serve: Serve, tmp_pat
 async def test_result_full_gives_status_headers_and_body(serve: Serve, tmp_path: Path) -> None:
     """`result: full` makes the step's result {status, headers, body}."""
     async with serve(service(Counter())) as url:
-        engine = load(
+        run = await run_once(
             tmp_path,
             f"""
             id: full
@@ -120,10 +129,8 @@ async def test_result_full_gives_status_headers_and_body(serve: Serve, tmp_path:
                 action:
                   http: {{method: POST, url: "{url}/orders/7", json: "`{{}}`", result: full}}
             """,
+            RunStatus.COMPLETE,
         )
-        async with engine:
-            await engine.trigger("full", instance_id="f")
-            run = await wait_for_status(engine, "full", "f", RunStatus.COMPLETE)
     assert run.output["status"] == 200
     assert run.output["headers"]["content-type"] == "application/json"
     assert run.output["body"]["path"] == "7"
@@ -137,7 +144,7 @@ async def test_secrets_are_sent_but_never_stored_shown_or_logged(
     caplog.set_level(logging.DEBUG)
     hits: Counter[str] = Counter()
     async with serve(service(hits)) as url:
-        engine = load(
+        run = await run_once(
             tmp_path,
             f"""
             id: pay
@@ -155,10 +162,8 @@ async def test_secrets_are_sent_but_never_stored_shown_or_logged(
                 action:
                   http: {{url: "{url}/status/401?key=${{secrets.API_TOKEN}}"}}
             """,
+            RunStatus.ERRORED,
         )
-        async with engine:
-            await engine.trigger("pay", instance_id="p")
-            run = await wait_for_status(engine, "pay", "p", RunStatus.ERRORED)
     assert hits["echo"] == 1
     assert hits["status-401"] == 1
     assert hits[f"received Bearer {TOKEN}"] == 1
@@ -207,7 +212,7 @@ async def test_retry_on_decides_which_failures_are_retried(serve: Serve, tmp_pat
 async def test_the_step_timeout_covers_the_whole_request(serve: Serve, tmp_path: Path) -> None:
     """A response that trickles in slower than the step's timeout fails at the timeout."""
     async with serve(service(Counter())) as url:
-        engine = load(
+        run = await run_once(
             tmp_path,
             f"""
             id: slow
@@ -216,8 +221,7 @@ async def test_the_step_timeout_covers_the_whole_request(serve: Serve, tmp_path:
                 action: {{http: {{url: "{url}/slow"}}}}
                 timeout: 500ms
             """,
+            RunStatus.ERRORED,
+            within=4,
         )
-        async with engine:
-            await engine.trigger("slow", instance_id="s")
-            run = await wait_for_status(engine, "slow", "s", RunStatus.ERRORED, within=4)
     assert run.error == "step 'call' timed out after 500ms"

@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from runcast.engine import _store
-from runcast.engine._store import Store
+from runcast.engine._run_writes import delete_expired
+from runcast.engine._store import Store, StoreClosed
+from runcast.engine._version_rows import select_workflow_ids
 from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.models import RunStatus
 
@@ -87,7 +88,7 @@ class RetentionSweeper:
     async def sweep(self) -> int:
         """Delete every expired run now, batch by batch; returns how many were deleted."""
         total = 0
-        for workflow_id in await self._store.run(_store.select_workflow_ids):
+        for workflow_id in await self._store.run(select_workflow_ids):
             retention = retention_of(self._definitions.get(workflow_id), self._default)
             for status, period in _periods(retention):
                 total += await self._sweep_one(workflow_id, status, period)
@@ -99,7 +100,7 @@ class RetentionSweeper:
         while True:
             cutoff = self._clock() - period.total_seconds()
             deleted = await self._store.run(
-                _store.delete_expired(workflow_id, status.value, cutoff, BATCH)
+                delete_expired(workflow_id, status.value, cutoff, BATCH)
             )
             total += deleted
             if deleted < BATCH:
@@ -110,7 +111,7 @@ class RetentionSweeper:
         while True:
             try:
                 deleted = await self.sweep()
-            except _store.StoreClosed:
+            except StoreClosed:
                 return
             except Exception as exc:
                 log.warning("engine: deleting expired runs failed (%s); retrying later", exc)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from runcast.engine._store import RunRow, StepRow
+from runcast.engine._rows import RunRow, StepRow
 from runcast.engine.definitions import WaitForEventNode, WorkflowDefinition
 from runcast.limits import compact_json
 from runcast.models import JSON, Run, RunStatus, RunWait, RunWaitReason, Step
@@ -140,19 +140,10 @@ class StepState:
 
     @classmethod
     def from_row(cls, row: StepRow) -> StepState:
-        """The state a stored step row describes."""
+        """The state a stored ``steps`` row describes."""
+        _, idx, name, kind, status, attempts, output, error, started, ended, wake = row
         return cls(
-            idx=row.idx,
-            name=row.name,
-            type=row.type,
-            status=row.status,
-            attempts=row.attempts,
-            output=decode(row.output),
-            output_json=row.output,
-            error=row.error,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            wake_at=row.wake_at,
+            idx, name, kind, status, attempts, decode(output), output, error, started, ended, wake
         )
 
 
@@ -294,7 +285,7 @@ class RunState:
     def from_rows(
         cls, definition: WorkflowDefinition, row: RunRow, steps: list[StepRow]
     ) -> RunState:
-        """Rebuild an unfinished run from its rows (after a restart)."""
+        """The state its stored rows describe (an unfinished run after a restart, or any run)."""
         state = cls(
             definition=definition,
             seq=row.seq,
@@ -305,6 +296,9 @@ class RunState:
             created_at=row.created_at,
             started_at=row.started_at,
             ended_at=row.ended_at,
+            output=decode(row.output),
+            output_json=row.output,
+            error=row.error,
             pause_requested=row.pause_requested,
             queue_seq=row.queue_seq,
             version=row.version or "",
@@ -327,31 +321,16 @@ class RunState:
 
 
 def run_from_rows(
-    definition_id: str,
+    workflow_id: str,
     row: RunRow,
     steps: list[StepRow],
     definition: WorkflowDefinition | None = None,
 ) -> Run:
-    """The public ``Run`` a stored run describes (for runs not in memory)."""
-    status = RunStatus.parse(row.status)
-    current = steps[-1] if steps and steps[-1].status not in _DONE else None
-    wake_at = None
-    if current is not None and status in (RunStatus.PAUSED, RunStatus.WAITING):
-        wake_at = moment(current.wake_at)
-    current_state = None if current is None else StepState.from_row(current)
-    return Run(
-        workflow_id=definition_id,
-        instance_id=row.instance_id,
-        status=status,
-        raw_status=row.status,
-        input=decode(row.input),
-        output=decode(row.output),
-        error=row.error,
-        created_at=moment(row.created_at),
-        started_at=moment(row.started_at),
-        ended_at=moment(row.ended_at),
-        steps=tuple(StepState.from_row(step).to_model() for step in steps),
-        wake_at=wake_at,
-        workflow_version=row.version,
-        wait=wait_of(status, row.pause_requested, current_state, definition),
-    )
+    """The public ``Run`` a stored run describes (for runs not in memory).
+
+    Without its ``definition``, a definition without nodes stands in: the run's wait,
+    if any, names no event type.
+    """
+    if definition is None:
+        definition = WorkflowDefinition(id=workflow_id, name=workflow_id)
+    return RunState.from_rows(definition, row, steps).to_model()

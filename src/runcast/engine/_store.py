@@ -26,11 +26,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["MEMORY", "EventRow", "RunRow", "StepRow", "Store", "StoreClosed"]
+from runcast.engine._schema import create_tables
+
+__all__ = ["MEMORY", "Store", "StoreClosed", "is_storage_fault"]
 
 log = logging.getLogger("runcast.engine")
 
@@ -42,119 +43,13 @@ MEMORY = ":memory:"
 MAX_BATCH = 4096
 """The most operations one transaction holds; keeps a commit's latency bounded."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    workflow_id TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT,
-    output TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    ended_at REAL,
-    pause_requested INTEGER NOT NULL DEFAULT 0,
-    queue_seq INTEGER,
-    version TEXT,
-    UNIQUE (workflow_id, instance_id)
-);
-CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs (workflow_id, seq);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
-CREATE INDEX IF NOT EXISTS runs_by_workflow_status ON runs (workflow_id, status, seq);
-CREATE INDEX IF NOT EXISTS runs_by_end ON runs (workflow_id, status, ended_at);
-CREATE TABLE IF NOT EXISTS workflow_versions (
-    workflow_id TEXT NOT NULL,
-    version TEXT NOT NULL,
-    definition TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (workflow_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS workflow_current (
-    workflow_id TEXT PRIMARY KEY,
-    version TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS steps (
-    run_seq INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    output TEXT,
-    error TEXT,
-    started_at REAL,
-    ended_at REAL,
-    wake_at REAL,
-    PRIMARY KEY (run_seq, idx)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_seq INTEGER NOT NULL,
-    event_type TEXT NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_seq, id);
-"""
-
-_RUN_COLUMNS = (
-    "seq, workflow_id, instance_id, status, input, output, error,"
-    " created_at, started_at, ended_at, pause_requested, queue_seq, version"
-)
-
-_QUEUED = "queued"
-"""``RunStatus.QUEUED.value`` (the store does not import the models)."""
-
 
 class StoreClosed(RuntimeError):
     """The store was closed; no operation is accepted any more."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One row of ``runs``; JSON columns are kept encoded."""
-
-    seq: int
-    workflow_id: str
-    instance_id: str
-    status: str
-    input: str | None
-    output: str | None
-    error: str | None
-    created_at: float
-    started_at: float | None
-    ended_at: float | None
-    pause_requested: bool
-    queue_seq: int | None
-    """The run's place in the slot queue, taken each time it (re)enters it (see Executor)."""
-    version: str | None = None
-    """The workflow version the run executes (``None`` only in files of older engines)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """One row of ``steps``: node ``idx`` of run ``run_seq``."""
-
-    run_seq: int
-    idx: int
-    name: str
-    type: str
-    status: str
-    attempts: int
-    output: str | None
-    error: str | None
-    started_at: float | None
-    ended_at: float | None
-    wake_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """An accepted event not yet delivered to a wait (its payload stays in the file)."""
-
-    id: int
-    run_seq: int
-    event_type: str
+_Outcome = tuple[asyncio.Future[Any] | None, Any, BaseException | None]
+"""An operation's future, with its result or the error it raised."""
 
 
 class _Operation(Generic[T]):
@@ -264,8 +159,7 @@ class Store:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA cache_size=-16000")
-        conn.executescript(_SCHEMA)
-        _migrate(conn)
+        create_tables(conn)
         return conn
 
     def _writer(self) -> None:
@@ -325,11 +219,9 @@ class Store:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, outcomes)
 
-    def _commit(
-        self, conn: sqlite3.Connection, batch: list[_Operation[Any]]
-    ) -> list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]:
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Operation[Any]]) -> list[_Outcome]:
         """Run ``batch`` in one transaction; a storage fault in any operation aborts it all."""
-        outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]] = []
+        outcomes: list[_Outcome] = []
         began = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         for op in batch:
@@ -390,28 +282,7 @@ def is_storage_fault(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "disk" in str(exc).lower()
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a file written by an older engine up to ``_SCHEMA`` (in one transaction).
-
-    ``runs.queue_seq`` (added later): runs already queued keep their creation order.
-    ``runs.version`` (added later): ``None`` until ``register_versions`` gives those runs
-    the version of their workflow's definition as loaded then.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
-        if "queue_seq" not in columns:
-            conn.execute("ALTER TABLE runs ADD COLUMN queue_seq INTEGER")
-            conn.execute("UPDATE runs SET queue_seq = seq WHERE status = ?", (_QUEUED,))
-        if "version" not in columns:
-            conn.execute("ALTER TABLE runs ADD COLUMN version TEXT")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.rollback()
-        raise
-
-
-def _resolve(outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]]) -> None:
+def _resolve(outcomes: list[_Outcome]) -> None:
     for future, value, error in outcomes:
         if future is None or future.done():
             continue
@@ -419,376 +290,3 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any] | None, Any, BaseException
             future.set_exception(error)
         else:
             future.set_result(value)
-
-
-# -- statements (each runs in the writer thread) ---------------------------------------
-
-
-def insert_run(params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], int | None]:
-    """An operation inserting a run; it returns its ``seq``, or ``None`` if the id is taken.
-
-    ``params``: workflow id, instance id, status, input JSON, created at, started at,
-    queue seq and version (``RunState.insert_params``).
-    """
-
-    def op(conn: sqlite3.Connection) -> int | None:
-        cursor = conn.execute(
-            "INSERT INTO runs (workflow_id, instance_id, status, input, created_at, started_at,"
-            " queue_seq, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (workflow_id, instance_id) DO NOTHING",
-            params,
-        )
-        return cursor.lastrowid if cursor.rowcount == 1 else None
-
-    return op
-
-
-RUN_UPDATE = (
-    "UPDATE runs SET status = ?, output = ?, error = ?, started_at = ?, ended_at = ?,"
-    " pause_requested = ?, queue_seq = ? WHERE seq = ?"
-)
-STEP_UPSERT = (
-    "INSERT OR REPLACE INTO steps (run_seq, idx, name, type, status, attempts, output, error,"
-    " started_at, ended_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def row_to_run(row: tuple[Any, ...]) -> RunRow:
-    """A ``RunRow`` from a ``SELECT {_RUN_COLUMNS}`` row."""
-    return RunRow(
-        seq=row[0],
-        workflow_id=row[1],
-        instance_id=row[2],
-        status=row[3],
-        input=row[4],
-        output=row[5],
-        error=row[6],
-        created_at=row[7],
-        started_at=row[8],
-        ended_at=row[9],
-        pause_requested=bool(row[10]),
-        queue_seq=row[11],
-        version=row[12],
-    )
-
-
-def select_steps(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, list[StepRow]]:
-    """The step rows of runs ``seqs``, in node order."""
-    found: dict[int, list[StepRow]] = {seq: [] for seq in seqs}
-    for start in range(0, len(seqs), 500):
-        chunk = seqs[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in conn.execute(
-            f"SELECT run_seq, idx, name, type, status, attempts, output, error, started_at,"
-            f" ended_at, wake_at FROM steps WHERE run_seq IN ({marks}) ORDER BY run_seq, idx",
-            chunk,
-        ):
-            found[row[0]].append(StepRow(*row))
-    return found
-
-
-def select_run(
-    workflow_id: str, instance_id: str
-) -> Callable[[sqlite3.Connection], tuple[RunRow, list[StepRow]] | None]:
-    """An operation reading one run and its steps."""
-
-    def op(conn: sqlite3.Connection) -> tuple[RunRow, list[StepRow]] | None:
-        row = conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ? AND instance_id = ?",
-            (workflow_id, instance_id),
-        ).fetchone()
-        if row is None:
-            return None
-        run = row_to_run(row)
-        return run, select_steps(conn, [run.seq])[run.seq]
-
-    return op
-
-
-def select_page(
-    workflow_id: str, statuses: list[str] | None, before_seq: int | None, limit: int
-) -> Callable[[sqlite3.Connection], list[tuple[RunRow, list[StepRow]]]]:
-    """An operation reading one page of a workflow's runs, newest first."""
-
-    def op(conn: sqlite3.Connection) -> list[tuple[RunRow, list[StepRow]]]:
-        # One index range per status (runs_by_workflow_status), merged here: the cost is
-        # the page size times the statuses asked for, however many runs the file holds.
-        ranges = [None] if statuses is None else statuses
-        found: list[RunRow] = []
-        for status in ranges:
-            sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE workflow_id = ?"
-            params: list[Any] = [workflow_id]
-            if status is not None:
-                sql += " AND status = ?"
-                params.append(status)
-            if before_seq is not None:
-                sql += " AND seq < ?"
-                params.append(before_seq)
-            sql += " ORDER BY seq DESC LIMIT ?"
-            params.append(limit)
-            found.extend(row_to_run(row) for row in conn.execute(sql, params))
-        runs = sorted(found, key=lambda run: run.seq, reverse=True)[:limit]
-        steps = select_steps(conn, [run.seq for run in runs])
-        return [(run, steps[run.seq]) for run in runs]
-
-    return op
-
-
-def select_unfinished(
-    terminal: list[str],
-) -> Callable[[sqlite3.Connection], tuple[list[RunRow], dict[int, list[StepRow]], list[EventRow]]]:
-    """An operation reading every run not in a ``terminal`` status, its steps and events."""
-
-    def op(
-        conn: sqlite3.Connection,
-    ) -> tuple[list[RunRow], dict[int, list[StepRow]], list[EventRow]]:
-        marks = ",".join("?" * len(terminal))
-        runs = [
-            row_to_run(row)
-            for row in conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status NOT IN ({marks}) ORDER BY seq",
-                terminal,
-            )
-        ]
-        steps = select_steps(conn, [run.seq for run in runs])
-        events: list[EventRow] = []
-        if runs:
-            events = [
-                EventRow(*row)
-                for row in conn.execute(
-                    "SELECT e.id, e.run_seq, e.event_type FROM events e"
-                    f" JOIN runs r ON r.seq = e.run_seq WHERE r.status NOT IN ({marks})"
-                    " ORDER BY e.id",
-                    terminal,
-                )
-            ]
-        return runs, steps, events
-
-    return op
-
-
-def max_queue_seq(conn: sqlite3.Connection) -> int:
-    """The highest ``queue_seq`` ever given in the file (0 if none): the counter resumes above."""
-    row = conn.execute("SELECT COALESCE(MAX(queue_seq), 0) FROM runs").fetchone()
-    return int(row[0])
-
-
-def select_event_payload(event_id: int) -> Callable[[sqlite3.Connection], str | None]:
-    """An operation reading the JSON payload of event ``event_id`` (``None`` if it is gone)."""
-
-    def op(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute("SELECT payload FROM events WHERE id = ?", (event_id,)).fetchone()
-        return None if row is None else str(row[0])
-
-    return op
-
-
-# -- workflow versions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class VersionChange:
-    """A workflow whose loaded definition is not the one the file last had."""
-
-    workflow_id: str
-    old: str
-    new: str
-    runs_on_old: int
-    """Unfinished runs that stay on ``old``."""
-
-
-Registered = tuple[list[VersionChange], list[str]]
-"""What ``register_versions`` found: the changed workflows, the ids no longer loaded."""
-
-
-def register_versions(
-    loaded: list[tuple[str, str, str]], terminal: list[str], now: float
-) -> Callable[[sqlite3.Connection], Registered]:
-    """An operation recording the loaded ``(workflow_id, version, definition_json)`` as current.
-
-    Each new version's definition is kept; runs of older engines get the current
-    version. Returns the workflows whose version changed, and the ids of workflows
-    the file knows that are not loaded any more.
-    """
-
-    def op(conn: sqlite3.Connection) -> tuple[list[VersionChange], list[str]]:
-        changes: list[VersionChange] = []
-        marks = ",".join("?" * len(terminal))
-        for workflow_id, version, text in loaded:
-            conn.execute(
-                "INSERT OR IGNORE INTO workflow_versions VALUES (?, ?, ?, ?)",
-                (workflow_id, version, text, now),
-            )
-            row = conn.execute(
-                "SELECT version FROM workflow_current WHERE workflow_id = ?", (workflow_id,)
-            ).fetchone()
-            conn.execute(
-                "UPDATE runs SET version = ? WHERE workflow_id = ? AND version IS NULL",
-                (version if row is None else row[0], workflow_id),
-            )
-            if row is not None and row[0] != version:
-                count = conn.execute(
-                    "SELECT COUNT(*) FROM runs WHERE workflow_id = ? AND version = ?"
-                    f" AND status NOT IN ({marks})",
-                    (workflow_id, row[0], *terminal),
-                ).fetchone()[0]
-                changes.append(VersionChange(workflow_id, row[0], version, int(count)))
-            conn.execute(
-                "INSERT OR REPLACE INTO workflow_current VALUES (?, ?)", (workflow_id, version)
-            )
-        ids = {workflow_id for workflow_id, _, _ in loaded}
-        known = [str(r[0]) for r in conn.execute("SELECT workflow_id FROM workflow_current")]
-        return changes, sorted(set(known) - ids)
-
-    return op
-
-
-def select_version(workflow_id: str, version: str) -> Callable[[sqlite3.Connection], str | None]:
-    """An operation reading the stored definition JSON of one workflow version."""
-
-    def op(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute(
-            "SELECT definition FROM workflow_versions WHERE workflow_id = ? AND version = ?",
-            (workflow_id, version),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    return op
-
-
-def forget_from(seq: int, keep: int) -> Callable[[sqlite3.Connection], None]:
-    """An operation deleting run ``seq``'s node results from index ``keep`` on, and its events."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM steps WHERE run_seq = ? AND idx >= ?", (seq, keep))
-        conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-
-    return op
-
-
-# -- deleting finished runs ------------------------------------------------------------
-
-
-def _delete_runs(conn: sqlite3.Connection, seqs: list[int]) -> None:
-    marks = ",".join("?" * len(seqs))
-    conn.execute(f"DELETE FROM steps WHERE run_seq IN ({marks})", seqs)
-    conn.execute(f"DELETE FROM events WHERE run_seq IN ({marks})", seqs)
-    conn.execute(f"DELETE FROM runs WHERE seq IN ({marks})", seqs)
-
-
-def delete_finished(
-    workflow_id: str, instance_id: str, terminal: list[str]
-) -> Callable[[sqlite3.Connection], str | None]:
-    """An operation deleting one run if its status is ``terminal``; returns its status.
-
-    ``None`` when there is no such run; the run is deleted only if the status returned
-    is one of ``terminal``.
-    """
-
-    def op(conn: sqlite3.Connection) -> str | None:
-        row = conn.execute(
-            "SELECT seq, status FROM runs WHERE workflow_id = ? AND instance_id = ?",
-            (workflow_id, instance_id),
-        ).fetchone()
-        if row is None:
-            return None
-        if row[1] in terminal:
-            _delete_runs(conn, [int(row[0])])
-        return str(row[1])
-
-    return op
-
-
-def delete_expired(
-    workflow_id: str, status: str, ended_before: float, limit: int
-) -> Callable[[sqlite3.Connection], int]:
-    """An operation deleting at most ``limit`` runs in ``status`` that ended before a time.
-
-    Returns how many it deleted (fewer than ``limit``: none are left).
-    """
-
-    def op(conn: sqlite3.Connection) -> int:
-        seqs = [
-            int(row[0])
-            for row in conn.execute(
-                "SELECT seq FROM runs WHERE workflow_id = ? AND status = ? AND ended_at < ?"
-                " ORDER BY ended_at LIMIT ?",
-                (workflow_id, status, ended_before, limit),
-            )
-        ]
-        if seqs:
-            _delete_runs(conn, seqs)
-        return len(seqs)
-
-    return op
-
-
-def select_workflow_ids(conn: sqlite3.Connection) -> list[str]:
-    """Every workflow the file has recorded a version of."""
-    return [str(row[0]) for row in conn.execute("SELECT workflow_id FROM workflow_current")]
-
-
-# -- recording runs, steps and events (the executor's writes) ----------------------------
-
-
-def record_run(
-    seq: int,
-    run_params: tuple[Any, ...] | None,
-    step_params: list[tuple[Any, ...]],
-    *,
-    drop_events: bool,
-    extra: Callable[[sqlite3.Connection], object] | None = None,
-) -> Callable[[sqlite3.Connection], None]:
-    """An operation writing run ``seq``'s row (``RUN_UPDATE``) and step rows (``STEP_UPSERT``).
-
-    ``drop_events`` deletes its undelivered events (a finished run never takes them);
-    ``extra`` runs first, in the same transaction.
-    """
-
-    def op(conn: sqlite3.Connection) -> None:
-        if extra is not None:
-            extra(conn)
-        if run_params is not None:
-            conn.execute(RUN_UPDATE, run_params)
-        if drop_events:
-            conn.execute("DELETE FROM events WHERE run_seq = ?", (seq,))
-        if len(step_params) == 1:
-            conn.execute(STEP_UPSERT, step_params[0])
-        elif step_params:
-            conn.executemany(STEP_UPSERT, step_params)
-
-    return op
-
-
-def insert_event(
-    event_id: int, seq: int, event_type: str, payload: str
-) -> Callable[[sqlite3.Connection], None]:
-    """An operation keeping an event for run ``seq`` until one of its waits takes it."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute(
-            "INSERT INTO events (id, run_seq, event_type, payload) VALUES (?, ?, ?, ?)",
-            (event_id, seq, event_type, payload),
-        )
-
-    return op
-
-
-def delete_event(event_id: int) -> Callable[[sqlite3.Connection], None]:
-    """An operation deleting an event a wait has taken."""
-
-    def op(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM events WHERE id = ?", (event_id,))
-
-    return op
-
-
-def max_event_id(conn: sqlite3.Connection) -> int:
-    """The highest event id ever given in the file (0 if none): the counter resumes above."""
-    row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
-    return int(row[0])
-
-
-def round_trip(conn: sqlite3.Connection) -> None:
-    """An operation that only reads: proves the writer thread and the file answer."""
-    conn.execute("SELECT 1").fetchone()

@@ -17,26 +17,40 @@ again. Calls raise only ``runcast.errors``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import logging
 import sqlite3
-import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
 import httpx
-from ulid import ULID
 
-from runcast.engine import _store
-from runcast.engine._checks import input_problem
-from runcast.engine._executor import Executor
+from runcast.engine._arguments import (
+    INSTANCE_ID_PATTERN,
+    MAX_PAGE_SIZE,
+    MIB,
+    check_event_type,
+    check_input,
+    check_page_size,
+    decode_cursor,
+    encode_cursor,
+    encode_limited,
+    format_size,
+    instance_id_or_new,
+    wanted_statuses,
+)
+from runcast.engine._executor import TERMINAL_VALUES, Executor
 from runcast.engine._lock import DatabaseLock, LockHeld
+from runcast.engine._recorder import RunListener
 from runcast.engine._retention import DEFAULT_RETENTION, RetentionSweeper
-from runcast.engine._state import RunState, encode, run_from_rows
-from runcast.engine._store import Store, StoreClosed
+from runcast.engine._rows import RunRow, StepRow
+from runcast.engine._run_reads import round_trip, select_page, select_run
+from runcast.engine._run_writes import delete_finished
+from runcast.engine._state import RunState, run_from_rows
+from runcast.engine._storage_errors import DatabaseInUse, DatabaseUnusable, StorageUnavailable
+from runcast.engine._store import MEMORY, Store, StoreClosed
+from runcast.engine._version_registry import VersionRegistry
 from runcast.engine._versions import VersionBook
 from runcast.engine.definitions import Retention, WorkflowDefinition
 from runcast.engine.observer import EngineEvents, EngineObserver
@@ -44,24 +58,11 @@ from runcast.engine.schedule import Clock, Scheduler, SystemClock
 from runcast.errors import (
     BadUserInput,
     NotTriggerable,
-    PayloadTooLarge,
-    RuncastError,
-    RunFinished,
     RunNotFinished,
     RunNotFound,
-    UpstreamUnavailable,
     WorkflowNotFound,
 )
-from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
-from runcast.models import (
-    JSON,
-    TERMINAL_STATUSES,
-    Run,
-    RunPage,
-    RunStatus,
-    Workflow,
-    WorkflowKind,
-)
+from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 __all__ = [
     "INSTANCE_ID_PATTERN",
@@ -70,60 +71,10 @@ __all__ = [
     "DatabaseUnusable",
     "Engine",
     "StorageUnavailable",
+    "format_size",
 ]
 
 log = logging.getLogger("runcast.engine")
-
-MIB = 1024 * 1024
-MAX_PAGE_SIZE = 1000
-"""The largest ``limit`` of ``list_runs``."""
-INSTANCE_ID_PATTERN = ID_PATTERN
-"""What a caller-given instance id must look like (otherwise a ULID is made)."""
-
-RunListener = Callable[[Run], None]
-
-
-class DatabaseUnusable(RuncastError):
-    """The engine's SQLite file cannot be opened or read: not a database, corrupt, unwritable.
-
-    Raised by ``Engine.start``; the message is one line naming the file and the reason.
-    """
-
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"cannot open the database {path!r}: {reason}")
-        self.path = path
-
-
-class DatabaseInUse(DatabaseUnusable):
-    """Another process (``pid``) already runs an engine on this database file.
-
-    Two engines on one file would both execute its runs, so the second refuses to start.
-    """
-
-    def __init__(self, path: str, pid: int | None) -> None:
-        holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            path,
-            f"it is in use by {holder} (lock file {path}.lock); stop that process,"
-            " or give this one its own file with --db",
-        )
-        self.pid = pid
-
-
-class StorageUnavailable(UpstreamUnavailable):
-    """The engine's database cannot be written right now (a full disk, an I/O error).
-
-    New calls are refused while it lasts; calls already accepted wait, and the engine
-    retries their commit until it succeeds, then continues every run by itself.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"the engine cannot write its database right now ({reason}); it retries by"
-            " itself, try again in a few seconds",
-            status_code=503,
-        )
-        self.reason = reason
 
 
 class Engine:
@@ -167,10 +118,9 @@ class Engine:
         self._max_event_payload_bytes = max_event_payload_bytes
         events = EngineEvents(observers)
         self._store = Store(db_path, on_commit=events.committed if observers else None)
-        self._lock = None if self._db_path == _store.MEMORY else DatabaseLock(Path(db_path))
+        self._lock = None if self._db_path == MEMORY else DatabaseLock(Path(db_path))
         self._versions = VersionBook(self._definitions)
-        self._retired: frozenset[str] = frozenset()
-        """Workflows the file has runs or versions of that are not loaded any more."""
+        self._registry = VersionRegistry(self._store, self._versions)
         self._executor = Executor(
             self._store,
             self._versions,
@@ -200,7 +150,7 @@ class Engine:
             try:
                 await self._take_lock()
                 await self._store.open()
-                await self._register_versions()
+                await self._registry.register()
                 await self._executor.recover()
                 self._sweeper.start()
             except (sqlite3.Error, OSError) as exc:
@@ -215,32 +165,6 @@ class Engine:
             raise
         self._state = "started"
         self._scheduler.start()
-
-    def _register_op(self) -> Callable[[sqlite3.Connection], _store.Registered]:
-        terminal = [status.value for status in TERMINAL_STATUSES]
-        return _store.register_versions(self._versions.loaded(), terminal, time.time())
-
-    async def _register_versions(self) -> None:
-        self._log_versions(await self._store.run(self._register_op()))
-
-    def _versions_registered(self, future: asyncio.Future[_store.Registered]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            log.error("engine: the new workflow versions could not be recorded")
-            return
-        self._log_versions(future.result())
-
-    def _log_versions(self, registered: _store.Registered) -> None:
-        changes, retired = registered
-        for change in changes:
-            log.info(
-                "workflow %r changed: version %s -> %s; %d unfinished runs stay on %s",
-                change.workflow_id,
-                change.old,
-                change.new,
-                change.runs_on_old,
-                change.old,
-            )
-        self._retired = frozenset(retired)
 
     async def _take_lock(self) -> None:
         if self._lock is None:
@@ -280,12 +204,12 @@ class Engine:
     @property
     def queue_depth(self) -> int:
         """Runs waiting for a free slot."""
-        return self._executor.queue_depth
+        return self._executor.slots.queued
 
     @property
     def running_slots(self) -> int:
         """Slots taken by executing runs (at most ``max_running``)."""
-        return self._executor.running_slots
+        return self._executor.slots.running
 
     async def check_store(self, *, within: float = 2.0) -> str | None:
         """Why the store cannot be used right now, after a round trip; ``None`` if healthy."""
@@ -296,7 +220,7 @@ class Engine:
             return problem
         try:
             async with asyncio.timeout(within):
-                await self._store.run(_store.round_trip)
+                await self._store.run(round_trip)
         except TimeoutError:
             return f"the store did not answer within {within:g}s"
         except (sqlite3.Error, StoreClosed) as exc:
@@ -337,7 +261,7 @@ class Engine:
         self._definitions.update(definitions)
         self._versions.load(self._definitions)
         if self._state == "started":
-            self._store.submit(self._register_op()).add_done_callback(self._versions_registered)
+            self._registry.register_soon()
             self._scheduler.start()  # the new schedules, from now
 
     def list_workflows(self) -> list[Workflow]:
@@ -355,7 +279,7 @@ class Engine:
 
     def _check_workflow(self, workflow_id: str) -> None:
         """Raise ``WorkflowNotFound`` unless the workflow is loaded or its file was removed."""
-        if workflow_id not in self._definitions and workflow_id not in self._retired:
+        if workflow_id not in self._definitions and workflow_id not in self._registry.retired:
             raise WorkflowNotFound(workflow_id)
 
     def _definition(self, workflow_id: str) -> WorkflowDefinition:
@@ -383,20 +307,9 @@ class Engine:
         definition = self._definition(workflow_id)
         if definition.kind is WorkflowKind.SCRIPT:
             raise NotTriggerable(workflow_id, definition.url)
-        if instance_id is None:
-            instance_id = str(ULID())
-        elif not isinstance(instance_id, str) or not INSTANCE_ID_PATTERN.fullmatch(instance_id):
-            raise BadUserInput(
-                f"instance id {instance_id!r} is not valid: use 1 to 100 letters, digits,"
-                " '_' or '-', not starting with '-'"
-            )
+        instance_id = instance_id_or_new(instance_id)
         input_json = None if input is None else self._encode_limited(input, "run input")
-        if definition.input_schema is not None:
-            problem = input_problem(definition.input_schema, input)
-            if problem is not None:
-                raise BadUserInput(
-                    f"input does not match the input_schema of {workflow_id!r}: {problem}"
-                )
+        check_input(definition, input)
         return await self._executor.trigger(definition, instance_id, input, input_json)
 
     async def get_run(self, workflow_id: str, instance_id: str) -> Run:
@@ -406,7 +319,7 @@ class Engine:
         active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             return active.to_model()
-        found = await self._store.run(_store.select_run(workflow_id, instance_id))
+        found = await self._store.run(select_run(workflow_id, instance_id))
         if found is None:
             raise RunNotFound(workflow_id, instance_id)
         return run_from_rows(workflow_id, *found, self._definitions.get(workflow_id))
@@ -427,35 +340,32 @@ class Engine:
         """
         self._check_started()
         self._check_workflow(workflow_id)
-        if not 1 <= limit <= MAX_PAGE_SIZE:
-            raise BadUserInput(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
-        before = _decode_cursor(cursor) if cursor is not None else None
-        try:
-            wanted = None if statuses is None else {RunStatus(s) for s in statuses}
-        except ValueError as exc:
-            raise BadUserInput(f"unknown run status in {statuses!r}") from exc
+        check_page_size(limit)
+        before = decode_cursor(cursor) if cursor is not None else None
+        wanted = wanted_statuses(statuses)
         if wanted is not None and not wanted:
             return RunPage(runs=())
-        rows = await self._store.run(
-            _store.select_page(
-                workflow_id,
-                None if wanted is None else sorted(s.value for s in wanted),
-                before,
-                limit + 1,
-            )
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
+        values = None if wanted is None else sorted(s.value for s in wanted)
+        rows = await self._store.run(select_page(workflow_id, values, before, limit + 1))
+        return self._page(workflow_id, rows, wanted, limit)
+
+    def _page(
+        self,
+        workflow_id: str,
+        rows: list[tuple[RunRow, list[StepRow]]],
+        wanted: set[RunStatus] | None,
+        limit: int,
+    ) -> RunPage:
+        """The page of the first ``limit`` runs read; runs in memory are shown as they are now."""
         runs: list[Run] = []
-        for row, steps in rows:
+        for row, steps in rows[:limit]:
             active = self._executor.find(workflow_id, row.instance_id)
-            if active is not None:
-                if wanted is not None and active.status not in wanted:
-                    continue  # changed since the read
-                runs.append(active.to_model())
-            else:
+            if active is None:
                 runs.append(run_from_rows(workflow_id, row, steps))
-        next_cursor = _encode_cursor(rows[-1][0].seq) if more and rows else None
+            elif wanted is None or active.status in wanted:  # else: changed since the read
+                runs.append(active.to_model())
+        more = len(rows) > limit
+        next_cursor = encode_cursor(rows[limit - 1][0].seq) if more else None
         return RunPage(runs=tuple(runs), next_cursor=next_cursor)
 
     async def send_event(
@@ -470,10 +380,7 @@ class Engine:
             RunFinished: the run has finished.
         """
         self._check_started()
-        if not isinstance(event_type, str) or not event_type.strip():
-            raise BadUserInput("event type must be a non-empty string")
-        if len(event_type) > MAX_EVENT_TYPE_LENGTH:
-            raise BadUserInput(f"event type is longer than {MAX_EVENT_TYPE_LENGTH} characters")
+        check_event_type(event_type)
         text = self._encode_limited(payload, "event payload")
         run = await self._active_run(workflow_id, instance_id)
         accepted = run.definition.event_types
@@ -488,10 +395,7 @@ class Engine:
 
     async def terminate(self, workflow_id: str, instance_id: str) -> Run:
         """End the run at once (even mid-step); raises ``RunFinished`` if it had ended."""
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.terminate(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.terminate)
 
     async def pause(self, workflow_id: str, instance_id: str) -> Run:
         """Pause the run at its next node boundary (at once when sleeping or waiting).
@@ -502,10 +406,7 @@ class Engine:
         Raises:
             RunFinished: the run has finished.
         """
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.pause(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.pause)
 
     async def resume(self, workflow_id: str, instance_id: str) -> Run:
         """Undo a pause. Resuming a run that was not paused by request returns it unchanged.
@@ -513,10 +414,7 @@ class Engine:
         Raises:
             RunFinished: the run has finished.
         """
-        self._check_started()
-        run = await self._active_run(workflow_id, instance_id)
-        await self._executor.resume(run)
-        return run.to_model()
+        return await self._command(workflow_id, instance_id, self._executor.resume)
 
     async def restart(
         self, workflow_id: str, instance_id: str, *, from_step: str | None = None
@@ -533,23 +431,7 @@ class Engine:
         """
         self._check_started()
         self._check_workflow(workflow_id)
-        run = self._executor.find(workflow_id, instance_id)
-        if run is None:
-            found = await self._store.run(_store.select_run(workflow_id, instance_id))
-            if found is None:
-                raise RunNotFound(workflow_id, instance_id)
-            definition = await self._executor.definition_of(workflow_id, found[0].version)
-            if definition is None:
-                raise RunNotFound(
-                    workflow_id,
-                    instance_id,
-                    f"run {instance_id!r} of workflow {workflow_id!r} cannot restart:"
-                    f" its version {found[0].version} is not in the database",
-                )
-            # Restarted by someone else meanwhile?
-            run = self._executor.find(workflow_id, instance_id)
-            if run is None:
-                run = RunState.from_rows(definition, *found)
+        run = await self._executor.take_back(workflow_id, instance_id)
         await self._executor.restart(run, from_step)
         return run.to_model()
 
@@ -565,11 +447,10 @@ class Engine:
         active = self._executor.find(workflow_id, instance_id)
         if active is not None:
             raise RunNotFinished(workflow_id, instance_id, active.status.value)
-        terminal = [status.value for status in TERMINAL_STATUSES]
-        status = await self._store.run(_store.delete_finished(workflow_id, instance_id, terminal))
+        status = await self._store.run(delete_finished(workflow_id, instance_id, TERMINAL_VALUES))
         if status is None:
             raise RunNotFound(workflow_id, instance_id)
-        if status not in terminal:
+        if status not in TERMINAL_VALUES:
             raise RunNotFinished(workflow_id, instance_id, status)
         return True
 
@@ -588,57 +469,20 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------
 
+    async def _command(
+        self, workflow_id: str, instance_id: str, command: Callable[[RunState], Awaitable[None]]
+    ) -> Run:
+        """Apply ``command`` to the unfinished run; return the run as it is then."""
+        self._check_started()
+        run = await self._active_run(workflow_id, instance_id)
+        await command(run)
+        return run.to_model()
+
     async def _active_run(self, workflow_id: str, instance_id: str) -> RunState:
         self._check_workflow(workflow_id)
-        run = self._executor.find(workflow_id, instance_id)
-        if run is not None:
-            return run
         definition = self._definitions.get(workflow_id)
-        if definition is not None and definition.kind is WorkflowKind.SCRIPT:
-            raise RunNotFound(workflow_id, instance_id)
-        found = await self._store.run(_store.select_run(workflow_id, instance_id))
-        run = self._executor.find(workflow_id, instance_id)
-        if run is not None:
-            return run
-        if found is None:
-            raise RunNotFound(workflow_id, instance_id)
-        raise RunFinished(workflow_id, instance_id, found[0].status)
+        script = definition is not None and definition.kind is WorkflowKind.SCRIPT
+        return await self._executor.unfinished(workflow_id, instance_id, script=script)
 
     def _encode_limited(self, value: JSON, what: str) -> str:
-        try:
-            text = encode(value)
-        except (TypeError, ValueError) as exc:
-            raise BadUserInput(f"{what} is not JSON: {exc}") from exc
-        size = len(text.encode())
-        limit = self._max_event_payload_bytes
-        if size > limit:
-            raise PayloadTooLarge(
-                f"{what} is {size} bytes, over the limit of {limit} bytes ({format_size(limit)})",
-                limit=limit,
-            )
-        return text
-
-
-def format_size(limit: int) -> str:
-    """``1 MiB``, ``64 KiB``, ``1000 B``: a byte count the way limits are written."""
-    if limit % MIB == 0:
-        return f"{limit // MIB} MiB"
-    if limit % 1024 == 0:
-        return f"{limit // 1024} KiB"
-    return f"{limit} B"
-
-
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"r1:{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        text = base64.urlsafe_b64decode(padded.encode()).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "r1":
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, UnicodeError, binascii.Error) as exc:
-        raise BadUserInput(f"cursor {cursor!r} is not valid") from exc
+        return encode_limited(value, what, self._max_event_payload_bytes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import date, datetime
 from importlib import resources
 from typing import Annotated, Any, Literal, TypeAlias
@@ -242,16 +243,20 @@ def _node_type(value: Any) -> str | None:
     return None
 
 
+def _tagged_by(
+    tag_of: Callable[[Any], str | None], error_type: str, expected: str, tags: tuple[str, ...]
+) -> Discriminator:
+    """Pick the member of a tagged union by ``tag_of(value)``; no tag is error ``error_type``."""
+    message = f"{expected}: " + ", ".join(tags)
+    return Discriminator(tag_of, custom_error_type=error_type, custom_error_message=message)
+
+
 Action = Annotated[
     Annotated[ReturnAction, Tag("return")]
     | Annotated[HttpAction, Tag("http")]
     | Annotated[FailAction, Tag("fail")]
     | Annotated[PythonAction, Tag("python")],
-    Discriminator(
-        _first_key,
-        custom_error_type="unknown_action",
-        custom_error_message="must be a mapping with one key: " + ", ".join(ACTIONS),
-    ),
+    _tagged_by(_first_key, "unknown_action", "must be a mapping with one key", ACTIONS),
 ]
 
 When = Annotated[
@@ -297,11 +302,7 @@ NodeModel = Annotated[
     | Annotated[SleepModel, Tag("sleep")]
     | Annotated[SleepUntilModel, Tag("sleep_until")]
     | Annotated[WaitForEventModel, Tag("wait_for_event")],
-    Discriminator(
-        _node_type,
-        custom_error_type="unknown_node_type",
-        custom_error_message="a node's first key is its type: " + ", ".join(NODE_TYPES),
-    ),
+    _tagged_by(_node_type, "unknown_node_type", "a node's first key is its type", NODE_TYPES),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from runcast.engine.observer import RunRef
+from runcast.engine.observer import AttemptEnd, RunRef
 from runcast.models import RunStatus
 
 __all__ = ["EngineLoad", "EngineMetrics"]
@@ -100,20 +100,10 @@ class EngineMetrics:
     def step_started(self, run: RunRef, step: str, attempt: int) -> None:
         """Nothing to count until the attempt ends."""
 
-    def step_finished(
-        self,
-        run: RunRef,
-        step: str,
-        attempt: int,
-        seconds: float,
-        *,
-        error: str | None,
-        retry_in: float | None,
-    ) -> None:
+    def step_finished(self, run: RunRef, attempt: AttemptEnd) -> None:
         """Count the attempt by outcome and observe its duration."""
-        outcome = "ok" if error is None else ("retry" if retry_in is not None else "failed")
-        self.step_attempts.labels(workflow=run.workflow_id, outcome=outcome).inc()
-        self.step_duration.labels(workflow=run.workflow_id).observe(seconds)
+        self.step_attempts.labels(workflow=run.workflow_id, outcome=attempt.outcome).inc()
+        self.step_duration.labels(workflow=run.workflow_id).observe(attempt.seconds)
 
     def committed(self, seconds: float, operations: int) -> None:
         """Observe one commit's latency."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from runcast.models import RunStatus
 
-__all__ = ["EngineEvents", "EngineObserver", "RunRef"]
+__all__ = ["AttemptEnd", "EngineEvents", "EngineObserver", "RunRef"]
 
 log = logging.getLogger("runcast.engine")
 
@@ -36,6 +37,29 @@ class RunRef(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How one attempt of a step ended."""
+
+    step: str
+    """The step's node name."""
+    number: int
+    """Which attempt it was (1 first)."""
+    seconds: float
+    """Its wall time."""
+    error: str | None
+    """Why it failed; ``None`` when it succeeded."""
+    retry_in: float | None
+    """Seconds until the next attempt when the failure is retried; ``None`` otherwise."""
+
+    @property
+    def outcome(self) -> str:
+        """``ok``, ``retry`` (failed, tried again) or ``failed`` (no retry left)."""
+        if self.error is None:
+            return "ok"
+        return "retry" if self.retry_in is not None else "failed"
+
+
 class EngineObserver(Protocol):
     """Is told every run and step event on the loop, and every commit on the writer thread.
 
@@ -54,17 +78,8 @@ class EngineObserver(Protocol):
         """Attempt ``attempt`` (1 first) of step ``step`` begins."""
         ...
 
-    def step_finished(
-        self,
-        run: RunRef,
-        step: str,
-        attempt: int,
-        seconds: float,
-        *,
-        error: str | None,
-        retry_in: float | None,
-    ) -> None:
-        """The attempt ended: ``error`` is ``None`` on success; ``retry_in`` when retried."""
+    def step_finished(self, run: RunRef, attempt: AttemptEnd) -> None:
+        """An attempt of one of the run's steps ended (successfully or not)."""
         ...
 
     def committed(self, seconds: float, operations: int) -> None:
@@ -90,8 +105,7 @@ class EngineEvents:
             run.workflow_id,
             extra=_fields(run),
         )
-        for observer in self.observers:
-            _safely(observer.run_started, run)
+        self._tell(lambda observer: observer.run_started(run))
 
     def run_finished(self, run: RunRef, status: RunStatus, seconds: float | None) -> None:
         """See :meth:`EngineObserver.run_finished`."""
@@ -104,8 +118,7 @@ class EngineEvents:
             took,
             extra={**_fields(run), "status": status.value, "duration_s": seconds},
         )
-        for observer in self.observers:
-            _safely(observer.run_finished, run, status, seconds)
+        self._tell(lambda observer: observer.run_finished(run, status, seconds))
 
     def step_started(self, run: RunRef, step: str, attempt: int) -> None:
         """See :meth:`EngineObserver.step_started`."""
@@ -116,62 +129,48 @@ class EngineEvents:
             attempt,
             extra={**_fields(run), "step": step, "attempt": attempt},
         )
-        for observer in self.observers:
-            _safely(observer.step_started, run, step, attempt)
+        self._tell(lambda observer: observer.step_started(run, step, attempt))
 
-    def step_finished(
-        self,
-        run: RunRef,
-        step: str,
-        attempt: int,
-        seconds: float,
-        *,
-        error: str | None,
-        retry_in: float | None,
-    ) -> None:
+    def step_finished(self, run: RunRef, attempt: AttemptEnd) -> None:
         """See :meth:`EngineObserver.step_finished`; a failure is an info line."""
-        if error is not None:
-            _log_step_failure(run, step, attempt, error, retry_in)
-        for observer in self.observers:
-            try:
-                observer.step_finished(run, step, attempt, seconds, error=error, retry_in=retry_in)
-            except Exception as exc:
-                _report(exc)
+        if attempt.error is not None:
+            _log_step_failure(run, attempt, attempt.error)
+        self._tell(lambda observer: observer.step_finished(run, attempt))
 
     def committed(self, seconds: float, operations: int) -> None:
         """See :meth:`EngineObserver.committed` (called on the store's writer thread)."""
+        self._tell(lambda observer: observer.committed(seconds, operations))
+
+    def _tell(self, event: Callable[[EngineObserver], object]) -> None:
+        """Hand one event to every observer; one that raises is logged and skipped."""
         for observer in self.observers:
-            _safely(observer.committed, seconds, operations)
+            try:
+                event(observer)
+            except Exception as exc:
+                log.warning("an engine observer raised %s; ignored", type(exc).__name__)
+                log.debug("the engine observer's error", exc_info=exc)
 
 
-def _log_step_failure(
-    run: RunRef, step: str, attempt: int, error: str, retry_in: float | None
-) -> None:
+def _log_step_failure(run: RunRef, attempt: AttemptEnd, error: str) -> None:
+    retry_in = attempt.retry_in
     then = f"retrying in {retry_in:g}s" if retry_in is not None else "no retries left"
     log.info(
         "step %r of run %s (workflow %s) failed on attempt %d, %s: %s",
-        step,
+        attempt.step,
         run.instance_id,
         run.workflow_id,
-        attempt,
+        attempt.number,
         then,
         error[:ERROR_PREVIEW],
-        extra={**_fields(run), "step": step, "attempt": attempt, "retry_in_s": retry_in},
+        extra={
+            **_fields(run),
+            "step": attempt.step,
+            "attempt": attempt.number,
+            "retry_in_s": retry_in,
+        },
     )
 
 
 def _fields(run: RunRef) -> dict[str, object]:
     """The structured fields every engine line about ``run`` carries."""
     return {"workflow_id": run.workflow_id, "run_id": run.instance_id}
-
-
-def _safely(method: Callable[..., object], *args: object) -> None:
-    try:
-        method(*args)
-    except Exception as exc:
-        _report(exc)
-
-
-def _report(exc: Exception) -> None:
-    log.warning("an engine observer raised %s; ignored", type(exc).__name__)
-    log.debug("the engine observer's error", exc_info=exc)

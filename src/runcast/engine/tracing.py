@@ -12,7 +12,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from runcast.engine.observer import RunRef
+from runcast.engine.observer import AttemptEnd, RunRef
 from runcast.models import RunStatus
 
 __all__ = ["EngineTracing"]
@@ -81,22 +81,13 @@ class EngineTracing:
             attributes={"runcast.step": step, "runcast.attempt": attempt},
         )
 
-    def step_finished(
-        self,
-        run: RunRef,
-        step: str,
-        attempt: int,
-        seconds: float,
-        *,
-        error: str | None,
-        retry_in: float | None,
-    ) -> None:
+    def step_finished(self, run: RunRef, attempt: AttemptEnd) -> None:
         """End the attempt's span; a failed one has status ERROR and the step's message."""
         key = (run.workflow_id, run.instance_id)
         span = self._steps.get(key)
-        if span is not None and retry_in is not None:
-            span.set_attribute("runcast.retry_in_s", retry_in)
-        self._end_step(key, error)
+        if span is not None and attempt.retry_in is not None:
+            span.set_attribute("runcast.retry_in_s", attempt.retry_in)
+        self._end_step(key, attempt.error)
 
     def committed(self, seconds: float, operations: int) -> None:
         """Commits make no spans (there are many, and the metrics time them)."""
