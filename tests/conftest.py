@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from crash_support import Crash
 from engine_probe import GATES
 from redis_support import RedisServer
 from runcast.engine import Engine, load_workflows
@@ -48,6 +49,13 @@ async def running_server(app: ASGIApp, *, lifespan: str = "on") -> AsyncIterator
         ws_ping_interval=None,
         ws=Settings.ws_implementation,  # WebSocket tests run on the gateway's implementation
     )
+    async with serving(config) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving(config: uvicorn.Config) -> AsyncIterator[str]:
+    """Run a uvicorn server of ``config`` (on loopback) for the block; yield its base URL."""
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -76,6 +84,16 @@ def gates() -> Iterator[dict[str, asyncio.Event]]:
     for gate in GATES.values():
         gate.set()
     GATES.clear()
+
+
+@pytest.fixture
+def crash(tmp_path: Path) -> Iterator[Crash]:
+    """A crash scenario (``crash_support.Crash``); its worker is killed after the test."""
+    scenario = Crash(tmp_path)
+    yield scenario
+    if scenario.process is not None and scenario.process.poll() is None:
+        scenario.process.kill()
+        scenario.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from runcast.engine.definitions import (
     StepNode,
     WorkflowDefinition,
 )
-from runcast.models import Run, RunStatus
+from runcast.models import JSON, Run, RunStatus
 
 
 async def wait_for_run(
@@ -48,6 +48,14 @@ async def wait_for_status(
     return await wait_for_run(
         engine, workflow_id, instance_id, lambda run: run.status in statuses, within=within
     )
+
+
+async def run_until(
+    engine: Engine, workflow_id: str, *statuses: RunStatus, input: JSON = None, within: float = 10.0
+) -> Run:
+    """Trigger a run of ``workflow_id``; return it once it is in one of ``statuses``."""
+    run = await engine.trigger(workflow_id, input=input)
+    return await wait_for_status(engine, workflow_id, run.instance_id, *statuses, within=within)
 
 
 def workflow(workflow_id: str, *nodes: Node) -> WorkflowDefinition:
@@ -105,10 +113,23 @@ async def trigger_hold(engine: Engine, name: str) -> RunStatus:
     return (await engine.trigger("hold", input={"gate": name}, instance_id=name)).status
 
 
+async def occupy(engine: Engine, running: str, *queued: str) -> None:
+    """Trigger ``hold`` run ``running`` into the free slot and ``queued`` behind it, in order."""
+    assert await trigger_hold(engine, running) is RunStatus.RUNNING
+    for name in queued:
+        assert await trigger_hold(engine, name) is RunStatus.QUEUED
+
+
 async def release(engine: Engine, name: str) -> Run:
     """Open gate ``name`` and wait until its ``hold`` run completes."""
     GATES[name].set()
     return await wait_for_status(engine, "hold", name, RunStatus.COMPLETE)
+
+
+async def pass_slot(engine: Engine, finished: str, to: str) -> None:
+    """Complete ``hold`` run ``finished``; wait until ``hold`` run ``to`` has the freed slot."""
+    await release(engine, finished)
+    await wait_for_status(engine, "hold", to, RunStatus.RUNNING)
 
 
 async def completed_hold(engine: Engine, name: str) -> None:

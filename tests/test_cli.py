@@ -20,6 +20,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
 from conftest import free_port
+from process_support import interrupt
 
 RUNCAST = [sys.executable, "-m", "runcast.cli"]
 
@@ -136,12 +137,7 @@ def gateway_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str
         yield process, first_line
     finally:
         if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            interrupt(process)
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from conftest import free_port, serving
 from runcast._server import connection_options
 from runcast.app import create_app
 from runcast.engine import Engine
@@ -24,13 +25,6 @@ from runcast.settings import Settings
 from runcast.upstream.local import LocalUpstream
 
 GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
@@ -44,19 +38,8 @@ async def guarded_gateway(engine: Engine, settings: Settings) -> AsyncIterator[i
         log_level="warning",
         **connection_options(settings.server_options()),
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(15):
-            while not server.started:
-                if task.done():
-                    raise RuntimeError("uvicorn stopped before it started")
-                await asyncio.sleep(0.01)
+    async with serving(config):
         yield port
-    finally:
-        server.should_exit = True
-        async with asyncio.timeout(20):
-            await task
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bytes:

@@ -19,6 +19,7 @@ from engine_support import (
     python_step,
     release,
     return_step,
+    run_until,
     trigger_hold,
     wait_for_run,
     wait_for_status,
@@ -140,8 +141,7 @@ async def test_flaky_step_waits_between_retries_then_completes(engine: Engine) -
 
 async def test_always_failing_step_errors_after_its_retries(engine: Engine) -> None:
     """A step failing past its retry limit errors the run with the step's message."""
-    run = await engine.trigger("always-fails")
-    done = await wait_for_status(engine, "always-fails", run.instance_id, RunStatus.ERRORED)
+    done = await run_until(engine, "always-fails", RunStatus.ERRORED)
     assert done.error == "always fails"
     assert done.output is None
     assert done.steps is not None
@@ -165,8 +165,7 @@ async def test_step_timeout_is_a_failed_attempt(
     )
     close_gates("never")
     async with open_engine(tmp_path / "e.db", slow) as engine:
-        run = await engine.trigger("slow", input={"gate": "never"})
-        done = await wait_for_status(engine, "slow", run.instance_id, RunStatus.ERRORED)
+        done = await run_until(engine, "slow", RunStatus.ERRORED, input={"gate": "never"})
     assert done.error == "step 'stuck' timed out after 100ms"
     assert done.steps is not None
     assert (done.steps[0].status, done.steps[0].attempts) == ("errored", 2)
@@ -181,8 +180,7 @@ async def test_action_context_holds_input_and_earlier_results(tmp_path: Path) ->
         python_step("keys", "context_keys"),
     )
     async with open_engine(tmp_path / "e.db", flow) as engine:
-        run = await engine.trigger("ctx", input={"x": 1})
-        done = await wait_for_status(engine, "ctx", run.instance_id, RunStatus.COMPLETE)
+        done = await run_until(engine, "ctx", RunStatus.COMPLETE, input={"x": 1})
     assert done.output == ["input", "nap", "one"]
     assert done.steps is not None
     assert done.steps[1].output is None
@@ -557,8 +555,7 @@ async def test_memory_database_runs_workflows(workflows_dir: Path) -> None:
     """db_path ":memory:" gives a working, throwaway engine."""
     definitions = load_workflows(workflows_dir).definitions
     async with Engine(definitions, db_path=":memory:") as engine:
-        run = await engine.trigger("three-steps", input={"orderId": "M"})
-        done = await wait_for_status(engine, "three-steps", run.instance_id, RunStatus.COMPLETE)
+        done = await run_until(engine, "three-steps", RunStatus.COMPLETE, input={"orderId": "M"})
     assert done.output == {"orderId": "M", "steps": [1, 2, 3]}
 
 

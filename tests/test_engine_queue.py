@@ -13,7 +13,9 @@ from engine_support import (
     HOLD,
     close_gates,
     completed_hold,
+    occupy,
     open_engine,
+    pass_slot,
     python_step,
     release,
     trigger_hold,
@@ -41,14 +43,11 @@ async def test_a_restarted_run_queues_behind_runs_queued_before_the_restart(
     close_gates("blocker", "q1", "q2")
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
         await completed_hold(engine, "old")
-        assert await trigger_hold(engine, "blocker") is RunStatus.RUNNING
-        assert await trigger_hold(engine, "q1") is RunStatus.QUEUED
-        assert await trigger_hold(engine, "q2") is RunStatus.QUEUED
+        await occupy(engine, "blocker", "q1", "q2")
         assert (await engine.restart("hold", "old")).status is RunStatus.QUEUED
         # restarting a queued run moves it to the back too: the queue is q2, old, q1
         assert (await engine.restart("hold", "q1")).status is RunStatus.QUEUED
-        await release(engine, "blocker")
-        await wait_for_status(engine, "hold", "q2", RunStatus.RUNNING)
+        await pass_slot(engine, "blocker", "q2")
         assert await statuses(engine, "old", "q1") == [RunStatus.QUEUED, RunStatus.QUEUED]
         GATES["q2"].set()
         await wait_for_status(engine, "hold", "old", RunStatus.COMPLETE)
@@ -62,8 +61,7 @@ async def test_a_run_resumed_over_the_cap_queues_at_the_back(
     """A run paused by request and resumed when no slot is free queues behind later runs."""
     close_gates("p", "q", "r")
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
-        await trigger_hold(engine, "p")
-        assert await trigger_hold(engine, "q") is RunStatus.QUEUED
+        await occupy(engine, "p", "q")
         assert (await engine.pause("hold", "p")).status is RunStatus.WAITING_FOR_PAUSE
         GATES["p"].set()
         await wait_for_status(engine, "hold", "p", RunStatus.PAUSED)
@@ -71,8 +69,7 @@ async def test_a_run_resumed_over_the_cap_queues_at_the_back(
         assert await trigger_hold(engine, "r") is RunStatus.QUEUED
         await engine.resume("hold", "p")
         await wait_for_status(engine, "hold", "p", RunStatus.QUEUED)
-        await release(engine, "q")
-        await wait_for_status(engine, "hold", "r", RunStatus.RUNNING)
+        await pass_slot(engine, "q", "r")
         assert await statuses(engine, "p") == [RunStatus.QUEUED]
         await release(engine, "r")
         await wait_for_status(engine, "hold", "p", RunStatus.COMPLETE)
@@ -86,12 +83,10 @@ async def test_a_run_woken_over_the_cap_queues_at_the_back(
     async with open_engine(tmp_path / "e.db", WAITS, HOLD, max_running=1) as engine:
         await engine.trigger("waits", input={"gate": "w"}, instance_id="w")
         await wait_for_status(engine, "waits", "w", RunStatus.PAUSED)
-        assert await trigger_hold(engine, "blocker") is RunStatus.RUNNING
-        assert await trigger_hold(engine, "q") is RunStatus.QUEUED
+        await occupy(engine, "blocker", "q")
         await engine.send_event("waits", "w", event_type="go")
         await wait_for_status(engine, "waits", "w", RunStatus.QUEUED)
-        await release(engine, "blocker")
-        await wait_for_status(engine, "hold", "q", RunStatus.RUNNING)
+        await pass_slot(engine, "blocker", "q")
         assert (await engine.get_run("waits", "w")).status is RunStatus.QUEUED
         await release(engine, "q")
         await wait_for_status(engine, "waits", "w", RunStatus.RUNNING)
@@ -102,9 +97,7 @@ async def test_a_run_woken_over_the_cap_queues_at_the_back(
 async def queue_y_before_x(db: Path) -> None:
     """Leave ``blocker`` running and the queue ``y, x`` (x created first, then restarted)."""
     async with open_engine(db, HOLD, max_running=1) as engine:
-        assert await trigger_hold(engine, "blocker") is RunStatus.RUNNING
-        assert await trigger_hold(engine, "x") is RunStatus.QUEUED
-        assert await trigger_hold(engine, "y") is RunStatus.QUEUED
+        await occupy(engine, "blocker", "x", "y")
         await engine.restart("hold", "x")
 
 
@@ -117,14 +110,12 @@ async def test_queue_order_survives_an_engine_restart_on_the_same_file(
     async with open_engine(tmp_path / "e.db", HOLD, max_running=1) as engine:
         await wait_for_status(engine, "hold", "blocker", RunStatus.RUNNING)
         assert await statuses(engine, "x", "y") == [RunStatus.QUEUED, RunStatus.QUEUED]
-        await release(engine, "blocker")
-        await wait_for_status(engine, "hold", "y", RunStatus.RUNNING)
+        await pass_slot(engine, "blocker", "y")
         assert await statuses(engine, "x") == [RunStatus.QUEUED]
         # a run entering the queue after the restart goes behind the restored ones
         close_gates("z")
         assert await trigger_hold(engine, "z") is RunStatus.QUEUED
-        await release(engine, "y")
-        await wait_for_status(engine, "hold", "x", RunStatus.RUNNING)
+        await pass_slot(engine, "y", "x")
         assert await statuses(engine, "z") == [RunStatus.QUEUED]
         await release(engine, "x")
         await release(engine, "z")
@@ -139,8 +130,7 @@ async def test_a_slot_free_at_startup_goes_to_the_head_of_the_restored_queue(
     async with open_engine(tmp_path / "e.db", HOLD, max_running=2) as engine:
         await wait_for_status(engine, "hold", "y", RunStatus.RUNNING)
         assert await statuses(engine, "blocker", "x") == [RunStatus.RUNNING, RunStatus.QUEUED]
-        await release(engine, "blocker")
-        await wait_for_status(engine, "hold", "x", RunStatus.RUNNING)
+        await pass_slot(engine, "blocker", "x")
         await release(engine, "x")
         await release(engine, "y")
 
@@ -172,8 +162,7 @@ async def test_a_file_without_queue_order_opens_and_keeps_creation_order(
         await wait_for_status(engine, "hold", "a", RunStatus.RUNNING)
         assert await trigger_hold(engine, "c") is RunStatus.QUEUED
         assert await statuses(engine, "b") == [RunStatus.QUEUED]
-        await release(engine, "a")
-        await wait_for_status(engine, "hold", "b", RunStatus.RUNNING)
+        await pass_slot(engine, "a", "b")
         assert await statuses(engine, "c") == [RunStatus.QUEUED]
         await release(engine, "b")
         await release(engine, "c")
@@ -214,8 +203,7 @@ async def test_a_refused_trigger_over_the_cap_leaves_no_place_in_the_queue(
         with pytest.raises(AlreadyExists):
             await trigger_hold(engine, "done")
         assert await trigger_hold(engine, "q") is RunStatus.QUEUED
-        await release(engine, "blocker")
-        await wait_for_status(engine, "hold", "q", RunStatus.RUNNING)
+        await pass_slot(engine, "blocker", "q")
         await release(engine, "q")
         assert await trigger_hold(engine, "r") is RunStatus.RUNNING
         await release(engine, "r")

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -18,6 +15,7 @@ import pytest
 
 from conftest import free_port
 from polling import poll
+from process_support import start_runcast
 from runcast.engine import DatabaseUnusable, Engine
 from runcast.engine.api_keys import ApiKeys, bearer_token
 from runcast.engine.standalone import serve_engine
@@ -354,25 +352,12 @@ async def test_runcast_exits_2_on_a_corrupt_database(tmp_path: Path, command: st
     """`runcast engine` and `runcast serve` on a non-database file print one line, exit 2."""
     db = tmp_path / "runs.db"
     db.write_bytes(b"this is not an SQLite database, it is a text file" * 100)
-    process = _runcast(command, "--port", str(free_port()), "--db", str(db), cwd=tmp_path)
+    process = start_runcast(command, "--port", str(free_port()), "--db", str(db), cwd=tmp_path)
     _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
     assert process.returncode == 2, stderr
     assert stderr.strip().splitlines() == [
         f"runcast: cannot open the database {str(db)!r}: file is not a database"
     ]
-
-
-def _runcast(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("RUNCAST_PORT", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "runcast.cli", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 async def test_runcast_engine_serves_and_reports_bad_files(tmp_path: Path) -> None:
@@ -385,7 +370,7 @@ async def test_runcast_engine_serves_and_reports_bad_files(tmp_path: Path) -> No
     (folder / "bad.yaml").write_text("id: bad\nnodes:\n  - teleport: x\n")
     port = free_port()
     db = tmp_path / "deep" / "dir" / "engine.db"
-    process = _runcast(
+    process = start_runcast(
         "engine",
         "--workflows",
         str(folder),
@@ -429,7 +414,7 @@ async def test_runcast_engine_exits_2_on_a_port_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        process = _runcast(
+        process = start_runcast(
             "engine", "--port", str(port), "--db", str(tmp_path / "x.db"), cwd=tmp_path
         )
         _, stderr = await asyncio.to_thread(process.communicate, timeout=20)

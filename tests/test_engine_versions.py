@@ -8,16 +8,15 @@ finishes the run on its own version. ``engine_probe`` counts step executions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from crash_support import Crash
 from engine_support import wait_for_status
 from runcast.engine import Engine, load_workflows
 from runcast.errors import BadUserInput
 from runcast.models import RunStatus
-from test_engine_crash import Crash
 
 ORIGINAL = """
 id: edited
@@ -44,14 +43,14 @@ nodes:
 """
 
 
-@pytest.fixture
-def crash(tmp_path: Path) -> Iterator[Crash]:
-    """A crash scenario (see test_engine_crash); its worker is killed after the test."""
-    scenario = Crash(tmp_path)
-    yield scenario
-    if scenario.process is not None and scenario.process.poll() is None:
-        scenario.process.kill()
-        scenario.process.wait(timeout=10)
+def edited_folder(tmp_path: Path, *, nap: str) -> tuple[Path, Path]:
+    """A workflows folder holding ``ORIGINAL`` with a ``nap`` sleep, and an empty step log."""
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", nap))
+    log = tmp_path / "steps.log"
+    log.touch()
+    return folder, log
 
 
 def _start_sleeping_run(crash: Crash, instance_id: str) -> None:
@@ -111,11 +110,8 @@ def test_a_removed_file_leaves_its_runs_running_and_readable(crash: Crash) -> No
 
 async def test_restart_runs_on_the_runs_own_version(tmp_path: Path) -> None:
     """A finished run restarted after an edit runs its own version's nodes again."""
-    folder = tmp_path / "workflows"
-    folder.mkdir()
-    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", "10ms"))
-    db, log = tmp_path / "v.db", tmp_path / "steps.log"
-    log.touch()
+    folder, log = edited_folder(tmp_path, nap="10ms")
+    db = tmp_path / "v.db"
     source = {"id": "v", "log": str(log)}
     async with Engine(load_workflows(folder).definitions, db_path=db) as engine:
         await engine.trigger("edited", instance_id="v", input=source)
@@ -143,11 +139,8 @@ def test_the_same_definition_is_the_same_version(tmp_path: Path) -> None:
 
 async def test_restart_from_a_step_runs_only_that_step_and_later_ones(tmp_path: Path) -> None:
     """restart(from_step="c") runs c again and not a; an unknown step is refused by name."""
-    folder = tmp_path / "workflows"
-    folder.mkdir()
-    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", "10ms"))
-    db, log = tmp_path / "f.db", tmp_path / "steps.log"
-    log.touch()
+    folder, log = edited_folder(tmp_path, nap="10ms")
+    db = tmp_path / "f.db"
     async with Engine(load_workflows(folder).definitions, db_path=db) as engine:
         await engine.trigger("edited", instance_id="f", input={"id": "f", "log": str(log)})
         await wait_for_status(engine, "edited", "f", RunStatus.COMPLETE)
@@ -165,11 +158,7 @@ async def test_a_reload_keeps_sleeping_runs_on_their_version(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """replace_definitions (a reload) logs the change; a sleeping run ends on its old nodes."""
-    folder = tmp_path / "workflows"
-    folder.mkdir()
-    (folder / "edited.yaml").write_text(ORIGINAL.replace("1500ms", "300ms"))
-    log = tmp_path / "steps.log"
-    log.touch()
+    folder, log = edited_folder(tmp_path, nap="300ms")
     async with Engine(load_workflows(folder).definitions, db_path=tmp_path / "r.db") as engine:
         old = await engine.trigger("edited", instance_id="o", input={"id": "o", "log": str(log)})
         (folder / "edited.yaml").write_text(EDITED)

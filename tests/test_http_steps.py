@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from engine_support import wait_for_status
+from engine_support import run_until, wait_for_status
 from runcast.engine import Engine, load_workflows
 from runcast.models import JSON, Run, RunStatus
 
@@ -80,8 +80,7 @@ async def run_once(
     """Run the one workflow written as YAML ``text`` once; return the run once in ``status``."""
     async with load(tmp_path, text) as engine:
         (workflow_id,) = engine.definitions
-        run = await engine.trigger(workflow_id, input=input)
-        return await wait_for_status(engine, workflow_id, run.instance_id, status, within=within)
+        return await run_until(engine, workflow_id, status, input=input, within=within)
 
 
 async def test_expressions_fill_url_headers_query_and_json(serve: Serve, tmp_path: Path) -> None:

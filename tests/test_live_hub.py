@@ -68,6 +68,15 @@ async def collect(changes: AsyncIterator[RunChange], into: list[RunChange]) -> N
         into.append(change)
 
 
+def watch(
+    hub: LiveHub, workflow_id: str, instance_id: str
+) -> tuple[asyncio.Task[None], list[RunChange]]:
+    """Collect one run's changes from ``hub`` (anonymously) until the stream ends."""
+    received: list[RunChange] = []
+    changes = hub.watch_run(workflow_id, instance_id, ANONYMOUS)
+    return asyncio.create_task(collect(changes, received)), received
+
+
 def statuses(changes: list[RunChange]) -> list[RunStatus]:
     """The statuses of ``changes``."""
     return [change.run.status for change in changes]
@@ -92,10 +101,7 @@ async def test_push_delivers_every_transition_in_order_without_polls(tmp_path: P
             unlisten = engine.add_run_listener(
                 lambda r: seen_by_engine.append(r) if r.instance_id == run.instance_id else None
             )
-            received: list[RunChange] = []
-            reader = asyncio.create_task(
-                collect(hub.watch_run("approval", run.instance_id, ANONYMOUS), received)
-            )
+            reader, received = watch(hub, "approval", run.instance_id)
             await wait_for(lambda: bool(received), what="the first state")
             await wait_for(
                 lambda: (
@@ -209,10 +215,7 @@ async def test_unchanged_run_backs_off(tmp_path: Path, serve: Serve) -> None:
     settings = FAST.replace(poll_min_interval=0.02, poll_max_interval=0.32)
     async with polled(tmp_path, serve, settings) as p:
         run = await p.engine.trigger("waiter")
-        received: list[RunChange] = []
-        reader = asyncio.create_task(
-            collect(p.hub.watch_run("waiter", run.instance_id, ANONYMOUS), received)
-        )
+        reader, _ = watch(p.hub, "waiter", run.instance_id)
         await wait_for(lambda: len(p.probe.gets(run.instance_id)) >= 8, what="eight polls")
         times = [r.at for r in p.probe.gets(run.instance_id)]
         gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -228,10 +231,7 @@ async def test_paused_run_is_polled_near_its_wake_time(tmp_path: Path, serve: Se
     settings = FAST.replace(poll_min_interval=0.1, poll_max_interval=10.0)
     async with polled(tmp_path, serve, settings) as p:
         run = await p.engine.trigger("napper")
-        received: list[RunChange] = []
-        reader = asyncio.create_task(
-            collect(p.hub.watch_run("napper", run.instance_id, ANONYMOUS), received)
-        )
+        reader, received = watch(p.hub, "napper", run.instance_id)
         await asyncio.wait_for(reader, 10)
         paused = [c for c in received if c.run.status is RunStatus.PAUSED]
         assert paused
@@ -370,10 +370,7 @@ async def test_closing_the_hub_ends_its_subscriptions(tmp_path: Path, serve: Ser
     """When the hub closes, its subscribers' streams end and its poller tasks are gone."""
     async with polled(tmp_path, serve) as p:
         run = await p.engine.trigger("waiter")
-        received: list[RunChange] = []
-        reader = asyncio.create_task(
-            collect(p.hub.watch_run("waiter", run.instance_id, ANONYMOUS), received)
-        )
+        reader, received = watch(p.hub, "waiter", run.instance_id)
         await wait_for(lambda: bool(received), what="the first state")
         await p.hub.aclose()
         await asyncio.wait_for(reader, 5)

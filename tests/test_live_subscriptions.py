@@ -130,6 +130,13 @@ async def fan_out(g: Gateway, subscribers: int) -> tuple[int, list[list[dict[str
     return polls, updates
 
 
+@asynccontextmanager
+async def open_sockets(url: str, count: int) -> AsyncIterator[list[GraphQLSocket]]:
+    """``count`` graphql-transport-ws connections to ``url``, opened one after the other."""
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(GraphQLSocket.connect(url)) for _ in range(count)]
+
+
 async def test_hundreds_of_subscribers_cost_the_polls_of_one(tmp_path: Path, serve: Serve) -> None:
     """300 sockets on one run get every observed transition in order for the polls of one socket."""
     async with gateway(tmp_path, serve) as g:
@@ -166,10 +173,7 @@ async def test_counters_return_to_zero(tmp_path: Path, serve: Serve, ending: str
     """Disconnecting or sending complete unregisters subscribers and stops polling the run."""
     async with gateway(tmp_path, serve) as g:
         run = await g.engine.trigger("waiter")
-        async with AsyncExitStack() as stack:
-            sockets = [
-                await stack.enter_async_context(GraphQLSocket.connect(g.url)) for _ in range(3)
-            ]
+        async with open_sockets(g.url, 3) as sockets:
             for ws in sockets:
                 await ws.subscribe("a", RUN_STATUS, watch_variables(run))
                 await ws.subscribe("b", WORKFLOW_RUNS, {"workflowId": "waiter"})
@@ -260,10 +264,7 @@ async def test_faults_keep_subscribers_and_states_right(tmp_path: Path, serve: S
     """After a 429, a 500 and a timeout the subscribers are all still there and end COMPLETE."""
     async with gateway(tmp_path, serve) as g:
         run = await g.engine.trigger("waiter")
-        async with AsyncExitStack() as stack:
-            sockets = [
-                await stack.enter_async_context(GraphQLSocket.connect(g.url)) for _ in range(20)
-            ]
+        async with open_sockets(g.url, 20) as sockets:
             for ws in sockets:
                 await ws.subscribe("1", RUN_STATUS, watch_variables(run))
             firsts = [await ws.receive() for ws in sockets]

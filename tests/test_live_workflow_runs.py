@@ -69,6 +69,14 @@ async def finished_runs(engine: Engine, count: int) -> list[Run]:
     return runs
 
 
+async def paused_behind(engine: Engine, count: int) -> Run:
+    """A ``waiter`` run waiting for its event, with ``count`` completed runs newer than it."""
+    old = await engine.trigger("waiter")
+    await wait_for(lambda: paused(engine, old), what="the old run to pause")
+    await finished_runs(engine, count)
+    return old
+
+
 async def paused(engine: Engine, run: Run) -> bool:
     """Whether ``run`` is waiting for its event."""
     return (await engine.get_run(run.workflow_id, run.instance_id)).status is RunStatus.PAUSED
@@ -100,9 +108,7 @@ async def test_change_to_a_run_older_than_the_first_page_is_delivered(
 ) -> None:
     """An old paused run beyond the first page that gets its event and completes is delivered."""
     async with polled(tmp_path, serve) as p:
-        old = await p.engine.trigger("waiter")
-        await wait_for(lambda: paused(p.engine, old), what="the old run to pause")
-        await finished_runs(p.engine, PAGE + 2)  # the old run is now on the second page
+        old = await paused_behind(p.engine, PAGE + 2)  # the old run is now on the second page
         everything: list[RunChange] = []
         completed: list[RunChange] = []
         readers = [
@@ -187,9 +193,7 @@ async def test_old_unfinished_run_costs_one_more_listing_per_poll(
 ) -> None:
     """An unfinished run behind the first page adds one listing of unfinished runs, not a walk."""
     async with polled(tmp_path, serve) as p:
-        old = await p.engine.trigger("waiter")
-        await wait_for(lambda: paused(p.engine, old), what="the old run to pause")
-        await finished_runs(p.engine, PAGE * 4)  # four pages of finished runs in front of it
+        await paused_behind(p.engine, PAGE * 4)  # four pages of finished runs in front of it
         reader = asyncio.create_task(collect(p.hub.watch_workflow("waiter", None, ANONYMOUS), []))
         await wait_for(lambda: p.hub.subscriber_count == 1, what="the baseline")
         settled = time.monotonic()
@@ -208,9 +212,7 @@ async def test_every_page_counts_against_the_budget(tmp_path: Path, serve: Serve
         poll_min_interval=0.01, poll_max_interval=0.01, request_budget_per_second=budget
     )
     async with polled(tmp_path, serve, settings) as p:
-        old = await p.engine.trigger("waiter")
-        await wait_for(lambda: paused(p.engine, old), what="the old run to pause")
-        await finished_runs(p.engine, PAGE + 1)
+        await paused_behind(p.engine, PAGE + 1)
         reader = asyncio.create_task(collect(p.hub.watch_workflow("waiter", None, ANONYMOUS), []))
         await wait_for(lambda: p.hub.subscriber_count == 1, what="the baseline")
         start = time.monotonic()
@@ -229,9 +231,7 @@ async def test_every_page_counts_against_the_budget(tmp_path: Path, serve: Serve
 async def test_unfinished_status_filter_is_sent_upstream(tmp_path: Path, serve: Serve) -> None:
     """A filter of unfinished statuses is one filtered list call per poll, then widens cleanly."""
     async with polled(tmp_path, serve) as p:
-        old = await p.engine.trigger("waiter")
-        await wait_for(lambda: paused(p.engine, old), what="the old run to pause")
-        await finished_runs(p.engine, PAGE * 3)
+        old = await paused_behind(p.engine, PAGE * 3)
         paused_changes: list[RunChange] = []
         readers = [
             asyncio.create_task(

@@ -6,11 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import yaml
 
 from conftest import free_port
 from engine_support import wait_for_status
+from process_support import start_runcast
 from runcast.cli import main
 from runcast.engine import Engine, demo_workflows_dir, load_workflows
 from runcast.engine.format import json_schema, schema_text, shipped_json_schema
@@ -288,16 +287,9 @@ def test_problems_of_the_newer_keys(
 
 def start_engine(folder: Path, db: Path, port: int) -> subprocess.Popen[str]:
     """`runcast engine` on ``folder`` in a child process, with file watching off."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RUNCAST_WORKFLOWS_RELOAD": "false"}
-    env.pop("RUNCAST_PORT", None)
     args = ["engine", "--workflows", str(folder), "--db", str(db), "--port", str(port)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "runcast", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    no_watching = {"RUNCAST_WORKFLOWS_RELOAD": "false"}
+    return start_runcast(*args, stdout=subprocess.DEVNULL, env=no_watching)
 
 
 async def test_sighup_reloads_the_folder_of_runcast_engine(tmp_path: Path) -> None:

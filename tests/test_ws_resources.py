@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.typing import Subprotocol
 
 from conftest import free_port
+from process_support import interrupt
 from runcast.settings import Settings
 
 RUNCAST = [sys.executable, "-m", "runcast.cli"]
@@ -40,12 +40,7 @@ def gateway(tmp_path: Path, **env: str) -> Iterator[str]:
         assert first_line.startswith("runcast: GraphiQL at "), first_line
         yield first_line.split(" at ", 1)[1].strip().replace("http://", "ws://")
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -12,13 +12,12 @@ from runcast.engine._checks import input_problem
 from runcast.engine._state import encode
 from runcast.engine.definitions import WorkflowDefinition
 from runcast.errors import BadUserInput, PayloadTooLarge
-from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH
+from runcast.limits import ID_PATTERN, MAX_EVENT_TYPE_LENGTH, MIB
 from runcast.models import JSON, RunStatus
 
 __all__ = [
     "INSTANCE_ID_PATTERN",
     "MAX_PAGE_SIZE",
-    "MIB",
     "check_event_type",
     "check_input",
     "check_page_size",
@@ -30,7 +29,6 @@ __all__ = [
     "wanted_statuses",
 ]
 
-MIB = 1024 * 1024
 MAX_PAGE_SIZE = 1000
 """The largest ``limit`` of ``list_runs``."""
 INSTANCE_ID_PATTERN = ID_PATTERN

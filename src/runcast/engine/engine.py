@@ -29,7 +29,6 @@ import httpx
 from runcast.engine._arguments import (
     INSTANCE_ID_PATTERN,
     MAX_PAGE_SIZE,
-    MIB,
     check_event_type,
     check_input,
     check_page_size,
@@ -62,6 +61,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
+from runcast.limits import MIB
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 
 __all__ = [
@@ -453,11 +453,6 @@ class Engine:
         if status not in TERMINAL_VALUES:
             raise RunNotFinished(workflow_id, instance_id, status)
         return True
-
-    async def sweep_expired(self) -> int:
-        """Delete every finished run past its retention now; returns how many."""
-        self._check_started()
-        return await self._sweeper.sweep()
 
     def add_run_listener(self, listener: RunListener) -> Callable[[], None]:
         """Call ``listener(run)`` on the loop after every status, output or error change.

@@ -137,9 +137,6 @@ Name = Annotated[
         'leading digit is quoted: "fetch-price".body',
     ),
 ]
-Expression = Annotated[
-    str, Field(min_length=1, description="A JMESPath expression over the run context.")
-]
 Template = Annotated[
     str,
     BeforeValidator(_template_text, json_schema_input_type=str | int | float | bool),
