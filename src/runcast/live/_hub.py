@@ -248,14 +248,14 @@ class LiveHub(Lifetime):
     def poll_all(self) -> None:
         """Poll every watch now (the poll gate opened for all, e.g. cluster mode alone)."""
         for watch in self._ctx.registry.watches():
-            if watch.inflight is None:
+            if watch.inflight is None and not watch.carried:
                 self._ctx.scheduler.schedule(watch, 0.0)
 
     def poll_now(self, topic: Topic) -> None:
-        """Poll the watch of ``topic`` (and a list poll carrying it) now, if there is one."""
+        """Poll the watch of ``topic`` (or the list poll carrying it) now, if there is one."""
         for key in (topic, ("workflow", *topic[1:3])):
             watch = self._ctx.registry.find(key)
-            if watch is not None and watch.inflight is None:
+            if watch is not None and watch.inflight is None and not watch.carried:
                 self._ctx.scheduler.schedule(watch, 0.0)
 
     async def _poll(self, watch: Watch, urgent: bool) -> None:

@@ -111,6 +111,11 @@ class Watch(ABC):
         """The topics this watch's polls serve (in cluster mode, it polls if it holds one)."""
         return (self.topic,)
 
+    @property
+    def carried(self) -> bool:
+        """Whether another watch's poll observes this one (it needs no poll of its own)."""
+        return False
+
     def mark_observed(self, ctx: LiveContext) -> datetime:
         """Record a successful poll; returns its wall-clock time."""
         self.failures = 0
@@ -147,6 +152,11 @@ class RunWatch(Watch):
     def topic(self) -> Topic:
         """Where this watch's observations are published on the change bus."""
         return ("run", *self.key)
+
+    @property
+    def carried(self) -> bool:
+        """Whether its workflow's list poll observes it (see ``riding``)."""
+        return self.riding
 
     @property
     def subject(self) -> tuple[str, ...]:
