@@ -331,16 +331,16 @@ async def test_cluster_budget_is_shared_by_every_replica(links: LinkFactory) -> 
 async def test_a_hold_from_one_replica_holds_all(links: LinkFactory) -> None:
     """A 429's Retry-After given to one replica's budget stops the others' requests too."""
     a, b = await links("a").__aenter__(), await links("b").__aenter__()
-    async with ClusterBudget(a, "cloudflare", None) as first:
-        second = ClusterBudget(b, "cloudflare", None)
-        await second.acquire()  # no limit: a token at once
-        first.pause(0.5)
-        await first.aclose()  # the hold is written
-        waiting = asyncio.create_task(second.acquire())
-        await asyncio.sleep(0.1)
-        assert not waiting.done()
-        assert second.paused_for > 0
-        await asyncio.wait_for(waiting, timeout=5)
+    first = ClusterBudget(a, "cloudflare", None)
+    second = ClusterBudget(b, "cloudflare", None)
+    await second.acquire()  # no limit: a token at once
+    first.pause(0.5)
+    await first.aclose()  # the hold is written
+    waiting = asyncio.create_task(second.acquire())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    assert second.paused_for > 0
+    await asyncio.wait_for(waiting, timeout=5)
 
 
 async def test_budget_without_redis_is_an_even_share(

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 
 import engine_probe
 from conftest import free_port
+from runcast._http_pool import pooled_client
 from runcast.engine.actions import ActionFailed, resolve_until, run_action
 from runcast.engine.definitions import (
     FailAction,
@@ -42,7 +43,8 @@ CONTEXT: dict[str, Any] = {
 
 
 async def run(action: Any, context: dict[str, Any] = CONTEXT, attempt: int = 1) -> Any:
-    return await run_action(action, context, attempt=attempt, http_client=None)
+    async with pooled_client(timeout=None) as client:
+        return await run_action(action, context, attempt=attempt, http_client=client)
 
 
 # --- return -----------------------------------------------------------------------------------

@@ -224,3 +224,41 @@ async def test_the_step_timeout_covers_the_whole_request(serve: Serve, tmp_path:
             within=4,
         )
     assert run.error == "step 'call' timed out after 500ms"
+
+
+def cookie_service() -> Starlette:
+    """A service that sets a cookie on every answer and says which connection and cookie it saw."""
+
+    async def visit(request: Request) -> Response:
+        assert request.client is not None
+        seen = {"port": request.client.port, "cookie": request.headers.get("cookie")}
+        response = JSONResponse(seen)
+        response.set_cookie("session", f"for-{request.path_params['run']}", path="/")
+        return response
+
+    return Starlette(routes=[Route("/visit/{run}", visit)])
+
+
+async def test_http_steps_share_one_pool_and_no_cookies(serve: Serve, tmp_path: Path) -> None:
+    """The engine's http steps reuse its pooled connections; a cookie set for one reaches none."""
+    async with serve(cookie_service()) as url:
+        engine = load(
+            tmp_path,
+            f"""
+            id: visit
+            nodes:
+              - step: first
+                action: {{http: {{method: GET, url: "{url}/visit/${{input.run}}"}}}}
+              - step: second
+                action: {{http: {{method: GET, url: "{url}/visit/${{input.run}}"}}}}
+            """,
+        )
+        visits = []
+        async with engine:
+            for run in ("a", "b"):
+                await engine.trigger("visit", instance_id=run, input={"run": run})
+                await wait_for_status(engine, "visit", run, RunStatus.COMPLETE)
+                steps = (await engine.get_run("visit", run)).steps or []
+                visits += [step.output for step in steps]
+    assert [visit["cookie"] for visit in visits] == [None] * 4
+    assert len({visit["port"] for visit in visits}) == 1

@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "runcast._process",
             "runcast._connection_guard",
             "runcast._server",
+            "runcast._http_pool",
         ),
     ),
 ]

@@ -23,6 +23,7 @@ def prepared_schema(**limits: int) -> tuple[strawberry.Schema, PreparedDocuments
     documents = PreparedDocuments(
         max_tokens=limits.get("max_tokens", 1000),
         max_fields=limits.get("max_fields", 100),
+        max_comparisons=limits.get("max_comparisons", 2000),
         guard_rules=[NoSchemaIntrospectionCustomRule],
         maxsize=8,
     )

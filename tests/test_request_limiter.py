@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -12,15 +13,23 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
+from fault_proxy import Fault as ProxyFault
+from fault_proxy import fault_proxy
 from live_support import FAST, Fault, UpstreamProbe, open_engine, wait_for
 from redis_support import RedisServer
 from runcast.app import create_app
 from runcast.engine import Engine
 from runcast.engine.cloudflare_api import create_cloudflare_app
 from runcast.engine.server import create_engine_app
-from runcast.errors import RateLimited
+from runcast.errors import RateLimited, UpstreamUnavailable
 from runcast.live import LiveHub, RunChange
-from runcast.live.cluster import ClusterBudget, ClusterKeys, ClusterMetrics, RedisLink
+from runcast.live.cluster import (
+    ClusterBudget,
+    ClusterKeys,
+    ClusterMetrics,
+    RedisLink,
+    cluster_limits,
+)
 from runcast.metrics import Metrics
 from runcast.models import ANONYMOUS, Credentials
 from runcast.readiness import BudgetCheck
@@ -193,3 +202,41 @@ async def test_the_budget_check_reads_the_cluster_bucket(redis_server: RedisServ
     finally:
         for link in links:
             await link.aclose()
+
+
+async def test_retries_on_two_replicas_stay_within_one_cluster_budget(
+    serve: Serve, engine: Engine, redis_server: RedisServer
+) -> None:
+    """Reads and their retries after 503s, from two replicas, keep to one budget in Redis."""
+
+    def plan(index: int, method: str, path: str) -> ProxyFault:
+        return "503" if method == "GET" and index % 3 == 2 else "forward"
+
+    settings = Settings(upstream_get_retries=3)
+    links = [
+        RedisLink(redis_server.url, keys=ClusterKeys("t"), metrics=ClusterMetrics(reg))
+        for reg in (CollectorRegistry(), CollectorRegistry())
+    ]
+    async with serve(create_engine_app(engine)) as url, fault_proxy(url, plan) as proxy:
+        adapters = [AwaitStepUpstream(proxy.url, settings=settings) for _ in links]
+        try:
+            run = await adapters[0].trigger("sleepy", credentials=ANONYMOUS)
+            for adapter, link in zip(adapters, links, strict=True):
+                await link.__aenter__()
+                adapter.limit_requests(cluster_limits(link, "awaitstep", 4.0, None, "secret"))
+
+            async def reads(adapter: AwaitStepUpstream) -> None:
+                for _ in range(12):
+                    with contextlib.suppress(RateLimited, UpstreamUnavailable):
+                        await adapter.get_run("sleepy", run.instance_id, credentials=ANONYMOUS)
+
+            await asyncio.gather(*(reads(adapter) for adapter in adapters))
+        finally:
+            for adapter in adapters:
+                await adapter.aclose()
+            for link in links:
+                await link.aclose()
+    assert any(a.fault == "503" for a in proxy.arrivals)
+    assert proxy.count("GET") > 8
+    # One GCRA bucket of 4/s holding 4 for both: at most 4 + 4 in any second (+1 for timing).
+    assert proxy.most_in_any_window(1.0) <= 9

@@ -71,3 +71,15 @@ async def test_a_subscription_over_get_points_to_websockets(engine: Engine, serv
     message = response.json()["errors"][0]["message"]
     assert "WebSocket" in message
     assert "SSE" in message
+
+
+@pytest.mark.parametrize(
+    ("query", "allowed"),
+    [("{ __typename }", ()), (SUBSCRIPTION, None), (SUBSCRIPTION, set(OperationType))],
+)
+async def test_execute_runs_only_single_result_operations_it_is_allowed(
+    query: str, allowed: set[OperationType] | None
+) -> None:
+    """The schema's execute refuses what it is not allowed, and subscriptions always."""
+    with pytest.raises(InvalidOperationTypeError):
+        await build_schema().execute(query, allowed_operation_types=allowed)

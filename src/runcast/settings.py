@@ -78,6 +78,7 @@ class Settings:
     max_query_depth: int = 15
     max_query_tokens: int = 2000
     max_aliases: int = 30
+    max_field_comparisons: int = 2000
     operation_timeout: float = 30.0
 
     # HTTP server connections (runcast serve)
@@ -329,6 +330,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "max_query_depth": SettingRange(1, 100),
     "max_query_tokens": SettingRange(1, 1_000_000),
     "max_aliases": SettingRange(0, 100_000),
+    "max_field_comparisons": SettingRange(1, 10_000_000),
     "operation_timeout": _seconds(86_400),
     "max_header_bytes": SettingRange(1024, MIB, unit="bytes"),
     "header_timeout": _seconds(3600),

@@ -18,6 +18,7 @@ from typing import Literal, cast
 
 from starlette.responses import JSONResponse
 
+from runcast.engine._attempts import DEFAULT_STEP_TIMEOUT
 from runcast.engine.definitions import StepNode, WaitForEventNode, WorkflowDefinition
 from runcast.errors import (
     AlreadyExists,
@@ -40,12 +41,10 @@ from runcast.wire.times import iso_z
 logger = logging.getLogger(__name__)
 
 
-MIB = 1024 * 1024
 ENGINE_PAGE = 1000
 DEFAULT_INSTANCES_PER_PAGE = 50
 DEFAULT_WORKFLOWS_PER_PAGE = 20
 INSTANCE_ID_PATTERN = ID_PATTERN
-DEFAULT_STEP_TIMEOUT = timedelta(seconds=30)
 
 CODE_AUTH = 10000
 CODE_INTERNAL = 10001

@@ -46,11 +46,11 @@ class RunDriver:
         store: the engine's store (events' payloads are read from it).
         book: the engine's runs.
         pacer: holds a run back while it may not work.
-        http_client: the pooled client of ``http`` actions (``None``: one per request).
+        http_client: the pooled client of ``http`` actions (the engine's).
     """
 
     def __init__(
-        self, store: Store, book: RunBook, pacer: Pacer, http_client: httpx.AsyncClient | None
+        self, store: Store, book: RunBook, pacer: Pacer, http_client: httpx.AsyncClient
     ) -> None:
         self._store = store
         self._book = book

@@ -62,7 +62,7 @@ class Executor:
         versions: VersionBook,
         *,
         max_running: int,
-        http_client: httpx.AsyncClient | None,
+        http_client: httpx.AsyncClient,
         events: EngineEvents | None = None,
     ) -> None:
         self.events = events or EngineEvents()

@@ -34,10 +34,10 @@ class StepRunner:
     Args:
         book: the engine's runs (a step that fails for good ends its run).
         pacer: holds the run back while queued or paused, and through retry delays.
-        http_client: the pooled client of ``http`` actions (``None``: one per request).
+        http_client: the pooled client of ``http`` actions (the engine's).
     """
 
-    def __init__(self, book: RunBook, pacer: Pacer, http_client: httpx.AsyncClient | None) -> None:
+    def __init__(self, book: RunBook, pacer: Pacer, http_client: httpx.AsyncClient) -> None:
         self._book = book
         self._pacer = pacer
         self._http_client = http_client
@@ -128,7 +128,9 @@ class StepRunner:
     async def _act(self, node: StepNode, context: dict[str, JSON], attempt: int) -> JSON:
         """The action's result; a pure one runs at once, one with effects under the timeout."""
         if isinstance(node.action, ReturnAction | FailAction):
-            return await run_action(node.action, context, attempt=attempt, http_client=None)
+            return await run_action(
+                node.action, context, attempt=attempt, http_client=self._http_client
+            )
         limit = node.timeout or DEFAULT_STEP_TIMEOUT
         try:
             async with asyncio.timeout(limit.total_seconds()):

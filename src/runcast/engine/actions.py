@@ -164,7 +164,7 @@ async def run_action(
     context: Mapping[str, JSON],
     *,
     attempt: int,
-    http_client: httpx.AsyncClient | None,
+    http_client: httpx.AsyncClient,
 ) -> JSON:
     """Run one attempt of ``action`` and return its JSON result.
 
@@ -173,8 +173,7 @@ async def run_action(
         context: the run context (``input`` and each earlier node's result by name);
             not modified.
         attempt: the attempt number, 1 for the first try (``fail`` with ``times`` uses it).
-        http_client: the pooled client for ``http`` actions; ``None`` makes a
-            short-lived client for this request.
+        http_client: the pooled client that sends ``http`` actions (the engine's own).
 
     Returns:
         The action's result (JSON-serialisable).
@@ -194,7 +193,7 @@ async def run_action(
 
 
 async def http_step(
-    action: HttpAction, context: Mapping[str, JSON], client: httpx.AsyncClient | None
+    action: HttpAction, context: Mapping[str, JSON], client: httpx.AsyncClient
 ) -> JSON:
     """One attempt of an ``http`` step; its result (or error) never holds a secret's value.
 
@@ -204,12 +203,7 @@ async def http_step(
     values = _read_secrets(action.secrets)
     with _masking(values) as mask:
         try:
-            request_context = {**context, "secrets": values}
-            if client is None:
-                async with httpx.AsyncClient(timeout=None) as own:
-                    result = await _exchange(action, request_context, own)
-            else:
-                result = await _exchange(action, request_context, client)
+            result = await _exchange(action, {**context, "secrets": values}, client)
         except ActionFailed as exc:
             raise ActionFailed(mask(exc.message), retryable=exc.retryable) from None
         except Exception as exc:

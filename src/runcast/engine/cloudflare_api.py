@@ -74,7 +74,6 @@ from runcast.engine._cloudflare_shapes import (
     DEFAULT_WORKFLOWS_PER_PAGE,
     ENGINE_PAGE,
     INSTANCE_ALREADY_EXISTS,
-    MIB,
     STEP_NOT_FOUND,
     WORKFLOW_NOT_FOUND,
     ApiError,
@@ -93,7 +92,7 @@ from runcast.errors import (
     RunNotFound,
     WorkflowNotFound,
 )
-from runcast.limits import MAX_EVENT_TYPE_LENGTH
+from runcast.limits import MAX_EVENT_TYPE_LENGTH, MIB
 from runcast.models import JSON, Run, RunPage, RunStatus, Workflow, WorkflowKind
 from runcast.wire import cloudflare as cf
 from runcast.wire.cloudflare import API_PREFIX, MAX_BATCH, MAX_PER_PAGE, STATUS_ACTIONS

@@ -26,6 +26,7 @@ from types import MappingProxyType, TracebackType
 
 import httpx
 
+from runcast._http_pool import pooled_client
 from runcast.engine._arguments import (
     INSTANCE_ID_PATTERN,
     MAX_PAGE_SIZE,
@@ -90,7 +91,7 @@ class Engine:
             hold no slot.
         max_event_payload_bytes: the largest JSON-encoded event payload (and run input).
         http_client: the pooled client for ``http`` actions (the caller closes it);
-            ``None`` makes a short-lived client per request.
+            ``None``: the engine's own, one for its lifetime, closed by :meth:`aclose`.
         retention: how long finished runs are kept, by status (a workflow's own
             ``retention:`` overrides it); expired runs are deleted in the background.
         retention_interval: seconds between two sweeps for expired runs.
@@ -121,11 +122,14 @@ class Engine:
         self._lock = None if self._db_path == MEMORY else DatabaseLock(Path(db_path))
         self._versions = VersionBook(self._definitions)
         self._registry = VersionRegistry(self._store, self._versions)
+        # http steps call any URL a workflow names: httpx's own pool, which honours HTTP(S)_PROXY.
+        self._own_http = http_client is None
+        self._http = http_client or pooled_client(timeout=None)
         self._executor = Executor(
             self._store,
             self._versions,
             max_running=max_running,
-            http_client=http_client,
+            http_client=self._http,
             events=events,
         )
         self._scheduler = Scheduler(self, lambda: self._definitions, clock=clock or SystemClock())
@@ -161,6 +165,7 @@ class Engine:
             await self._executor.close()
             await self._store.close()
             self._release_lock()
+            await self._close_http()
             self._state = "closed"
             raise
         self._state = "started"
@@ -188,6 +193,11 @@ class Engine:
         await self._executor.close()
         await self._store.close()
         self._release_lock()
+        await self._close_http()
+
+    async def _close_http(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -86,7 +86,9 @@ class RuncastSchema(strawberry.Schema):
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
         # One result only: a subscription is refused (InvalidOperationTypeError) here.
-        single = set(allowed_operation_types or SINGLE_RESULT) & SINGLE_RESULT
+        single = SINGLE_RESULT.intersection(
+            SINGLE_RESULT if allowed_operation_types is None else allowed_operation_types
+        )
         try:
             async with asyncio.timeout(self.operation_timeout):
                 resolved = await self._resolve(query, operation_extensions)
@@ -187,6 +189,7 @@ def build_schema(
     prepared = PreparedDocuments(
         max_tokens=settings.max_query_tokens,
         max_fields=settings.max_query_fields,
+        max_comparisons=settings.max_field_comparisons,
         guard_rules=guard_rules,
         maxsize=PREPARED_CACHE_SIZE,
     )

@@ -1,6 +1,6 @@
 """Prepared operations: a query text parsed, guarded and validated once, then looked up.
 
-The guards (token limit, depth, aliases, field cost, introspection) and GraphQL's
+The guards (token limit, depth, aliases, field cost, field merging, introspection) and GraphQL's
 own validation depend only on the document and the schema's fixed settings, so
 their verdict is kept with the parsed document. A repeated query (every request
 of an app, and every persisted query) costs two dictionary lookups and one
@@ -20,7 +20,7 @@ from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from runcast.schema._cost import cost_error, query_cost
+from runcast.schema._cost import cost_error, merge_verdict, query_cost
 
 Rules = tuple[type[ASTValidationRule], ...]
 
@@ -31,6 +31,8 @@ class PreparedDocuments:
     Args:
         max_tokens: the most tokens a query text may have (parsing stops beyond).
         max_fields: the most fields a document may resolve, fragments expanded.
+        max_comparisons: the most pairs of same-named fields (and of fragments) the
+            overlapping-fields rule may compare (``_cost.py``).
         guard_rules: validation rules added to GraphQL's own (depth, aliases, ...).
         maxsize: distinct query texts (and verdicts) kept, least recently used out.
     """
@@ -40,11 +42,13 @@ class PreparedDocuments:
         *,
         max_tokens: int,
         max_fields: int,
+        max_comparisons: int,
         guard_rules: Sequence[type[ASTValidationRule]],
         maxsize: int,
     ) -> None:
         self.max_tokens = max_tokens
         self.max_fields = max_fields
+        self.max_comparisons = max_comparisons
         self.guard_rules: Rules = tuple(guard_rules)
         self.parse: _lru_cache_wrapper[DocumentNode] = lru_cache(maxsize=maxsize)(self._parse)
         self.verdict: _lru_cache_wrapper[list[GraphQLError]] = lru_cache(maxsize=maxsize)(
@@ -59,6 +63,9 @@ class PreparedDocuments:
     ) -> list[GraphQLError]:
         if query_cost(document, limit=self.max_fields) > self.max_fields:
             return [cost_error(self.max_fields)]
+        refused = merge_verdict(document, limit=self.max_comparisons, max_fields=self.max_fields)
+        if refused is not None:
+            return [refused]
         return validate_document(schema, document, rules + self.guard_rules)
 
 

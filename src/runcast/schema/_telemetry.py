@@ -26,6 +26,7 @@ logger = logging.getLogger("runcast.graphql")
 
 GUARD_RULES = (
     ("max_fields", "fields with its fragments expanded"),
+    ("max_field_comparisons", "pairs of fields and fragments"),
     ("max_depth", "exceeds maximum operation depth"),
     ("max_aliases", "aliases found. Allowed:"),
     ("max_tokens", "Document contains more than"),

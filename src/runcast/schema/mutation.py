@@ -1,26 +1,43 @@
-"""The root ``Mutation`` type: trigger and steer runs."""
+"""The root ``Mutation`` type: trigger and steer runs; each returns the run the upstream left."""
 
 # Strawberry types its decorators-with-arguments as returning Any.
 # mypy: disable-error-code="untyped-decorator"
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import strawberry
 from strawberry.scalars import JSON
 
 from runcast import models, resolvers
+from runcast.resolvers import GraphQLContext
 from runcast.schema.types import Info, Run
+
+RunAction = Callable[[GraphQLContext, str, str], Awaitable[object]]
+"""A resolver that acts on the run a workflow id and an instance id name."""
 
 
 def _value(argument: object) -> models.JSON:
     return None if argument is strawberry.UNSET else argument
 
 
+def _on_run(action: RunAction, graphql_type: object, description: str) -> Any:
+    """A mutation ``(workflowId: ID!, instanceId: ID!)`` that calls ``action``."""
+
+    async def mutate(info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID) -> Any:
+        return await action(info.context, str(workflow_id), str(instance_id))
+
+    return strawberry.mutation(resolver=mutate, graphql_type=graphql_type, description=description)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
+        graphql_type=Run,
         description="Start a run; the upstream names it unless instanceId is given. "
-        "Scripts refuse with NOT_TRIGGERABLE."
+        "Scripts refuse with NOT_TRIGGERABLE.",
     )
     async def trigger_run(
         self,
@@ -28,18 +45,18 @@ class Mutation:
         workflow_id: strawberry.ID,
         input: JSON | None = strawberry.UNSET,
         instance_id: strawberry.ID | None = strawberry.UNSET,
-    ) -> Run:
-        run = await resolvers.trigger_run(
+    ) -> models.Run:
+        return await resolvers.trigger_run(
             info.context,
             str(workflow_id),
             input=_value(input),
             instance_id=None if not instance_id else str(instance_id),
         )
-        return Run.from_model(run)
 
     @strawberry.mutation(
+        graphql_type=Run,
         description="Deliver an event to a waiting (or soon waiting) run; "
-        "a finished run refuses with RUN_FINISHED."
+        "a finished run refuses with RUN_FINISHED.",
     )
     async def send_event(
         self,
@@ -48,49 +65,29 @@ class Mutation:
         instance_id: strawberry.ID,
         event_type: str,
         payload: JSON | None = strawberry.UNSET,
-    ) -> Run:
-        run = await resolvers.send_event(
+    ) -> models.Run:
+        return await resolvers.send_event(
             info.context,
             str(workflow_id),
             str(instance_id),
             event_type=event_type,
             payload=_value(payload),
         )
-        return Run.from_model(run)
 
-    @strawberry.mutation(description="Stop a run for good.")
-    async def terminate_run(
-        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
-    ) -> Run:
-        run = await resolvers.terminate_run(info.context, str(workflow_id), str(instance_id))
-        return Run.from_model(run)
-
-    @strawberry.mutation(description="Pause a run at its next node boundary.")
-    async def pause_run(
-        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
-    ) -> Run:
-        run = await resolvers.pause_run(info.context, str(workflow_id), str(instance_id))
-        return Run.from_model(run)
-
-    @strawberry.mutation(
-        description="Delete a finished run (COMPLETE, ERRORED or TERMINATED) for good;"
-        " a run that has not finished is refused with BAD_USER_INPUT. True once deleted."
+    terminate_run = _on_run(resolvers.terminate_run, Run, "Stop a run for good.")
+    pause_run = _on_run(resolvers.pause_run, Run, "Pause a run at its next node boundary.")
+    delete_run = _on_run(
+        resolvers.delete_run,
+        bool,
+        "Delete a finished run (COMPLETE, ERRORED or TERMINATED) for good;"
+        " a run that has not finished is refused with BAD_USER_INPUT. True once deleted.",
     )
-    async def delete_run(
-        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
-    ) -> bool:
-        return await resolvers.delete_run(info.context, str(workflow_id), str(instance_id))
-
-    @strawberry.mutation(description="Resume a paused run.")
-    async def resume_run(
-        self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
-    ) -> Run:
-        run = await resolvers.resume_run(info.context, str(workflow_id), str(instance_id))
-        return Run.from_model(run)
+    resume_run = _on_run(resolvers.resume_run, Run, "Resume a paused run.")
 
     @strawberry.mutation(
+        graphql_type=Run,
         description="Run again under the same instanceId and workflow version: from the"
-        " beginning, or from the step fromStep, keeping the results of the steps before it."
+        " beginning, or from the step fromStep, keeping the results of the steps before it.",
     )
     async def restart_run(
         self,
@@ -98,8 +95,7 @@ class Mutation:
         workflow_id: strawberry.ID,
         instance_id: strawberry.ID,
         from_step: str | None = None,
-    ) -> Run:
-        run = await resolvers.restart_run(
+    ) -> models.Run:
+        return await resolvers.restart_run(
             info.context, str(workflow_id), str(instance_id), from_step
         )
-        return Run.from_model(run)

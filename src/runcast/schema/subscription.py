@@ -18,8 +18,9 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from runcast.errors import UpstreamUnavailable
 from runcast.live import LiveHub, RunChange
+from runcast.models import RunStatus
 from runcast.resolvers import GraphQLContext, check_id
-from runcast.schema.types import Info, RunStatus, RunStatusUpdate
+from runcast.schema.types import Info, RunStatusUpdate
 
 
 def _hub(context: GraphQLContext) -> LiveHub:
@@ -47,21 +48,16 @@ def _run_fields(info: Info) -> frozenset[str]:
     return frozenset(names)
 
 
-def _update(change: RunChange) -> RunStatusUpdate:
-    return RunStatusUpdate.from_run(
-        change.run, previous_status=change.previous_status, observed_at=change.observed_at
-    )
-
-
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
+        graphql_type=RunStatusUpdate,
         description="The current state at once, then one message per observed change; "
-        "completes after a terminal status."
+        "completes after a terminal status.",
     )
     async def run_status(
         self, info: Info, workflow_id: strawberry.ID, instance_id: strawberry.ID
-    ) -> AsyncGenerator[RunStatusUpdate, None]:
+    ) -> AsyncGenerator[RunChange, None]:
         workflow = check_id(str(workflow_id), argument="workflowId")
         instance = check_id(str(instance_id), argument="instanceId")
         hub = _hub(info.context)
@@ -70,21 +66,22 @@ class Subscription:
         )
         async with aclosing(changes):
             async for change in changes:
-                yield _update(change)
+                yield change
 
     @strawberry.subscription(
-        description="Every observed change of any run of one workflow; never completes by itself."
+        graphql_type=RunStatusUpdate,
+        description="Every observed change of any run of one workflow; never completes by itself.",
     )
     async def workflow_runs(
         self,
         info: Info,
         workflow_id: strawberry.ID,
         status: list[RunStatus] | None = strawberry.UNSET,
-    ) -> AsyncGenerator[RunStatusUpdate, None]:
+    ) -> AsyncGenerator[RunChange, None]:
         workflow = check_id(str(workflow_id), argument="workflowId")
-        statuses = {s.to_model() for s in status} if status else None
+        statuses = set(status) if status else None
         hub = _hub(info.context)
         changes = hub.watch_workflow(workflow, statuses, info.context.credentials)
         async with aclosing(changes):
             async for change in changes:
-                yield _update(change)
+                yield change

@@ -1,8 +1,11 @@
 """The GraphQL object types, enums and scalars of the public contract (design.md section 2).
 
-Each type is built from a model with ``from_model``; fields that need the upstream
-(``Workflow.runs``, ``Workflow.run``, ``Run.workflow``) resolve through
-``runcast.resolvers`` with the request's context.
+The enums are the model enums (``runcast.models``), declared to Strawberry here. The
+object types are views over the models: a resolver returns the model itself
+(``graphql_type=`` names the GraphQL type) and Strawberry reads each field from it by
+name, so nothing is copied or converted. Fields the model has not (``Run.id``,
+``Run.workflow``, ``Workflow.runs``, ``Workflow.run``) have resolvers that take the
+model as their ``root``; the ones that need the upstream go through ``runcast.resolvers``.
 """
 
 # Strawberry types its decorators-with-arguments as returning Any.
@@ -10,53 +13,32 @@ Each type is built from a model with ``from_model``; fields that need the upstre
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 
 from runcast import models, resolvers
+from runcast.live import RunChange
+from runcast.models import RunStatus, RunWaitReason, WorkflowKind
 from runcast.resolvers import GraphQLContext
 from runcast.schema.node import Node
 
 Info = strawberry.Info[GraphQLContext, None]
 
-
-@strawberry.enum(description="The status of a run; UNKNOWN for anything an upstream adds later.")
-class RunStatus(enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSED = "paused"
-    WAITING = "waiting"
-    WAITING_FOR_PAUSE = "waitingForPause"
-    ERRORED = "errored"
-    TERMINATED = "terminated"
-    COMPLETE = "complete"
-    UNKNOWN = "unknown"
-
-    @classmethod
-    def from_model(cls, status: models.RunStatus) -> RunStatus:
-        """The GraphQL value of a model status."""
-        return cls[status.name]
-
-    def to_model(self) -> models.RunStatus:
-        """The model status of this GraphQL value."""
-        return models.RunStatus[self.name]
+strawberry.enum(
+    RunStatus, description="The status of a run; UNKNOWN for anything an upstream adds later."
+)
+strawberry.enum(
+    WorkflowKind, description="A WORKFLOW has runs; a SCRIPT is a Worker called by its URL."
+)
+strawberry.enum(RunWaitReason, description="Why a suspended run is not executing.")
 
 
-@strawberry.enum(description="A WORKFLOW has runs; a SCRIPT is a Worker called by its URL.")
-class WorkflowKind(enum.Enum):
-    WORKFLOW = "workflow"
-    SCRIPT = "script"
-
-
-@strawberry.enum(description="Why a suspended run is not executing.")
-class RunWaitReason(enum.Enum):
-    SLEEP = "sleep"
-    EVENT = "event"
-    RETRY = "retry"
-    REQUESTED_PAUSE = "requestedPause"
+def _is(model: type) -> Any:
+    """An ``is_type_of`` that knows the view's model (for the ``Node`` interface)."""
+    return classmethod(lambda cls, obj, info: isinstance(obj, model))
 
 
 @strawberry.type(description="What a suspended run waits for.")
@@ -68,15 +50,6 @@ class RunWait:
     until: datetime | None = strawberry.field(
         description="When the run resumes by itself (a sleep's end, a retry, a wait's timeout)."
     )
-
-    @classmethod
-    def from_model(cls, wait: models.RunWait | None) -> RunWait | None:
-        """Render a model wait."""
-        if wait is None:
-            return None
-        return cls(
-            reason=RunWaitReason[wait.reason.name], event_type=wait.event_type, until=wait.until
-        )
 
 
 @strawberry.type(description="One node of a run as executed so far.")
@@ -90,32 +63,26 @@ class Step:
     started_at: datetime | None
     ended_at: datetime | None
 
-    @classmethod
-    def from_model(cls, step: models.Step) -> Step:
-        """Render a model step."""
-        return cls(
-            name=step.name,
-            type=step.type,
-            status=step.status,
-            attempts=step.attempts,
-            output=step.output,
-            error=step.error,
-            started_at=step.started_at,
-            ended_at=step.ended_at,
-        )
+
+def _run_id(root: strawberry.Parent[models.Run]) -> strawberry.ID:
+    return strawberry.ID(resolvers.run_node_id(root.workflow_id, root.instance_id))
 
 
-async def _run_workflow(root: Run, info: Info) -> Workflow | None:
-    found = await resolvers.workflow_of(info.context, str(root.workflow_id))
-    return None if found is None else Workflow.from_model(found)
+async def _run_workflow(root: strawberry.Parent[models.Run], info: Info) -> models.Workflow | None:
+    return await resolvers.workflow_of(info.context, root.workflow_id)
 
 
 @strawberry.type(description="One execution of a workflow, named by its instanceId.")
 class Run(Node):
+    id: strawberry.ID = strawberry.field(
+        resolver=_run_id, description="Opaque and stable: the same object always has the same id."
+    )
     instance_id: strawberry.ID
     workflow_id: strawberry.ID
-    workflow: Workflow | None = strawberry.field(
-        resolver=_run_workflow, description="The workflow this run belongs to."
+    workflow: models.Workflow | None = strawberry.field(
+        resolver=_run_workflow,
+        graphql_type=Annotated["Workflow", strawberry.lazy("runcast.schema.types")] | None,
+        description="The workflow this run belongs to.",
     )
     status: RunStatus
     raw_status: str = strawberry.field(description="Exactly what the upstream said.")
@@ -134,36 +101,15 @@ class Run(Node):
         description="The steps so far; null where the upstream does not expose steps."
     )
     workflow_version: str | None = strawberry.field(
-        default=None,
         description="The version of the workflow definition this run executes"
         " (it keeps it when the definition changes); null where the upstream does not tell.",
     )
     wait: RunWait | None = strawberry.field(
-        default=None,
         description="What a suspended (PAUSED or WAITING) run waits for; null otherwise"
         " and where the upstream does not tell.",
     )
 
-    @classmethod
-    def from_model(cls, run: models.Run) -> Run:
-        """Render a model run."""
-        return cls(
-            id=strawberry.ID(resolvers.run_node_id(run.workflow_id, run.instance_id)),
-            instance_id=strawberry.ID(run.instance_id),
-            workflow_id=strawberry.ID(run.workflow_id),
-            status=RunStatus.from_model(run.status),
-            raw_status=run.raw_status,
-            is_terminal=run.is_terminal,
-            input=run.input,
-            output=run.output,
-            error=run.error,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            ended_at=run.ended_at,
-            steps=None if run.steps is None else [Step.from_model(s) for s in run.steps],
-            workflow_version=run.workflow_version,
-            wait=RunWait.from_model(run.wait),
-        )
+    is_type_of = _is(models.Run)
 
 
 @strawberry.type(description="Relay page information.")
@@ -175,21 +121,45 @@ class PageInfo:
 @strawberry.type(description="A run and the cursor that points just after it.")
 class RunEdge:
     cursor: str
-    node: Run
+    node: models.Run = strawberry.field(graphql_type=Run)
+
+
+def _edges(root: strawberry.Parent[resolvers.RunSlice]) -> list[RunEdge]:
+    return [RunEdge(cursor=cursor, node=run) for cursor, run in root.edges]
+
+
+def _page_info(root: strawberry.Parent[resolvers.RunSlice]) -> resolvers.RunSlice:
+    return root
 
 
 @strawberry.type(description="A Relay cursor connection of runs, newest first.")
 class RunConnection:
-    edges: list[RunEdge]
-    page_info: PageInfo
+    edges: list[RunEdge] = strawberry.field(resolver=_edges)
+    page_info: resolvers.RunSlice = strawberry.field(resolver=_page_info, graphql_type=PageInfo)
 
-    @classmethod
-    def from_slice(cls, runs: resolvers.RunSlice) -> RunConnection:
-        """Render a slice of runs."""
-        return cls(
-            edges=[RunEdge(cursor=cursor, node=Run.from_model(run)) for cursor, run in runs.edges],
-            page_info=PageInfo(has_next_page=runs.has_next_page, end_cursor=runs.end_cursor),
-        )
+
+async def _workflow_runs(
+    root: strawberry.Parent[models.Workflow],
+    info: Info,
+    status: list[RunStatus] | None = strawberry.UNSET,
+    first: int | None = 20,
+    after: str | None = strawberry.UNSET,
+) -> resolvers.RunSlice:
+    return await resolvers.list_runs(
+        info.context,
+        root,
+        statuses=status or None,
+        first=20 if first is None else first,
+        after=after or None,
+    )
+
+
+async def _workflow_run(
+    root: strawberry.Parent[models.Workflow], info: Info, instance_id: strawberry.ID
+) -> models.Run | None:
+    if root.kind is WorkflowKind.SCRIPT:
+        return None
+    return await resolvers.find_run(info.context, root.id, str(instance_id))
 
 
 @strawberry.type(description="A deployed workflow, or a script (a Worker called by URL).")
@@ -201,96 +171,45 @@ class Workflow(Node):
         description="For scripts: the deployed Worker URL to call instead of triggering."
     )
     version: str | None = strawberry.field(
-        default=None,
         description="The current version of the definition (new runs start on it);"
         " null where the upstream does not tell.",
     )
     input_schema: JSON | None = strawberry.field(
-        default=None,
         description="The JSON Schema a run's input must match (build a form from it); "
         "null when the workflow declares none.",
     )
     schedule: str | None = strawberry.field(
-        default=None, description="The cron expression (UTC) that triggers runs, if any."
+        description="The cron expression (UTC) that triggers runs, if any."
     )
     next_scheduled_at: datetime | None = strawberry.field(
-        default=None, description="When the schedule triggers its next run."
+        description="When the schedule triggers its next run."
+    )
+    runs: resolvers.RunSlice = strawberry.field(
+        resolver=_workflow_runs,
+        graphql_type=RunConnection,
+        description="Runs of this workflow, newest first (at most 100 per page).",
+    )
+    run: models.Run | None = strawberry.field(
+        resolver=_workflow_run,
+        graphql_type=Run | None,
+        description="One run of this workflow; null when unknown.",
     )
 
-    @strawberry.field(description="Runs of this workflow, newest first (at most 100 per page).")
-    async def runs(
-        self,
-        info: Info,
-        status: list[RunStatus] | None = strawberry.UNSET,
-        first: int | None = 20,
-        after: str | None = strawberry.UNSET,
-    ) -> RunConnection:
-        runs = await resolvers.list_runs(
-            info.context,
-            self._model(),
-            statuses=None if not status else [s.to_model() for s in status],
-            first=20 if first is None else first,
-            after=after or None,
-        )
-        return RunConnection.from_slice(runs)
+    is_type_of = _is(models.Workflow)
 
-    @strawberry.field(description="One run of this workflow; null when unknown.")
-    async def run(self, info: Info, instance_id: strawberry.ID) -> Run | None:
-        if self.kind is WorkflowKind.SCRIPT:
-            return None
-        found = await resolvers.find_run(info.context, str(self.id), str(instance_id))
-        return None if found is None else Run.from_model(found)
 
-    def _model(self) -> models.Workflow:
-        return models.Workflow(
-            id=str(self.id),
-            name=self.name,
-            kind=models.WorkflowKind[self.kind.name],
-            url=self.url,
-            version=self.version,
-        )
-
-    @classmethod
-    def from_model(cls, workflow: models.Workflow) -> Workflow:
-        """Render a model workflow."""
-        return cls(
-            id=strawberry.ID(workflow.id),
-            name=workflow.name,
-            kind=WorkflowKind[workflow.kind.name],
-            url=workflow.url,
-            version=workflow.version,
-            input_schema=workflow.input_schema,
-            schedule=workflow.schedule,
-            next_scheduled_at=workflow.next_scheduled_at,
-        )
+def _status(root: strawberry.Parent[RunChange]) -> RunStatus:
+    return root.run.status
 
 
 @strawberry.type(description="A run as observed by a subscription, with its status change.")
 class RunStatusUpdate:
     run: Run = strawberry.field(description="The run as observed.")
-    status: RunStatus
+    status: RunStatus = strawberry.field(resolver=_status)
     previous_status: RunStatus | None = strawberry.field(
         description="The status before this change; null on the first message."
     )
     observed_at: datetime
-
-    @classmethod
-    def from_run(
-        cls,
-        run: models.Run,
-        *,
-        previous_status: models.RunStatus | None,
-        observed_at: datetime,
-    ) -> RunStatusUpdate:
-        """Render an observed change of ``run``."""
-        return cls(
-            run=Run.from_model(run),
-            status=RunStatus.from_model(run.status),
-            previous_status=None
-            if previous_status is None
-            else RunStatus.from_model(previous_status),
-            observed_at=observed_at,
-        )
 
 
 __all__ = [
@@ -303,6 +222,8 @@ __all__ = [
     "RunEdge",
     "RunStatus",
     "RunStatusUpdate",
+    "RunWait",
+    "RunWaitReason",
     "Step",
     "Workflow",
     "WorkflowKind",

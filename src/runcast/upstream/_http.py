@@ -8,15 +8,15 @@ What it promises:
 
 - Timeouts: connect and read timeouts from :class:`~runcast.settings.Settings`
   (``upstream_connect_timeout``, ``upstream_read_timeout``).
-- Retries: ``GET``/``HEAD`` (and calls made with ``idempotent=True``) are retried
-  on connection errors, timeouts and 502/503/504, at most
-  ``settings.upstream_get_retries`` times, with jittered exponential backoff.
-  Other calls (mutations) are never retried blindly: only when the connection
-  could not be opened at all (the request never left), which is always safe.
-  Below these retries, the default transport resends a ``GET``, ``HEAD``,
-  ``OPTIONS``, ``PUT`` or ``DELETE`` once by itself when its connection drops
-  before an answer (see :class:`PooledTransport`), so an upstream may see up to
-  twice as many such requests as attempts are observed; ``POST`` never.
+- Retries: as :class:`~runcast.upstream._retry.RetryPolicy` decides, at most
+  ``settings.upstream_get_retries`` times: ``GET``/``HEAD`` (and calls made with
+  ``idempotent=True``) on connection errors, timeouts and 502/503/504; other calls
+  (mutations) only when the connection could not be opened at all (the request never
+  left), which is always safe. Below these retries, the default transport resends a
+  ``GET``, ``HEAD``, ``OPTIONS``, ``PUT`` or ``DELETE`` once by itself when its
+  connection drops before an answer (see :class:`~runcast.upstream._transport.PooledTransport`),
+  so an upstream may see up to twice as many such requests as attempts are observed;
+  ``POST`` never.
 - Errors: a refused connection, a connection dropped before or during the
   answer, a response that is not HTTP or is cut short, and a timeout all raise
   ``UpstreamUnavailable`` (after retries, when allowed); ``UpstreamProtocolError``
@@ -31,12 +31,13 @@ What it promises:
   layer's), every request that goes on the wire takes a token first from the
   limiter of its credential (``limit_key`` of its headers): each retry, and each
   resend the pooled transport makes by itself (it is seen by an aiohttp client
-  middleware). A caller that took the token for a request already (the live
-  layer's scheduled polls) says so with :func:`prepaid_request`, so that request
-  is counted once. A request that would wait more than ``CLIENT_MAX_WAIT`` for its
-  token (a 429's hold included) raises ``RateLimited`` without being sent. A 429
-  holds that limiter for its ``Retry-After`` (else what ``rate_headers`` read, else
-  ``hold_after_429``); a success whose ``rate_headers`` say nothing remains holds it too.
+  middleware, also under layers such as tracing's spans). A caller that took the
+  token for a request already (the live layer's scheduled polls) says so with
+  :func:`prepaid_request`, so that request is counted once. A request that would
+  wait more than ``CLIENT_MAX_WAIT`` for its token (a 429's hold included) raises
+  ``RateLimited`` without being sent. A 429 holds that limiter for its
+  ``Retry-After`` (else what ``rate_headers`` read, else ``hold_after_429``); a
+  success whose ``rate_headers`` say nothing remains holds it too.
 - Attempts: :meth:`UpstreamHttpClient.request_with_attempts` says how many times
   a request went on the wire (resends included), so adapters can tell their own
   earlier attempt from someone else's call (idempotent terminate, pause, resume).
@@ -44,13 +45,15 @@ What it promises:
   attempt (retries count), with an outcome from :data:`RequestOutcome`, so the
   live layer can count requests against its budget and export metrics. A
   failing observer is logged and never breaks a request.
-- Cookies: none are stored or sent. One client serves every caller, so a cookie
-  an upstream sets in answer to one caller must never go out with another's request.
+- Cookies: none are stored or sent (:func:`runcast._http_pool.pooled_client`). One
+  client serves every caller, so a cookie an upstream sets in answer to one caller must
+  never go out with another's request.
 - Lifetime: :meth:`UpstreamHttpClient.aclose` closes the pool; later calls raise
   ``UpstreamUnavailable``.
-- Transport: by default :class:`PooledTransport`, aiohttp's connection pool behind
-  the httpx API (httpx-aiohttp), raising the same httpx exceptions as httpx's own
-  transport; tests inject an ``httpx`` transport instead.
+- Transport: by default :class:`~runcast.upstream._transport.PooledTransport`,
+  aiohttp's connection pool behind the httpx API, raising the same httpx exceptions as
+  httpx's own transport; ``layers`` wrap it (a span per attempt, Cloudflare's rate-limit
+  gate); tests inject an ``httpx`` transport instead (then each attempt is counted).
 
 Typical adapter use::
 
@@ -63,21 +66,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Literal, TypeAlias
+from typing import TypeAlias
 
-import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 
+from runcast._http_pool import pooled_client
 from runcast.errors import (
     Forbidden,
     RateLimited,
+    RuncastError,
     Unauthenticated,
     UpstreamProtocolError,
     UpstreamUnavailable,
@@ -86,14 +87,22 @@ from runcast.models import JSON
 from runcast.settings import Settings
 from runcast.upstream._limiter import CLIENT_MAX_WAIT
 from runcast.upstream._port import RequestLimiter, RequestLimits
+from runcast.upstream._retry import Attempt, RequestOutcome, RetryPolicy, safe_to_repeat
+from runcast.upstream._transport import PooledTransport
 from runcast.wire.times import parse_http_date
 
-logger = logging.getLogger(__name__)
-
-RequestOutcome: TypeAlias = Literal[
-    "ok", "client_error", "rate_limited", "server_error", "timeout", "connection_error"
+__all__ = [
+    "ErrorMessageReader",
+    "RequestObserver",
+    "RequestOutcome",
+    "TransportLayer",
+    "UpstreamHttpClient",
+    "decode_json",
+    "parse_retry_after",
+    "prepaid_request",
 ]
-"""How one HTTP attempt ended: a 2xx/3xx, another 4xx, a 429, a 5xx, a timeout, no connection."""
+
+logger = logging.getLogger(__name__)
 
 RequestObserver: TypeAlias = Callable[[str, RequestOutcome], None]
 """Called as ``observer(upstream_name, outcome)`` after every HTTP attempt."""
@@ -101,9 +110,10 @@ RequestObserver: TypeAlias = Callable[[str, RequestOutcome], None]
 ErrorMessageReader: TypeAlias = Callable[[httpx.Response], str | None]
 """Extracts the upstream's own error message from an error response, if it has one."""
 
+TransportLayer: TypeAlias = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
+"""Wraps a transport in another that adds to every attempt (a span, a rate-limit gate)."""
 
-AttemptHook: TypeAlias = Callable[[], Awaitable[None]]
-"""Awaited before each request goes on the wire; may raise to keep it from being sent."""
+Params: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str]]
 
 _prepaid: ContextVar[bool] = ContextVar("runcast_prepaid_request", default=False)
 _wire_attempts: ContextVar[list[int] | None] = ContextVar("runcast_wire_attempts", default=None)
@@ -130,13 +140,6 @@ def prepaid_request() -> Iterator[None]:
         yield
     finally:
         _prepaid.reset(reset)
-
-
-RETRYABLE_STATUS = frozenset({502, 503, 504})
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-MAX_BACKOFF_SECONDS = 5.0
-LARGE_BODY_BYTES = 1024 * 1024
-"""Above this size aiohttp warns about a body given as ``bytes``; such bodies go in pieces."""
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -170,140 +173,11 @@ def decode_json(response: httpx.Response, *, upstream: str) -> JSON:
         ) from exc
 
 
-def _httpx_error(exc: Exception, request: httpx.Request) -> Exception:
-    """The exception httpx's own transport raises for the aiohttp failure behind ``exc``.
-
-    httpx-aiohttp maps aiohttp's exceptions coarsely (a refused connection becomes
-    ``ConnectTimeout``, a dropped one too, and some pass through unmapped); the
-    retry rules need to know exactly whether a request can have left. ``exc`` is
-    returned unchanged when no aiohttp failure is behind it.
-    """
-    cause = exc if isinstance(exc, aiohttp.ClientError) else exc.__cause__
-    if not isinstance(cause, aiohttp.ClientError):
-        return exc
-    error_type: type[httpx.TransportError]
-    if isinstance(cause, aiohttp.ConnectionTimeoutError):
-        error_type = httpx.ConnectTimeout  # no connection within the connect/pool timeout
-    elif isinstance(cause, aiohttp.ServerTimeoutError):
-        error_type = httpx.ReadTimeout  # sock_read: no byte within the read timeout
-    elif isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ServerFingerprintMismatch):
-        error_type = httpx.ConnectError  # refused, DNS, TLS: the request never left
-    elif isinstance(cause, aiohttp.ClientOSError):
-        error_type = httpx.ReadError  # reset or broken pipe on an open connection
-    elif isinstance(cause, aiohttp.InvalidURL):
-        error_type = httpx.UnsupportedProtocol
-    else:
-        # Disconnected without an answer, a truncated body, a response aiohttp cannot parse.
-        error_type = httpx.RemoteProtocolError
-    return error_type(str(cause) or type(cause).__name__, request=request)
-
-
-class _MappedStream(httpx.AsyncByteStream):
-    """A response body whose read errors are the ones httpx's own transport raises."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._stream = stream
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._stream:
-                yield chunk
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _httpx_error(exc, self._request) from exc
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _httpx_error(exc, self._request) from exc
-
-
-class _ChunkedBody(httpx.AsyncByteStream):
-    """A request body handed to aiohttp in pieces rather than as one ``bytes`` object."""
-
-    CHUNK_BYTES = 64 * 1024
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._content), self.CHUNK_BYTES):
-            yield self._content[start : start + self.CHUNK_BYTES]
-
-
-class PooledTransport(AiohttpTransport):
-    """httpx-aiohttp's transport: aiohttp's connection pool behind the httpx API.
-
-    Per request it costs a fraction of httpcore's pool, which re-checks every
-    pooled connection through anyio on each request (encode/httpx#3215). Two
-    things differ from httpx-aiohttp's own transport: failures raise exactly the
-    httpx exceptions httpx's own transport raises (see :func:`_httpx_error`), and
-    cookies are left to the ``httpx.AsyncClient`` alone, as with httpx's transport.
-
-    One aiohttp behaviour stays, with no public switch (aio-libs/aiohttp#10790):
-    a request with an idempotent method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE)
-    whose connection drops before an answer (reset, or closed without a status
-    line) is sent again once on a fresh connection, as RFC 9112 section 9.3.1
-    allows; the httpx layer sees one attempt. A POST is sent once. Timeouts and
-    refused connections are not resent by aiohttp.
-
-    Every request on the wire, those resends included, first awaits ``on_attempt``
-    (an aiohttp client middleware sees each one), which is how the budget counts them.
-
-    Args:
-        limits: the pool size and keep-alive expiry.
-        on_attempt: awaited before each request goes on the wire.
-    """
-
-    def __init__(self, *, limits: httpx.Limits, on_attempt: AttemptHook | None = None) -> None:
-        super().__init__(limits=limits)
-        self._on_attempt = on_attempt
-
-    def get_client(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self.limits.max_connections or 0,
-            keepalive_timeout=self.limits.keepalive_expiry,
-            ssl=self.ssl_context,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            middlewares=(self._each_attempt,) if self._on_attempt is not None else (),
-        )
-
-    async def _each_attempt(
-        self, request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-    ) -> aiohttp.ClientResponse:
-        if self._on_attempt is not None:
-            await self._on_attempt()
-        return await handler(request)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if isinstance(request.stream, httpx.ByteStream) and len(request.content) > LARGE_BODY_BYTES:
-            request = httpx.Request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                stream=_ChunkedBody(request.content),
-                extensions=request.extensions,
-            )
-        try:
-            response = await super().handle_async_request(request)
-        except (httpx.TransportError, aiohttp.ClientError) as exc:
-            raise _httpx_error(exc, request) from exc
-        if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _MappedStream(response.stream, request)
-        return response
-
-
-UPSTREAM_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-"""The connection pool of one upstream's client."""
-
-
-def pooled_transport() -> PooledTransport:
-    """The transport an :class:`UpstreamHttpClient` uses by default (to wrap, e.g. for traces)."""
-    return PooledTransport(limits=UPSTREAM_LIMITS)
+def _query(params: Params | None) -> httpx.QueryParams | None:
+    """``params`` as httpx takes them; ``None`` when empty (an empty list drops a URL's query)."""
+    if not params:
+        return None
+    return httpx.QueryParams(params if isinstance(params, Mapping) else list(params))
 
 
 class UpstreamHttpClient:
@@ -313,12 +187,13 @@ class UpstreamHttpClient:
         name: the upstream's label (``awaitstep``, ``cloudflare``) for messages and metrics.
         base_url: prefix of every request path.
         settings: timeouts and the retry bound.
-        transport: an httpx transport to use instead of :class:`PooledTransport` (tests).
+        transport: an httpx transport to use instead of the pooled one (tests).
+        layers: wrap the transport, innermost first (a span per attempt, a gate); each
+            attempt goes through them, and a resend of the pooled transport below them.
         headers: headers sent with every request (e.g. a fixed API token).
         on_request: observer told the outcome of every attempt.
         error_message: reads the upstream's error message from a 401/403/429 body.
-        retry_base_delay: ceiling of the first backoff in seconds; later ceilings double
-            (capped at 5 s) and each wait is drawn between half the ceiling and the ceiling.
+        retry_base_delay: ceiling of the first backoff in seconds (see ``RetryPolicy``).
     """
 
     def __init__(
@@ -328,6 +203,7 @@ class UpstreamHttpClient:
         *,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        layers: Sequence[TransportLayer] = (),
         headers: Mapping[str, str] | None = None,
         on_request: RequestObserver | None = None,
         error_message: ErrorMessageReader | None = None,
@@ -346,38 +222,24 @@ class UpstreamHttpClient:
         self.hold_after_429 = DEFAULT_HOLD_SECONDS
         """Seconds a 429 that says nothing about how long holds its credential."""
         self._error_message = error_message
-        self._retries = max(0, settings.upstream_get_retries)
-        self._retry_base_delay = retry_base_delay
+        self._policy = RetryPolicy(max(0, settings.upstream_get_retries), retry_base_delay)
         self._closed = False
-        timeout = httpx.Timeout(
-            connect=settings.upstream_connect_timeout,
-            read=settings.upstream_read_timeout,
-            write=settings.upstream_read_timeout,
-            pool=settings.upstream_connect_timeout,
-        )
-        limits = UPSTREAM_LIMITS
         # An injected transport is not seen on the wire: each httpx attempt is counted instead.
         self._counts_attempts = transport is not None
-        # One client serves every caller: a cookie set for one must never reach another.
-        cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=()))
-        self._client = httpx.AsyncClient(
+        wire = transport or PooledTransport(on_attempt=self._take_attempt)
+        for layer in layers:
+            wire = layer(wire)
+        self._client = pooled_client(
             base_url=base_url,
-            transport=(
-                PooledTransport(limits=limits, on_attempt=self._take_attempt)
-                if transport is None
-                else transport
+            transport=wire,
+            timeout=httpx.Timeout(
+                connect=settings.upstream_connect_timeout,
+                read=settings.upstream_read_timeout,
+                write=settings.upstream_read_timeout,
+                pool=settings.upstream_connect_timeout,
             ),
-            timeout=timeout,
             headers={"User-Agent": "runcast", **(headers or {})},
-            cookies=cookies,
-            limits=limits,
-            follow_redirects=False,
         )
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`aclose` has been called."""
-        return self._closed
 
     async def aclose(self) -> None:
         """Close the connection pool; later requests raise ``UpstreamUnavailable``."""
@@ -390,7 +252,7 @@ class UpstreamHttpClient:
         path: str,
         *,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Params | None = None,
         json: JSON = None,
         idempotent: bool | None = None,
     ) -> httpx.Response:
@@ -409,11 +271,11 @@ class UpstreamHttpClient:
         path: str,
         *,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        params: Params | None = None,
         json: JSON = None,
         idempotent: bool | None = None,
     ) -> tuple[httpx.Response, int]:
-        """Like :meth:`request`, and also say how many HTTP attempts it took.
+        """Like :meth:`request`, and also say how many times the request went on the wire.
 
         An adapter that retries a mutation made idempotent by a caller-given key
         (a trigger with an instance id) uses the count to tell "it already
@@ -436,126 +298,61 @@ class UpstreamHttpClient:
         Raises:
             Unauthenticated, Forbidden, RateLimited, UpstreamUnavailable, UpstreamProtocolError.
         """
+        if self._closed:
+            raise UpstreamUnavailable(f"upstream {self.name}: the client has been closed")
+        method = method.upper()
         counter = [0]
         reset = _wire_attempts.set(counter)
         limits = self.limits
         limiter = None if limits is None else limits.limiter(self.limit_key(headers or {}))
         reset_limiter = _limiter.set(limiter)
         try:
-            response, attempts = await self._send(
-                method, path, headers=headers, params=params, json=json, idempotent=idempotent
+            attempt, number = await self._send(
+                self._client.build_request(
+                    method,
+                    path,
+                    headers=headers,
+                    params=_query(params),
+                    json=json,
+                ),
+                repeatable=safe_to_repeat(method, idempotent),
             )
+            response = self._result(attempt, method, path)  # a 429 holds the limiter
         finally:
             _limiter.reset(reset_limiter)
             _wire_attempts.reset(reset)
-        return response, max(attempts, counter[0])
+        return response, max(number, counter[0])
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        headers: Mapping[str, str] | None,
-        params: Mapping[str, str] | Sequence[tuple[str, str]] | None,
-        json: JSON,
-        idempotent: bool | None,
-    ) -> tuple[httpx.Response, int]:
-        if self._closed:
-            raise UpstreamUnavailable(f"upstream {self.name}: the client has been closed")
-        method = method.upper()
-        retry_unknown = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        request_headers = dict(headers or {})
-        pairs = list(params.items()) if isinstance(params, Mapping) else list(params or ())
-        query = httpx.QueryParams(tuple(pairs)) if pairs else None
-        attempt = 0
+    async def _send(self, request: httpx.Request, *, repeatable: bool) -> tuple[Attempt, int]:
+        """Send ``request`` until the retry policy stops; the last attempt and their number."""
+        number = 1
         while True:
-            if self._counts_attempts:
-                await self._take_attempt()
-            try:
-                response = await self._client.request(
-                    method, path, headers=request_headers, params=query, json=json
-                )
-            except httpx.TimeoutException as exc:
-                self._observe("timeout")
-                never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-                if (retry_unknown or never_sent) and attempt < self._retries:
-                    attempt += 1
-                    await self._backoff(attempt)
-                    continue
-                raise UpstreamUnavailable(
-                    f"upstream {self.name} timed out ({type(exc).__name__}) on {method} {path}"
-                ) from exc
-            except httpx.TransportError as exc:
-                self._observe("connection_error")
-                never_sent = isinstance(exc, httpx.ConnectError)
-                if (retry_unknown or never_sent) and attempt < self._retries:
-                    attempt += 1
-                    await self._backoff(attempt)
-                    continue
-                raise UpstreamUnavailable(
-                    f"upstream {self.name} could not be reached ({type(exc).__name__}) "
-                    f"on {method} {path}"
-                ) from exc
-            except httpx.HTTPError as exc:
-                self._observe("connection_error")
-                raise UpstreamProtocolError(
-                    f"upstream {self.name} sent a response runcast cannot read "
-                    f"({type(exc).__name__}) on {method} {path}"
-                ) from exc
-            except RuntimeError as exc:
-                # httpx raises RuntimeError when the client was closed concurrently.
-                if self._closed:
-                    raise UpstreamUnavailable(
-                        f"upstream {self.name}: the client has been closed"
-                    ) from exc
-                raise
+            attempt = await self._attempt(request)
+            if not self._policy.should_retry(attempt, number=number, repeatable=repeatable):
+                return attempt, number
+            await asyncio.sleep(self._policy.delay(number))
+            number += 1
 
-            status = response.status_code
-            self._learn_rate(response)
-            if status >= 500:
-                self._observe("server_error")
-                if status in RETRYABLE_STATUS and retry_unknown and attempt < self._retries:
-                    attempt += 1
-                    await self._backoff(attempt)
-                    continue
-                # The body of a 5xx is not passed on: it may hold the upstream's internals.
+    async def _attempt(self, request: httpx.Request) -> Attempt:
+        """Send ``request`` once and observe how it ended."""
+        if self._counts_attempts:
+            await self._take_attempt()
+        try:
+            response = await self._client.send(request)
+        except httpx.HTTPError as exc:
+            attempt = Attempt(error=exc)
+        except RuntimeError as exc:
+            # httpx raises RuntimeError when the client was closed concurrently.
+            if self._closed:
                 raise UpstreamUnavailable(
-                    f"upstream {self.name} answered {status} on {method} {path}",
-                    status_code=status,
-                )
-            if status == 429:
-                self._observe("rate_limited")
-                retry_after = self._hold(response)
-                logger.info(
-                    "upstream %s answered 429 to %s %s; retry after %ss",
-                    self.name,
-                    method,
-                    path,
-                    "?" if retry_after is None else f"{retry_after:g}",
-                    extra={"retry_after_s": retry_after},
-                )
-                raise RateLimited(
-                    self._describe(response, f"upstream {self.name} is rate limiting requests"),
-                    retry_after=retry_after,
-                )
-            if status >= 400:
-                self._observe("client_error")
-                if status == 401:
-                    raise Unauthenticated(
-                        self._describe(
-                            response, f"upstream {self.name} refused the credentials (401)"
-                        )
-                    )
-                if status == 403:
-                    raise Forbidden(
-                        self._describe(
-                            response,
-                            f"upstream {self.name} does not allow this with these credentials",
-                        )
-                    )
-                return response, attempt + 1
-            self._observe("ok")
-            return response, attempt + 1
+                    f"upstream {self.name}: the client has been closed"
+                ) from exc
+            raise
+        else:
+            self._learn_rate(response)
+            attempt = Attempt(response=response)
+        self._observe(attempt.outcome)
+        return attempt
 
     async def _take_attempt(self) -> None:
         """Count one request going on the wire, and take its token from the limiter."""
@@ -590,6 +387,60 @@ class UpstreamHttpClient:
         limiter.pause(held)
         return held
 
+    def _result(self, attempt: Attempt, method: str, path: str) -> httpx.Response:
+        """The last attempt's response, or the error of ``runcast.errors`` it amounts to."""
+        if attempt.error is not None:
+            raise self._failure(attempt.error, method, path) from attempt.error
+        assert attempt.response is not None
+        response = attempt.response
+        status = response.status_code
+        if status >= 500:
+            # The body of a 5xx is not passed on: it may hold the upstream's internals.
+            raise UpstreamUnavailable(
+                f"upstream {self.name} answered {status} on {method} {path}", status_code=status
+            )
+        if status == 429:
+            raise self._rate_limited(response, method, path)
+        if status == 401:
+            raise Unauthenticated(
+                self._describe(response, f"upstream {self.name} refused the credentials (401)")
+            )
+        if status == 403:
+            raise Forbidden(
+                self._describe(
+                    response, f"upstream {self.name} does not allow this with these credentials"
+                )
+            )
+        return response
+
+    def _failure(self, error: httpx.HTTPError, method: str, path: str) -> RuncastError:
+        kind = type(error).__name__
+        if isinstance(error, httpx.TimeoutException):
+            where = f"{method} {path}"
+            return UpstreamUnavailable(f"upstream {self.name} timed out ({kind}) on {where}")
+        if isinstance(error, httpx.TransportError):
+            return UpstreamUnavailable(
+                f"upstream {self.name} could not be reached ({kind}) on {method} {path}"
+            )
+        return UpstreamProtocolError(
+            f"upstream {self.name} sent a response runcast cannot read ({kind}) on {method} {path}"
+        )
+
+    def _rate_limited(self, response: httpx.Response, method: str, path: str) -> RateLimited:
+        retry_after = self._hold(response)
+        logger.info(
+            "upstream %s answered 429 to %s %s; retry after %ss",
+            self.name,
+            method,
+            path,
+            "?" if retry_after is None else f"{retry_after:g}",
+            extra={"retry_after_s": retry_after},
+        )
+        return RateLimited(
+            self._describe(response, f"upstream {self.name} is rate limiting requests"),
+            retry_after=retry_after,
+        )
+
     def _describe(self, response: httpx.Response, fallback: str) -> str:
         if self._error_message is None:
             return fallback
@@ -607,7 +458,3 @@ class UpstreamHttpClient:
             self.on_request(self.name, outcome)
         except Exception:
             logger.warning("request observer failed for upstream %s", self.name, exc_info=True)
-
-    async def _backoff(self, attempt: int) -> None:
-        ceiling = min(MAX_BACKOFF_SECONDS, self._retry_base_delay * 2 ** (attempt - 1))
-        await asyncio.sleep(random.uniform(ceiling / 2, ceiling))

@@ -149,11 +149,10 @@ class RequestBudget:
         """What a request asked for now would meet; takes nothing."""
         paused = self.paused_for
         self._refill()
-        tokens = None if self.rate is None else round(self._tokens, 3)
         if paused > 0:
-            return LimiterState("paused", paused, self.rate, tokens)
+            return LimiterState("paused", paused, self.rate)
         blocked = self._quota_wait() > 0 or (self.rate is not None and self._tokens < 1.0)
-        return LimiterState("exhausted" if blocked else "available", 0.0, self.rate, tokens)
+        return LimiterState("exhausted" if blocked else "available", 0.0, self.rate)
 
     async def acquire(self, *, urgent: bool = False, within: float | None = None) -> None:
         """Wait for a token (and for any hold to end), then take it.

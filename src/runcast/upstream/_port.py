@@ -140,13 +140,11 @@ class LimiterState:
             ``paused`` (held: the upstream asked for no requests, e.g. a 429's Retry-After).
         paused_for: seconds left of the hold (0 when not held).
         rate: tokens per second (``None``: no pace, only holds and quotas apply).
-        tokens: tokens left right now (``None`` where there is no pace).
     """
 
     state: Literal["available", "exhausted", "paused"]
     paused_for: float
     rate: float | None
-    tokens: float | None = None
 
 
 @dataclass(frozen=True)

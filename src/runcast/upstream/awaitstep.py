@@ -38,7 +38,12 @@ from runcast.upstream._awaitstep_shapes import (
     parse_workflow,
     refusal,
 )
-from runcast.upstream._http import RequestObserver, UpstreamHttpClient, decode_json
+from runcast.upstream._http import (
+    RequestObserver,
+    TransportLayer,
+    UpstreamHttpClient,
+    decode_json,
+)
 from runcast.upstream._idempotent import Control, already_applied
 from runcast.upstream._port import Quota, RequestLimits
 from runcast.upstream._rest import RestAdapter
@@ -58,6 +63,7 @@ class AwaitStepUpstream(RestAdapter):
             ``/api/v1`` is accepted too).
         settings: timeouts, the retry bound and the event payload limit.
         transport: an httpx transport to use instead of the network.
+        wrap_transport: wraps the transport (a span per attempt, when tracing).
         on_request: observer of every HTTP attempt, for metrics and budgets; it can
             also be set later as ``upstream.http.on_request``.
         retry_base_delay: the first retry backoff in seconds (tests make it tiny).
@@ -78,6 +84,7 @@ class AwaitStepUpstream(RestAdapter):
         *,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        wrap_transport: TransportLayer | None = None,
         on_request: RequestObserver | None = None,
         retry_base_delay: float = 0.1,
     ) -> None:
@@ -91,6 +98,7 @@ class AwaitStepUpstream(RestAdapter):
             root,
             settings=self.settings,
             transport=transport,
+            layers=() if wrap_transport is None else (wrap_transport,),
             on_request=on_request,
             error_message=error_message,
             retry_base_delay=retry_base_delay,

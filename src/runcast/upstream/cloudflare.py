@@ -74,6 +74,7 @@ from runcast.upstream._cloudflare_shapes import (
 )
 from runcast.upstream._http import (
     RequestObserver,
+    TransportLayer,
     UpstreamHttpClient,
     decode_json,
 )
@@ -99,6 +100,7 @@ class CloudflareUpstream(RestAdapter):
             ``settings.cloudflare_token``. Never logged, never in ``repr``.
         settings: timeouts, the retry bound and the event payload limit.
         transport: an httpx transport to use instead of the network.
+        wrap_transport: wraps the transport (a span per attempt, when tracing).
         on_request: observer of every HTTP attempt, for metrics and budgets.
         list_details: read finished runs of a listing back for their output and error.
         retry_base_delay: the first retry backoff in seconds.
@@ -115,6 +117,7 @@ class CloudflareUpstream(RestAdapter):
         token: str | None = None,
         settings: Settings | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        wrap_transport: TransportLayer | None = None,
         on_request: RequestObserver | None = None,
         list_details: bool = True,
         retry_base_delay: float = 0.1,
@@ -125,14 +128,12 @@ class CloudflareUpstream(RestAdapter):
         self.account_id = account_id
         self.base_url = (base_url or self.settings.cloudflare_base_url).rstrip("/")
         self._token = token if token is not None else self.settings.cloudflare_token
-        inner = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
         self.http = UpstreamHttpClient(
             self.name,
             self.base_url,
             settings=self.settings,
-            transport=inner,
+            transport=transport,
+            layers=() if wrap_transport is None else (wrap_transport,),
             on_request=on_request,
             error_message=error_message,
             retry_base_delay=retry_base_delay,

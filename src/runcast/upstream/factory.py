@@ -8,7 +8,7 @@ Cloudflare's Workflows REST API.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -18,11 +18,10 @@ from runcast.settings import Settings, default_db_path
 from runcast.upstream._port import RunAPI
 
 if TYPE_CHECKING:
-    import httpx
-
     from runcast.engine.observer import EngineObserver
     from runcast.metrics import Metrics
     from runcast.tracing import Tracing
+    from runcast.upstream._http import TransportLayer
 
 logger = logging.getLogger("runcast.app")
 
@@ -86,10 +85,6 @@ def _http_upstream(
     settings: Settings, *, metrics: Metrics | None, tracing: Tracing | None
 ) -> RunAPI:
     """The AwaitStep or Cloudflare adapter ``settings.upstream`` names (its client not opened)."""
-    import httpx
-
-    from runcast.upstream._http import UPSTREAM_LIMITS, pooled_transport
-
     parts = urlsplit(settings.upstream)
     on_request = metrics.observe_upstream_request if metrics is not None else None
     if parts.scheme == "cloudflare":
@@ -101,9 +96,7 @@ def _http_upstream(
             token=settings.cloudflare_token,
             settings=settings,
             on_request=on_request,
-            transport=_traced(
-                tracing, "cloudflare", lambda: httpx.AsyncHTTPTransport(limits=UPSTREAM_LIMITS)
-            ),
+            wrap_transport=_traced(tracing, "cloudflare"),
         )
     from runcast.upstream.awaitstep import AwaitStepUpstream
 
@@ -111,19 +104,18 @@ def _http_upstream(
         settings.upstream,
         settings=settings,
         on_request=on_request,
-        transport=_traced(tracing, "awaitstep", pooled_transport),
+        wrap_transport=_traced(tracing, "awaitstep"),
     )
 
 
-def _traced(
-    tracing: Tracing | None, peer: str, inner: Callable[[], httpx.AsyncBaseTransport]
-) -> httpx.AsyncBaseTransport | None:
-    """``inner()`` with a span per HTTP attempt while tracing; ``None`` (the default) if not."""
+def _traced(tracing: Tracing | None, peer: str) -> TransportLayer | None:
+    """A span per HTTP attempt while tracing (wrapping the adapter's transport); else ``None``."""
     if tracing is None:
         return None
     from runcast.tracing import TracingTransport
 
-    return TracingTransport(inner(), tracer=tracing.tracer("runcast.upstream"), peer=peer)
+    tracer = tracing.tracer("runcast.upstream")
+    return lambda inner: TracingTransport(inner, tracer=tracer, peer=peer)
 
 
 def _engine_observers(metrics: Metrics | None, tracing: Tracing | None) -> list[EngineObserver]:

@@ -159,7 +159,7 @@ class ClusterBudget(Lifetime):
 
     def _refusal(self, wait: float) -> RateLimited:
         held = self.paused_for > 0
-        over = self._window is not None and self._window.wait(time.monotonic()) > 0
+        over = self._quota_wait() > 0
         rate = None if over and not held else self.rate
         return refused(self.name.partition(":")[0], wait, held=held, rate=rate)
 
@@ -168,21 +168,22 @@ class ClusterBudget(Lifetime):
         if not self.link.up:
             return await self._share().state()
         try:
-            taken, _, hold_ms, tokens = await self._run("peek")
+            taken, _, hold_ms, _ = await self._run("peek")
         except ClusterUnavailable:
             return await self._share().state()
         held = max(hold_ms / 1000, self.paused_for)
-        left = None if tokens < 0 else round(tokens, 3)
         if held > 0:
-            return LimiterState("paused", held, self.rate, left)
-        quota_wait = 0.0 if self._window is None else self._window.wait(time.monotonic())
-        if taken and quota_wait <= 0:
-            return LimiterState("available", 0.0, self.rate, left)
-        return LimiterState("exhausted", 0.0, self.rate, left)
+            return LimiterState("paused", held, self.rate)
+        if taken and self._quota_wait() <= 0:
+            return LimiterState("available", 0.0, self.rate)
+        return LimiterState("exhausted", 0.0, self.rate)
+
+    def _quota_wait(self) -> float:
+        return 0.0 if self._window is None else self._window.wait(time.monotonic())
 
     async def _try_take(self, urgent: bool) -> float:
         """Take a token if there is one (returns 0), or return the seconds to wait."""
-        quota_wait = 0.0 if self._window is None else self._window.wait(time.monotonic())
+        quota_wait = self._quota_wait()
         if self.paused_for > 0 or quota_wait > 0:
             return max(self.paused_for, quota_wait)
         if not urgent and self._urgent_waiting:
