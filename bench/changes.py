@@ -22,6 +22,19 @@ this tree's in both. Table to stdout and ``bench/results/changes.md``. Usage::
 
 from __future__ import annotations
 
+# First: it takes bench/ off sys.path (see its docstring).
+from _support import (
+    engine_gets,
+    free_port,
+    open_subscription_socket,
+    python_child,
+    raise_fd_limit,
+    serve_counting_engine,
+    wait_http,
+)
+
+# isort: split
+
 import argparse
 import asyncio
 import contextlib
@@ -30,25 +43,17 @@ import json
 import os
 import platform
 import random
-import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-# Run as a script, this file's folder leads sys.path, where bench/http.py would shadow
-# the standard library's ``http`` package that httpx and uvicorn import.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = """
@@ -70,53 +75,12 @@ subscription Watch($workflowId: ID!, $instanceId: ID!) {
 RESULTS = Path(__file__).resolve().parent / "results" / "changes.md"
 
 
-def raise_fd_limit() -> None:
-    """Raise this process's open-file limit to the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ----------------------------------------------------------------------- children
 
 
 def child_engine(port: int, folder: Path) -> None:
-    """Serve the engine's REST API, counting GET requests at ``/_bench/gets``."""
-    import uvicorn
-
-    from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
-    from runcast.engine.server import create_engine_app
-
-    (folder / "workflows").mkdir(parents=True, exist_ok=True)
-    (folder / "workflows" / "dash.yaml").write_text(WORKFLOW)
-    loaded = load_workflows(folder / "workflows")
-    engine = Engine(loaded.definitions, db_path=folder / "runs.db", max_running=100_000)
-    inner = create_engine_app(engine, manage_engine=True)
-    gets = 0
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        nonlocal gets
-        if scope["type"] == "http":
-            if scope["path"] == "/_bench/gets":
-                body = json.dumps({"gets": gets}).encode()
-                start = {"type": "http.response.start", "status": 200, "headers": []}
-                await send(start)
-                await send({"type": "http.response.body", "body": body})
-                return
-            if scope["method"] == "GET":
-                gets += 1
-        await inner(scope, receive, send)
-
-    raise_fd_limit()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+    """Serve the engine's REST API over the bench's workflow, counting its GETs."""
+    serve_counting_engine(port, folder, {"dash.yaml": WORKFLOW})
 
 
 def child_gateway(port: int, upstream: str, budget: float, page_size: int) -> None:
@@ -162,19 +126,9 @@ class Socket:
 
 async def one_client(ws_url: str, me: Socket, gate: asyncio.Semaphore) -> None:
     """Subscribe to one run; note when the first message and COMPLETE arrive."""
-    import websockets
-
     try:
         async with gate:
-            ws = await websockets.connect(
-                ws_url,
-                subprotocols=["graphql-transport-ws"],
-                open_timeout=300,  # type: ignore[list-item]
-                ping_interval=None,
-                close_timeout=1,
-            )
-            await ws.send(json.dumps({"type": "connection_init"}))
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            ws = await open_subscription_socket(ws_url)
         variables = {"workflowId": "dash", "instanceId": me.instance_id}
         payload = {"query": RUN_STATUS, "variables": variables}
         me.subscribed = time.time()
@@ -232,38 +186,6 @@ class Result:
     upstream_rps: float
 
 
-@contextlib.contextmanager
-def child(*args: str, env: dict[str, str] | None = None, **popen: Any) -> Iterator[Any]:
-    """Run this file with ``args`` in a child process; stop it on exit."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, *args], text=True, env={**os.environ, **(env or {})}, **popen
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_http(url: str, seconds: float = 60.0) -> None:
-    """Wait until ``url`` answers 200."""
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.1)
-
-
 def baseline_tree(commit: str, into: Path) -> Path:
     """The ``src`` folder of ``commit``, extracted from git into ``into``."""
     archive = subprocess.run(
@@ -316,36 +238,31 @@ async def drive(engine: str, runs: list[str], rate: float) -> dict[str, float]:
     return sent
 
 
-def gets(engine: str) -> int:
-    """GETs the engine has served so far."""
-    import httpx
-
-    return int(httpx.get(engine + "/_bench/gets", timeout=10).json()["gets"])
-
-
 def measure(design: str, rate: float, args: argparse.Namespace, src: Path) -> Result:
     """One design at one rate."""
     with tempfile.TemporaryDirectory() as tmp:
         engine_port, gateway_port = free_port(), free_port()
         engine = f"http://127.0.0.1:{engine_port}"
         gateway = f"http://127.0.0.1:{gateway_port}"
-        with child("_engine", str(engine_port), tmp):
+        with python_child(__file__, "_engine", str(engine_port), tmp):
             wait_http(engine + "/_bench/gets")
             runs = paused_runs(engine, args.runs)
-            env = {"PYTHONPATH": str(src)}
+            env = {**os.environ, "PYTHONPATH": str(src)}
             gateway_args = [str(gateway_port), engine, str(args.budget), str(args.page_size)]
-            with child("_gateway", *gateway_args, env=env):
+            with python_child(__file__, "_gateway", *gateway_args, env=env):
                 wait_http(gateway + "/healthz")
                 out = Path(tmp) / "clients.json"
                 client_args = ["_clients", gateway, ",".join(runs), str(args.deadline), str(out)]
-                with child(*client_args, stdout=subprocess.PIPE) as clients_process:
+                with python_child(
+                    __file__, *client_args, stdout=subprocess.PIPE
+                ) as clients_process:
                     assert clients_process.stdout is not None
                     clients_process.stdout.readline()  # FIRST: every socket has its first message
                     time.sleep(args.hold)
-                    gets0, t0 = gets(engine), time.time()
+                    gets0, t0 = engine_gets(engine), time.time()
                     sent = asyncio.run(drive(engine, runs, rate))
                     clients_process.wait(args.deadline + 60)
-                    gets1, t1 = gets(engine), time.time()
+                    gets1, t1 = engine_gets(engine), time.time()
                 seen = json.loads(out.read_text())
     return summarise(design, rate, seen, sent, (gets1 - gets0) / (t1 - t0), t0)
 

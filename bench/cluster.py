@@ -23,73 +23,30 @@ run by the test suite. Usage::
 
 from __future__ import annotations
 
+# First: it takes bench/ off sys.path (see its docstring).
+from _support import HERE, engine_gets, free_port, process, raise_fd_limit, wait_http
+
+# isort: split
+
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-# Run as a script, this file's folder leads sys.path, where bench/http.py would shadow
-# the standard library's ``http`` package that httpx and uvicorn import.
-HERE = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    del sys.path[0]
-
-import httpx  # noqa: E402
+import httpx
 
 RESULTS = HERE / "results" / "cluster.md"
 SECRET = "bench-cluster-secret"
-
-
-def _fanout() -> ModuleType:
-    """bench/fanout.py, whose engine child and client processes this bench reuses."""
-    spec = importlib.util.spec_from_file_location("bench_fanout", HERE / "fanout.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-fanout = _fanout()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def process(args: list[str], **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """Run ``args``; SIGTERM (then SIGKILL) it on exit."""
-    child = subprocess.Popen(args, text=True, **popen)
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
 def redis_info(port: int) -> dict[str, int]:
@@ -154,7 +111,7 @@ def start_replicas(
         children.append(stack.enter_context(process(command, env=env)))
         urls.append(f"http://127.0.0.1:{port}")
     for url in urls:
-        fanout.wait_http(url + "/healthz")
+        wait_http(url + "/healthz")
     return urls, children
 
 
@@ -168,7 +125,7 @@ def measure(replicas: int, args: argparse.Namespace) -> Result:
         engine_url = f"http://127.0.0.1:{engine_port}"
         engine_cmd = [sys.executable, str(HERE / "fanout.py"), "_engine", str(engine_port), tmp]
         stack.enter_context(process(engine_cmd))
-        fanout.wait_http(engine_url + "/_bench/gets")
+        wait_http(engine_url + "/_bench/gets")
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         urls, gateways = start_replicas(replicas, engine_url, redis_url, args, stack)
         runs = [
@@ -191,16 +148,11 @@ def measure(replicas: int, args: argparse.Namespace) -> Result:
             line = child.stdout.readline().split()
             subscribed += int(line[1]) if line and line[0] == "SUBSCRIBED" else 0
 
-        def gets() -> int:
-            return int(http.get(engine_url + "/_bench/gets").json()["gets"])
-
-        gets1, t1 = gets(), time.monotonic()
+        gets1, t1 = engine_gets(engine_url), time.monotonic()
         time.sleep(args.hold)
-        gets2, t2 = gets(), time.monotonic()
-        takeover = kill_holder(urls, gateways, len(runs)) if replicas > 1 else None
-        published0 = sum(
-            sample(u, "runcast_cluster_changes_published_total") for u in live(urls, gateways)
-        )
+        gets2, t2 = engine_gets(engine_url), time.monotonic()
+        takeover = kill_holder(urls, gateways) if replicas > 1 else None
+        published0 = published_changes(urls, gateways)
         commands0 = sum(redis_info(redis_port).values())
         changed: dict[str, float] = {}
         for instance_id in runs:
@@ -213,10 +165,7 @@ def measure(replicas: int, args: argparse.Namespace) -> Result:
         for child, _ in clients:
             child.wait(args.deadline + 60)
         time.sleep(1.0)
-        published = (
-            sum(sample(u, "runcast_cluster_changes_published_total") for u in live(urls, gateways))
-            - published0
-        )
+        published = published_changes(urls, gateways) - published0
         commands = sum(redis_info(redis_port).values()) - commands0
         completes, failures = [], 0
         for _, out in clients:
@@ -252,18 +201,19 @@ def published_changes(urls: list[str], gateways: list[subprocess.Popen[str]]) ->
     )
 
 
-def kill_holder(urls: list[str], gateways: list[subprocess.Popen[str]], watches: int) -> float:
-    """SIGKILL the replica holding the most leases; seconds until the rest hold them all."""
+def kill_holder(urls: list[str], gateways: list[subprocess.Popen[str]]) -> float:
+    """SIGKILL the replica holding the most leases; seconds until the rest hold them all.
+
+    The leases are the runs' and their workflow's (whose holder polls the list for all).
+    """
     held = [sample(url, "runcast_cluster_leases_held") for url in urls]
     victim = held.index(max(held))
     gateways[victim].kill()
     gateways[victim].wait()
-    killed = time.monotonic()
+    killed, leases = time.monotonic(), sum(held)
     while time.monotonic() - killed < 120:
-        if (
-            sum(sample(url, "runcast_cluster_leases_held") for url in live(urls, gateways))
-            >= watches
-        ):
+        now_held = sum(sample(url, "runcast_cluster_leases_held") for url in live(urls, gateways))
+        if now_held >= leases:
             return time.monotonic() - killed
         time.sleep(0.05)
     raise RuntimeError("no takeover within 120 s")
@@ -300,7 +250,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hold", type=float, default=10.0, help="seconds of each phase")
     parser.add_argument("--deadline", type=float, default=180.0, help="seconds to give up")
     args = parser.parse_args(argv)
-    limit = fanout.raise_fd_limit()
+    limit = raise_fd_limit()
     if args.subscribers + 100 > limit:
         print(f"open-file limit {limit} is too low for {args.subscribers} sockets", file=sys.stderr)
         return 2

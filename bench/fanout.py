@@ -22,30 +22,28 @@ descriptors: the bench raises its soft limit to the hard one (``ulimit -Hn``). U
 
 from __future__ import annotations
 
+# First: it takes bench/ off sys.path (see its docstring).
+import _support as bench
+
+# isort: split
+
 import argparse
 import asyncio
 import contextlib
 import json
 import os
 import platform
-import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-# Run as a script, this file's folder leads sys.path, where bench/http.py would shadow
-# the standard library's ``http`` package that httpx and uvicorn import.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
 
 from runcast.settings import Settings
 
@@ -71,59 +69,12 @@ subscription Watch($workflowId: ID!, $instanceId: ID!) {
 RESULTS = Path(__file__).resolve().parent / "results" / "fanout.md"
 
 
-def raise_fd_limit() -> int:
-    """Raise this process's open-file limit to the hard limit; return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ----------------------------------------------------------------------- children
 
 
 def child_engine(port: int, folder: Path) -> None:
-    """Serve the engine's REST API, counting GET requests at ``/_bench/gets``."""
-    import uvicorn
-
-    from runcast.engine import Engine
-    from runcast.engine.loader import load_workflows
-    from runcast.engine.server import create_engine_app
-
-    (folder / "workflows").mkdir(parents=True, exist_ok=True)
-    (folder / "workflows" / "bench-wait.yaml").write_text(WORKFLOW)
-    loaded = load_workflows(folder / "workflows")
-    engine = Engine(loaded.definitions, db_path=folder / "runs.db", max_running=100_000)
-    inner = create_engine_app(engine, manage_engine=True)
-    gets = 0
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        nonlocal gets
-        if scope["type"] == "http":
-            if scope["path"] == "/_bench/gets":
-                body = json.dumps({"gets": gets}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-            if scope["method"] == "GET":
-                gets += 1
-        await inner(scope, receive, send)
-
-    raise_fd_limit()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096)
+    """Serve the engine's REST API over the bench's workflow, counting its GETs."""
+    bench.serve_counting_engine(port, folder, {"bench-wait.yaml": WORKFLOW})
 
 
 class NaiveHub:
@@ -203,7 +154,7 @@ def child_gateway(
         limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
     )
     adapter = AwaitStepUpstream(upstream, settings=settings, transport=pool)
-    raise_fd_limit()
+    bench.raise_fd_limit()
     uvicorn.run(
         create_app(settings, upstream=adapter),
         host="127.0.0.1",
@@ -218,9 +169,7 @@ def child_gateway(
 
 async def clients(url: str, runs: list[str], count: int, deadline: float) -> str:
     """Subscribe ``count`` sockets round-robin to ``runs``; record when each gets COMPLETE."""
-    import websockets
-
-    raise_fd_limit()
+    bench.raise_fd_limit()
     ws_url = url.replace("http://", "ws://") + "/graphql"
     handshakes = asyncio.Semaphore(100)
     subscribed = 0
@@ -234,15 +183,7 @@ async def clients(url: str, runs: list[str], count: int, deadline: float) -> str
         counted = False
         try:
             async with handshakes:
-                ws = await websockets.connect(
-                    ws_url,
-                    subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-                    open_timeout=300,
-                    ping_interval=None,
-                    close_timeout=1,
-                )
-                await ws.send(json.dumps({"type": "connection_init"}))
-                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                ws = await bench.open_subscription_socket(ws_url)
                 variables = {"workflowId": "bench-wait", "instanceId": instance_id}
                 payload = {"query": RUN_STATUS, "variables": variables}
                 await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
@@ -321,52 +262,23 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-def wait_http(url: str, seconds: float = 60.0) -> None:
-    """Wait until ``url`` answers 200."""
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not come up")
-        time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def child(*args: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """Run this file with ``args`` in a child process; stop it on exit."""
-    process = subprocess.Popen([sys.executable, __file__, *args], text=True, **popen)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def measure(design: str, subscribers: int, args: argparse.Namespace, ws: str) -> Result:
     """Run one design on WebSocket implementation ``ws`` with ``subscribers`` clients."""
     import httpx
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine_port, gateway_port = free_port(), free_port()
+        engine_port, gateway_port = bench.free_port(), bench.free_port()
         engine_url = f"http://127.0.0.1:{engine_port}"
         gateway_url = f"http://127.0.0.1:{gateway_port}"
-        with child("_engine", str(engine_port), tmp):
-            wait_http(engine_url + "/_bench/gets")
+        with bench.python_child(__file__, "_engine", str(engine_port), tmp):
+            bench.wait_http(engine_url + "/_bench/gets")
             gateway_args = ["_gateway", str(gateway_port), engine_url, str(args.interval)]
             gateway_args += [str(args.budget), "naive" if design == "naive" else "shared", ws]
-            with child(*gateway_args) as gateway, httpx.Client(timeout=30) as http:
-                wait_http(gateway_url + "/healthz")
+            with (
+                bench.python_child(__file__, *gateway_args) as gateway,
+                httpx.Client(timeout=30) as http,
+            ):
+                bench.wait_http(gateway_url + "/healthz")
                 runs = [
                     http.post(engine_url + "/api/v1/workflows/bench-wait/runs", json={}).json()[
                         "instanceId"
@@ -377,18 +289,15 @@ def measure(design: str, subscribers: int, args: argparse.Namespace, ws: str) ->
                 out = Path(tmp) / "clients.json"
                 client_args = ["_clients", gateway_url, ",".join(runs), str(subscribers)]
                 client_args += [str(args.deadline), str(out)]
-                with child(*client_args, stdout=subprocess.PIPE) as client:
+                with bench.python_child(__file__, *client_args, stdout=subprocess.PIPE) as client:
                     assert client.stdout is not None
                     line = client.stdout.readline().split()
                     subscribed = int(line[1]) if line and line[0] == "SUBSCRIBED" else 0
                     cpu1, rss1 = proc_stats(gateway.pid)
 
-                    def gets() -> int:
-                        return int(http.get(engine_url + "/_bench/gets").json()["gets"])
-
-                    gets1, t1 = gets(), time.monotonic()
+                    gets1, t1 = bench.engine_gets(engine_url), time.monotonic()
                     time.sleep(args.hold)
-                    gets2, t2 = gets(), time.monotonic()
+                    gets2, t2 = bench.engine_gets(engine_url), time.monotonic()
                     changed: dict[str, float] = {}
                     for instance_id in runs:
                         http.post(
@@ -477,7 +386,7 @@ def main(argv: list[str]) -> int:
         "(websockets, websockets-sansio, wsproto)",
     )
     args = parser.parse_args(argv)
-    limit = raise_fd_limit()
+    limit = bench.raise_fd_limit()
     counts = [int(n) for n in args.subscribers.split(",")]
     if max(counts) + 100 > limit:
         print(f"open-file limit {limit} is too low for {max(counts)} sockets", file=sys.stderr)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,7 +27,7 @@ from runcast.live.cluster import (
     WatchName,
     cluster_fingerprint,
 )
-from runcast.models import Credentials, Run, RunStatus, Step
+from runcast.models import Credentials, Run, RunStatus, RunWait, RunWaitReason, Step
 
 WATCH = WatchName("f" * 32, "approval", "order-1")
 
@@ -65,6 +67,8 @@ def run_in(status: RunStatus, *, output: object = None) -> Run:
         output=output,
         created_at=now,
         steps=(Step("reserve", "step", "complete", 1, {"ok": True}, None, now, now),),
+        workflow_version="v-1",
+        wait=RunWait(RunWaitReason.EVENT, "approval", now),
     )
 
 
@@ -140,6 +144,44 @@ async def test_stopping_gracefully_hands_leases_back_at_once(links: LinkFactory)
     assert lost == [WATCH]
     await keeper_b.round()  # long before the 60 s lease would have expired
     assert keeper_b.fence(WATCH) == 2
+
+
+async def test_a_run_goes_to_the_holder_of_its_workflow(links: LinkFactory) -> None:
+    """A run's lease goes to the holder of its workflow's; another takes it only if unwanted."""
+    a, b = await links("a").__aenter__(), await links("b").__aenter__()
+    leader, alone = WatchName("f" * 32, "approval"), WatchName("f" * 32, "approval", "order-2")
+    keeper_a = LeaseKeeper(a, ttl=0.4, on_gained=lambda w, f: None, on_lost=lambda w: None)
+    keeper_b = LeaseKeeper(b, ttl=0.4, on_gained=lambda w, f: None, on_lost=lambda w: None)
+    for keeper in (keeper_a, keeper_b):
+        keeper.compete(leader)
+        keeper.compete(WATCH, leader=leader)
+    await keeper_a.round()  # takes the workflow; only looks at the run
+    assert (keeper_a.fence(leader), keeper_a.fence(WATCH)) == (1, None)
+    await keeper_b.round()  # the run is free, but b defers to the workflow's holder
+    await keeper_a.round()
+    assert keeper_a.fence(WATCH) == 1
+    await asyncio.sleep(0.2)  # past b's deferral
+    await keeper_b.round()
+    assert (keeper_b.fence(leader), keeper_b.fence(WATCH)) == (None, None)
+    keeper_b.compete(alone, leader=leader)  # a run only b watches: b takes it after deferring
+    await keeper_b.round()
+    assert keeper_b.fence(alone) is None
+
+    async def b_took_it() -> bool:
+        await keeper_b.round()
+        return keeper_b.fence(alone) is not None
+
+    await wait_for(b_took_it, what="b to take the run a does not watch")
+
+
+async def test_a_burst_of_commands_waits_its_turn(links: LinkFactory) -> None:
+    """Hundreds of commands at once wait for a connection instead of making Redis look gone."""
+    link = await links("a").__aenter__()
+    counts = await asyncio.gather(
+        *(link.call("burst", partial(link.client.incr, "t:burst")) for _ in range(300))
+    )
+    assert sorted(counts) == list(range(1, 301))
+    assert link.up
 
 
 async def test_withdrawn_watch_is_released(links: LinkFactory) -> None:
@@ -247,6 +289,22 @@ async def test_followers_survive_a_redis_restart(
         assert got[2].seq == 1
         assert got[2].epoch != got[1].epoch
         assert got[2].run.status is RunStatus.COMPLETE
+
+
+async def test_a_hung_redis_counts_as_gone_and_back(
+    links: LinkFactory, redis_server: RedisServer
+) -> None:
+    """Redis that stops answering (SIGSTOP) is gone after two silent heartbeats; back after."""
+    link = await links("a").__aenter__()
+    assert link.up
+    process = redis_server.process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)
+    try:
+        await wait_for(lambda: not link.up, within=30, what="the link to see Redis hung")
+    finally:
+        process.send_signal(signal.SIGCONT)
+    await wait_for(lambda: link.up, within=30, what="the link to see Redis answer again")
 
 
 async def test_cluster_budget_is_shared_by_every_replica(links: LinkFactory) -> None:

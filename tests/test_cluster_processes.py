@@ -246,6 +246,44 @@ async def _one_holder(d: Deployment) -> bool:
     return len(await d.holders()) == 1
 
 
+async def test_kill_9_of_a_holder_of_many_runs_loses_no_transition(
+    tmp_path: Path, serve: Serve, redis_server: RedisServer
+) -> None:
+    """Many runs held across replicas, one holder killed: every survivor sees every change once."""
+    async with deployment(tmp_path, serve, redis_server, lease=1.0) as d:
+        runs = [await d.trigger() for _ in range(6)]
+        names = list(d.replicas)
+        watchers: list[Watcher] = []
+        for index, instance_id in enumerate(runs):
+            # The run's first subscriber (so its holder) is on replica index % 3.
+            order = names[index % 3 :] + names[: index % 3]
+            for name in order:
+                watcher = Watcher(name, d.replicas[name].url, instance_id)
+                await wait_for(lambda w=watcher: bool(w.updates), within=30, what="first state")
+                watchers.append(watcher)
+        assert len(await d.holders()) == 3
+        await d.replicas["r1"].kill()
+        survivors = [w for w in watchers if w.replica != "r1"]
+        await wait_for(lambda: _held_by_survivors(d, len(runs)), within=30, what="a takeover")
+        for instance_id in runs:
+            await d.send(instance_id, "first")
+        await wait_for(lambda: all("WAITING" in w.statuses for w in survivors), within=30)
+        await wait_for(lambda: all(w.statuses[-1] == "PAUSED" for w in survivors), within=30)
+        for instance_id in runs:
+            await d.send(instance_id, "second")
+        await asyncio.wait_for(asyncio.gather(*(w.task for w in survivors)), timeout=30)
+        for watcher in survivors:
+            watcher.assert_in_order_once()
+
+
+async def _held_by_survivors(d: Deployment, runs: int) -> bool:
+    held = 0.0
+    for replica in d.replicas.values():
+        if replica.process.returncode is None:
+            held += await sample(replica.url, "runcast_cluster_leases_held")
+    return held >= runs
+
+
 async def test_redis_killed_and_restarted_mid_run(
     tmp_path: Path, serve: Serve, redis_server: RedisServer
 ) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from runcast.models import Run, RunStatus
+from runcast.models import JSON, Run, RunStatus
+
+Observable = tuple[RunStatus, str, JSON, str | None]
+"""What ``Run.observable()`` returns: the part of a run whose changes are delivered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from runcast.errors import Forbidden, NotFound, RateLimited, Unauthenticated, UpstreamError
-from runcast.live._bus import ChangeBus
+from runcast.live._bus import ChangeBus, Topic
+from runcast.live._gate import PollGate
 from runcast.live._registry import WatchRegistry
 from runcast.live._subscriber import Subscriber
 from runcast.metrics import Metrics
@@ -67,6 +68,7 @@ class LiveContext:
         page_size: runs asked for per list request.
         listed: the ``Run`` fields the upstream's list items carry.
         riding: run watches carried by a list poll right now (they cost no request).
+        gate: which watches this process polls (cluster mode); every one when ``None``.
     """
 
     upstream: RunAPI
@@ -82,6 +84,15 @@ class LiveContext:
     listed: frozenset[str] = frozenset()
     riding: int = 0
     open: bool = False
+    gate: PollGate | None = None
+
+    def polls_for(self, topics: Iterable[Topic]) -> bool:
+        """Whether this process observes for ``topics`` now (its gate's say, if it has one).
+
+        A watch observed elsewhere (another replica holds it) must not take what this
+        process's polls show of it as its state: that replica publishes it, in order.
+        """
+        return self.gate is None or self.gate.may_poll(topics)
 
     def quiet_interval(self) -> float:
         """The longest a quiet watch waits between two polls.

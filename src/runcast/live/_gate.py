@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from runcast.live._bus import Topic
+from runcast.live._change import Observable
+from runcast.models import Run
 
 
 class PollGate(Protocol):
@@ -19,4 +21,17 @@ class PollGate(Protocol):
 
     def may_poll(self, topics: Iterable[Topic]) -> bool:
         """Whether a watch whose polls serve ``topics`` should poll here now."""
+        ...
+
+    async def prior_states(self, topic: Topic) -> Mapping[str, Observable] | None:
+        """What the processes that polled a workflow ``topic`` before knew of each run.
+
+        A process that starts polling a workflow's runs compares its first list with this
+        (instead of only learning what is there), so the changes made since the last
+        poll elsewhere are delivered. ``None`` when nothing is known.
+        """
+        ...
+
+    def keep_baseline(self, topic: Topic, runs: Iterable[Run]) -> None:
+        """Keep what a first poll of a workflow ``topic`` saw (for :meth:`prior_states`)."""
         ...

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Collection
-from types import TracebackType
-from typing import Literal
 
 from runcast.errors import Forbidden, NotFound, RateLimited, RuncastError, Unauthenticated
 from runcast.live._budget import budget_for
@@ -15,6 +13,7 @@ from runcast.live._change import RunChange
 from runcast.live._context import Intervals, LiveContext, now
 from runcast.live._delivery import Delivery
 from runcast.live._gate import PollGate
+from runcast.live._lifetime import Lifetime
 from runcast.live._lister import ListPoller
 from runcast.live._registry import WatchRegistry, WorkflowKey
 from runcast.live._scheduler import PollScheduler
@@ -36,7 +35,7 @@ from runcast.upstream import (
 logger = logging.getLogger(__name__)
 
 
-class LiveHub:
+class LiveHub(Lifetime):
     """Feeds ``runStatus`` and ``workflowRuns`` subscribers from one shared poller.
 
     There is one watch per (credentials fingerprint, workflow, run) and one per
@@ -99,7 +98,6 @@ class LiveHub:
             # One limiter per credential for every request: polls, operations, retries, resends.
             upstream.limit_requests(self.limits)
             self.limit_key = upstream.limit_key
-        self._gate = gate
         self.bus: ChangeBus = bus if bus is not None else LocalChangeBus()
         minimum = max(0.001, settings.poll_min_interval)
         scheduler: PollScheduler[Watch] = PollScheduler(
@@ -120,10 +118,10 @@ class LiveHub:
             scheduler=scheduler,
             lister=ListPoller(),
             listed=listed_fields(upstream),
+            gate=gate,
         )
         self._delivery = Delivery(self._ctx, pushes=self.pushes)
         self._unlisten: Callable[[], None] | None = None
-        self._state: Literal["new", "open", "closed"] = "new"
 
     @property
     def budget(self) -> RequestLimiter:
@@ -132,30 +130,15 @@ class LiveHub:
 
     # ----------------------------------------------------------------- lifetime
 
-    async def __aenter__(self) -> LiveHub:
-        if self._state != "new":
-            raise RuntimeError("a LiveHub can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         self._ctx.open = True
         if isinstance(self.upstream, RunChangeSource):
             self._unlisten = self.upstream.add_run_listener(self._delivery.on_pushed)
         else:
             self._ctx.scheduler.start()
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop polling, end every subscription, and wait for the hub's tasks to finish."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
         self._ctx.open = False
         if self._unlisten is not None:
             self._unlisten()
@@ -265,20 +248,20 @@ class LiveHub:
     def poll_all(self) -> None:
         """Poll every watch now (the poll gate opened for all, e.g. cluster mode alone)."""
         for watch in self._ctx.registry.watches():
-            if watch.inflight is None:
+            if watch.inflight is None and not watch.carried:
                 self._ctx.scheduler.schedule(watch, 0.0)
 
     def poll_now(self, topic: Topic) -> None:
-        """Poll the watch of ``topic`` (and a list poll carrying it) now, if there is one."""
+        """Poll the watch of ``topic`` (or the list poll carrying it) now, if there is one."""
         for key in (topic, ("workflow", *topic[1:3])):
             watch = self._ctx.registry.find(key)
-            if watch is not None and watch.inflight is None:
+            if watch is not None and watch.inflight is None and not watch.carried:
                 self._ctx.scheduler.schedule(watch, 0.0)
 
     async def _poll(self, watch: Watch, urgent: bool) -> None:
         """One poll of ``watch``, and what its failures mean for it and for the upstream."""
         ctx = self._ctx
-        if self._gate is not None and not self._gate.may_poll(watch.served_topics(ctx)):
+        if not ctx.polls_for(watch.served_topics(ctx)):
             # Another process polls it for everyone; the gate says when to start (poll_now).
             ctx.limiter(watch.credentials).refund()
             return
@@ -305,7 +288,7 @@ class LiveHub:
             ctx.scheduler.schedule(watch, ctx.intervals.after_failures(watch.failures))
 
     def _check_open(self) -> None:
-        if self._state != "open":
+        if not self.is_open:
             raise RuntimeError("the LiveHub is not open (use it as an async context manager)")
 
 

@@ -7,14 +7,12 @@ from collections import OrderedDict, deque
 from collections.abc import Collection
 from datetime import datetime
 
-from runcast.live._change import RunChange
+from runcast.live._change import Observable, RunChange
 from runcast.metrics import Metrics
-from runcast.models import JSON, Run, RunStatus
+from runcast.models import Run, RunStatus
 
 MAX_REMEMBERED_RUNS = 4096
 """How many runs a workflow subscriber remembers the last state of (least recently seen go)."""
-
-_Observable = tuple[RunStatus, str, JSON, str | None]
 
 
 class Subscriber:
@@ -47,7 +45,7 @@ class Subscriber:
         self.statuses = frozenset(statuses) if statuses else None
         self._metrics = metrics
         self._items: deque[RunChange] = deque()
-        self._last: OrderedDict[str, tuple[RunStatus, _Observable]] = OrderedDict()
+        self._last: OrderedDict[str, tuple[RunStatus, Observable]] = OrderedDict()
         self._ready = asyncio.Event()
         self._closed = False
         self._error: BaseException | None = None
@@ -120,7 +118,7 @@ class Subscriber:
             await self._ready.wait()
         return self._items.popleft()
 
-    def _remember(self, instance_id: str, status: RunStatus, observable: _Observable) -> None:
+    def _remember(self, instance_id: str, status: RunStatus, observable: Observable) -> None:
         self._last[instance_id] = (status, observable)
         self._last.move_to_end(instance_id)
         while len(self._last) > MAX_REMEMBERED_RUNS:

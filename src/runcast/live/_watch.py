@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 from runcast.errors import NotFound, RunNotFound
 from runcast.live._bus import Topic
+from runcast.live._change import Observable
 from runcast.live._context import LiveContext, now
 from runcast.live._registry import WorkflowKey
 from runcast.live._selection import covers
 from runcast.live._subscriber import Subscriber
-from runcast.models import JSON, Credentials, Run, RunStatus
+from runcast.models import Credentials, Run, RunStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 RunKey = tuple[str, str, str]
 """(credentials fingerprint, workflow id, instance id)."""
@@ -40,9 +41,6 @@ UNFINISHED_STATUSES = (
 )
 """The statuses a listing of the runs that can still change asks the upstream for."""
 _UNFINISHED = frozenset(UNFINISHED_STATUSES)
-
-Observable = tuple[RunStatus, str, JSON, str | None]
-"""What ``Run.observable()`` returns: the part of a run whose changes are delivered."""
 
 
 @dataclass(eq=False)
@@ -113,6 +111,11 @@ class Watch(ABC):
         """The topics this watch's polls serve (in cluster mode, it polls if it holds one)."""
         return (self.topic,)
 
+    @property
+    def carried(self) -> bool:
+        """Whether another watch's poll observes this one (it needs no poll of its own)."""
+        return False
+
     def mark_observed(self, ctx: LiveContext) -> datetime:
         """Record a successful poll; returns its wall-clock time."""
         self.failures = 0
@@ -149,6 +152,11 @@ class RunWatch(Watch):
     def topic(self) -> Topic:
         """Where this watch's observations are published on the change bus."""
         return ("run", *self.key)
+
+    @property
+    def carried(self) -> bool:
+        """Whether its workflow's list poll observes it (see ``riding``)."""
+        return self.riding
 
     @property
     def subject(self) -> tuple[str, ...]:
@@ -220,7 +228,7 @@ class RunWatch(Watch):
         known = carrier.known.get(self.instance_id)
         if known is None:
             await ctx.scheduler.refresh(carrier)  # its list rides this watch if it shows the run
-        elif covers(known, subscriber.fields, ctx.listed):
+        elif covers(known, subscriber.fields, ctx.listed) and ctx.polls_for((self.topic,)):
             self.ride(ctx, known, carrier.observed_at, carrier.observed_wall or now())
 
     def carrier(self, ctx: LiveContext) -> WorkflowWatch | None:
@@ -396,10 +404,13 @@ class WorkflowWatch(Watch):
         """
         started = ctx.scheduler.clock()
         statuses = self.list_filter(ctx)
+        prior = None
+        if not self.baselined and ctx.gate is not None:
+            prior = await ctx.gate.prior_states(self.topic)  # polled elsewhere until now
         seen, unreached = await ctx.lister.read(ctx, self, statuses, urgent=urgent)
         observed_at = self.mark_observed(ctx)
         runs = tuple(seen.values())
-        changed = self._publish(ctx, runs, statuses, observed_at)
+        changed = self._publish(ctx, runs, statuses, observed_at, prior)
         self.known = {**unreached, **{run.instance_id: run for run in runs}}
         self.baselined = True
         self.listed_with = statuses
@@ -418,26 +429,43 @@ class WorkflowWatch(Watch):
         runs: tuple[Run, ...],
         statuses: tuple[RunStatus, ...] | None,
         observed_at: datetime,
+        prior: Mapping[str, Observable] | None,
     ) -> bool:
-        if not self.baselined:
-            return False  # the first poll only learns what is there
+        """Publish the runs that changed since the last poll (here, or where ``prior`` is from).
+
+        Without either, this first poll only learns what is there (and, in cluster mode,
+        keeps it for the next holder).
+        """
+        if not self.baselined and prior is None:
+            if ctx.gate is not None:
+                ctx.gate.keep_baseline(self.topic, runs)
+            return False
         changed = False
         # After a change of listing, runs it shows for the first time are not news.
-        switched = statuses != self.listed_with
+        switched = self.baselined and statuses != self.listed_with
         for run in reversed(runs):  # oldest first, so new runs arrive in creation order
-            known = self.known.get(run.instance_id)
-            if known is None and switched:
+            was = self._was(run.instance_id, prior)
+            if was is None and switched:
                 continue
-            if known is None or known.observable() != run.observable():
+            if was != run.observable():
                 changed = True
                 ctx.bus.publish(self.topic, run, observed_at)
         return changed
+
+    def _was(self, instance_id: str, prior: Mapping[str, Observable] | None) -> Observable | None:
+        """What the last poll (here, or else ``prior``) saw of run ``instance_id``."""
+        if prior is not None and not self.baselined:
+            return prior.get(instance_id)
+        known = self.known.get(instance_id)
+        return None if known is None else known.observable()
 
     def _carry(self, ctx: LiveContext, runs: Iterable[Run], observed_wall: datetime) -> bool:
         """Update the riders from the list; returns whether any of them had news."""
         summaries = {run.instance_id: run for run in runs}
         news = False
         for rider in tuple(self.riders(ctx)):  # riders that finish leave the set
+            if not ctx.polls_for((rider.topic,)):
+                continue  # observed by the replica that holds it, which publishes it in order
             summary = summaries.get(rider.instance_id)
             if summary is None:  # not in what this poll read: poll it on its own
                 rider.dismount(ctx, rider.interval)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Literal
 
 from runcast.errors import RateLimited
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._keys import keyed_fingerprint
 from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.upstream import LimiterState, Quota, RequestBudget
@@ -58,7 +58,7 @@ return {1, '0', '0', tokens(after)}
 """
 
 
-class ClusterBudget:
+class ClusterBudget(Lifetime):
     """The request limiter of one credential for the whole cluster: ``rate`` per second,
     a :class:`~runcast.upstream.RequestLimiter` like the local ``RequestBudget``.
 
@@ -68,7 +68,8 @@ class ClusterBudget:
     bucket and holds every replica. While Redis is gone, each replica takes tokens from
     a local bucket of ``rate / replicas`` (the replicas last seen), so the cluster stays
     within the budget during the outage too; it returns to the shared bucket as soon as
-    Redis answers again.
+    Redis answers again. It takes tokens from its creation on; once closed, it writes
+    nothing more to Redis.
 
     Args:
         link: the replica's Redis link.
@@ -100,13 +101,11 @@ class ClusterBudget:
         self._paused_until = 0.0
         self._urgent_waiting = 0
         self._local: RequestBudget | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._state: Literal["open", "closed"] = "open"
+        self._tasks = OwnedTasks()  # holds and refunds being written to Redis
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Wait for the holds being written to Redis (a closed budget writes no more)."""
-        self._state = "closed"
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.wait()
 
     @property
     def idle(self) -> bool:
@@ -124,10 +123,8 @@ class ClusterBudget:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         if self._local is not None:
             self._local.pause(seconds)
-        if self._state == "open":
-            task = asyncio.create_task(self._write_hold(seconds))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not self.closed:
+            self._tasks.start(self._write_hold(seconds))
 
     def refund(self) -> None:
         """Give back a token taken for a request that was not sent (to the whole cluster)."""
@@ -135,10 +132,8 @@ class ClusterBudget:
             self._window.uncount()
         if self._local is not None and not self.link.up:
             self._local.refund()
-        elif self._state == "open":
-            task = asyncio.create_task(self._give_back())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        elif not self.closed:
+            self._tasks.start(self._give_back())
 
     async def acquire(self, *, urgent: bool = False, within: float | None = None) -> None:
         """Wait for a token of the cluster (and for any hold to end), then take it.

@@ -6,23 +6,25 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from types import TracebackType
-from typing import Literal, cast
+from typing import cast
 
 from redis.asyncio.client import PubSub
 
+from runcast.live._change import Observable
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._codec import (
     ChangeWire,
     observable_digest,
+    observable_from_digest,
     run_from_wire,
     run_to_wire,
 )
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.models import Run
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,21 @@ return seq
 """
 
 
+# KEYS: fence, state. ARGV: fence, state ttl ms, then digest field and digest pairs.
+# Keeps a first poll's view of a workflow's runs, unless a newer holder exists.
+_BASELINE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) < current then return -1 end
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+DIGEST_PREFIX = "digest:"
+"""The state hash field of a workflow watch's run: ``digest:<instance id>``."""
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterChange:
     """One change of a watch as the cluster published it.
@@ -85,6 +102,11 @@ ChangeSink = Callable[[ClusterChange], None]
 """Where a replica hands the changes of one watch, each once, in sequence order."""
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (the client answers bytes)."""
+    return value if isinstance(value, str) else value.decode()
+
+
 def _decode(watch: WatchName, raw: bytes | str) -> ClusterChange:
     wire = cast(ChangeWire, json.loads(raw))
     return ClusterChange(
@@ -108,7 +130,7 @@ class _Followed:
     catching_up: asyncio.Task[None] | None = None
 
 
-class RedisChangeBus:
+class RedisChangeBus(Lifetime):
     """Publishes changes of the watches this replica holds; follows those it serves.
 
     A holder's :meth:`publish` is one script: it refuses a fencing number older than
@@ -128,37 +150,17 @@ class RedisChangeBus:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self._publish = link.client.register_script(_PUBLISH)
+        self._baseline = link.client.register_script(_BASELINE)
         self._followed: dict[WatchName, _Followed] = {}
-        self._catch_ups: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()  # the listener and the catch-ups
         self._listening = asyncio.Event()
-        self._state: Literal["new", "open", "closed"] = "new"
 
-    async def __aenter__(self) -> RedisChangeBus:
-        if self._state != "new":
-            raise RuntimeError("a RedisChangeBus can be opened only once")
-        self._state = "open"
-        self._task = asyncio.create_task(self._listen(), name="cluster-bus")
-        return self
+    async def _open(self) -> None:
+        self._tasks.start(self._listen(), name="cluster-bus")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop listening and end every catch-up in flight."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        tasks = list(self._catch_ups)
-        if self._task is not None:
-            tasks.append(self._task)
-        for task in tasks:
-            await stop_task(task)
+        await self._tasks.stop()
         self._followed.clear()
 
     async def listening(self) -> None:
@@ -178,7 +180,7 @@ class RedisChangeBus:
             ClusterUnavailable: Redis is gone.
         """
         keys = self.link.keys
-        digest_field = "digest" if watch.instance_id is not None else f"digest:{run.instance_id}"
+        digest_field = DIGEST_PREFIX + run.instance_id if watch.instance_id is None else "digest"
         body = json.dumps(
             {
                 "by": self.link.replica_id,
@@ -216,6 +218,34 @@ class RedisChangeBus:
         elif seq == STALE:
             self.link.metrics.changes_stale.inc()
         return seq
+
+    async def keep_baseline(self, watch: WatchName, fence: int, runs: Iterable[Run]) -> None:
+        """Keep ``runs`` as what the holder of workflow ``watch`` knows, without news.
+
+        Raises:
+            ClusterUnavailable: Redis is gone.
+        """
+        args: list[str | int] = [fence, STATE_TTL_MS]
+        for run in runs:
+            args += [DIGEST_PREFIX + run.instance_id, observable_digest(run)]
+        keys = [self.link.keys.fence(watch), self.link.keys.state(watch)]
+        await self.link.call("baseline", lambda: self._baseline(keys=keys, args=args))
+
+    async def prior_states(self, watch: WatchName) -> dict[str, Observable] | None:
+        """What the holders of workflow ``watch`` knew of each run (``None``: nothing).
+
+        Raises:
+            ClusterUnavailable: Redis is gone.
+        """
+        stored = await self.link.call(
+            "prior", lambda: self.link.client.hgetall(self.link.keys.state(watch))
+        )
+        states = {
+            _text(name).removeprefix(DIGEST_PREFIX): observable_from_digest(_text(value))
+            for name, value in stored.items()
+            if _text(name).startswith(DIGEST_PREFIX)
+        }
+        return states or None
 
     async def snapshot(self, watch: WatchName) -> ClusterChange | None:
         """The last published state of ``watch`` (``None`` if nothing was published).
@@ -294,21 +324,18 @@ class RedisChangeBus:
             followed.epoch = epoch
 
     def _catch_up(self, watch: WatchName, followed: _Followed) -> None:
-        if followed.catching_up is None and self._state == "open":
-            task = asyncio.create_task(self._read_back(watch, followed))
-            self._catch_ups.add(task)
-            task.add_done_callback(self._catch_ups.discard)
-            followed.catching_up = task
+        if followed.catching_up is None and self.is_open:
+            followed.catching_up = self._tasks.start(self._read_back(watch, followed))
 
     async def _read_back(self, watch: WatchName, followed: _Followed) -> None:
         """Deliver the changes of ``watch`` after ``last_seq`` from its stream, in order."""
         try:
-            while self._state == "open":
+            while self.is_open:
                 epoch = await self.link.call(
                     "catch_up", partial(self.link.client.get, self.link.keys.epoch)
                 )
                 if epoch is not None:
-                    self._enter_epoch(followed, epoch if isinstance(epoch, str) else epoch.decode())
+                    self._enter_epoch(followed, _text(epoch))
                 if followed.last_seq == 0:  # a new follower starts from the current state
                     snapshot = await self.snapshot(watch)
                     if snapshot is not None:
@@ -335,10 +362,12 @@ class RedisChangeBus:
             followed.catching_up = None
 
     async def _listen(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await self.link.call("subscribe", partial(pubsub.subscribe, self.link.keys.channel))
+                await self.link.call(
+                    "subscribe", partial(pubsub.subscribe, self.link.keys.channel), queued=False
+                )
                 for watch, followed in self._followed.items():
                     self._catch_up(watch, followed)  # what was published while away
                 self._listening.set()
@@ -350,9 +379,9 @@ class RedisChangeBus:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _receive(self, pubsub: PubSub) -> None:
-        while self._state == "open":
+        while self.is_open:
             message = await self.link.call(
-                "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT)
+                "receive", lambda: pubsub.get_message(timeout=RECEIVE_TIMEOUT), queued=False
             )
             if message is None or message.get("type") != "message":
                 continue

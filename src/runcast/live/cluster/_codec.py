@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
+from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict, cast, get_args, get_origin, get_type_hints
 
-from runcast.models import JSON, Run, RunStatus, Step
+from runcast.live._change import Observable
+from runcast.models import JSON, Run, RunStatus
 
 
 class StepWire(TypedDict):
@@ -22,6 +27,14 @@ class StepWire(TypedDict):
     endedAt: str | None
 
 
+class WaitWire(TypedDict):
+    """What a suspended run waits for, as kept in Redis."""
+
+    reason: str
+    eventType: str | None
+    until: str | None
+
+
 class RunWire(TypedDict):
     """A run, as kept in Redis (never any credential)."""
 
@@ -35,8 +48,10 @@ class RunWire(TypedDict):
     createdAt: str | None
     startedAt: str | None
     endedAt: str | None
-    wakeAt: str | None
     steps: list[StepWire] | None
+    wakeAt: str | None
+    workflowVersion: str | None
+    wait: WaitWire | None
 
 
 class ChangeWire(TypedDict):
@@ -49,81 +64,73 @@ class ChangeWire(TypedDict):
     run: RunWire
 
 
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value is not None else None
+def _to_wire(value: Any) -> Any:
+    """A model value as JSON-ready values: dataclasses field by field (camelCase keys),
+    times as ISO-8601 text, enums as their value, tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {_camel(f.name): _to_wire(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_to_wire(item) for item in value]
+    return value
+
+
+def _from_wire(cls: Any, wire: Mapping[str, Any]) -> Any:
+    """The dataclass ``cls`` instance that :func:`_to_wire` wrote (fields read by type)."""
+    hints = _hints(cls)
+    # A field the writer did not know (an older replica) reads as None, its default.
+    return cls(**{f.name: _field(hints[f.name], wire.get(_camel(f.name))) for f in fields(cls)})
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _field(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    kinds = [kind for kind in get_args(hint) if kind is not type(None)] or [hint]
+    kind = kinds[0]
+    if kind is datetime:
+        return datetime.fromisoformat(value)
+    if kind is RunStatus:
+        return RunStatus.parse(value)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return kind(value)
+    if isinstance(kind, type) and is_dataclass(kind):
+        return _from_wire(kind, value)
+    if get_origin(kind) is tuple:
+        return tuple(_field(get_args(kind)[0], item) for item in value)
+    return value
 
 
 def run_to_wire(run: Run) -> RunWire:
-    """``run`` as JSON-ready values."""
-    steps: list[StepWire] | None = None
-    if run.steps is not None:
-        steps = [
-            StepWire(
-                name=step.name,
-                type=step.type,
-                status=step.status,
-                attempts=step.attempts,
-                output=step.output,
-                error=step.error,
-                startedAt=_time(step.started_at),
-                endedAt=_time(step.ended_at),
-            )
-            for step in run.steps
-        ]
-    return RunWire(
-        workflowId=run.workflow_id,
-        instanceId=run.instance_id,
-        status=run.status.value,
-        rawStatus=run.raw_status,
-        input=run.input,
-        output=run.output,
-        error=run.error,
-        createdAt=_time(run.created_at),
-        startedAt=_time(run.started_at),
-        endedAt=_time(run.ended_at),
-        wakeAt=_time(run.wake_at),
-        steps=steps,
-    )
+    """``run`` as JSON-ready values (every field of ``Run``)."""
+    return cast(RunWire, _to_wire(run))
 
 
 def run_from_wire(wire: RunWire) -> Run:
     """The run that :func:`run_to_wire` wrote."""
-    steps = None
-    if wire["steps"] is not None:
-        steps = tuple(
-            Step(
-                name=step["name"],
-                type=step["type"],
-                status=step["status"],
-                attempts=step["attempts"],
-                output=step["output"],
-                error=step["error"],
-                started_at=_parse_time(step["startedAt"]),
-                ended_at=_parse_time(step["endedAt"]),
-            )
-            for step in wire["steps"]
-        )
-    return Run(
-        workflow_id=wire["workflowId"],
-        instance_id=wire["instanceId"],
-        status=RunStatus.parse(wire["status"]),
-        raw_status=wire["rawStatus"],
-        input=wire["input"],
-        output=wire["output"],
-        error=wire["error"],
-        created_at=_parse_time(wire["createdAt"]),
-        started_at=_parse_time(wire["startedAt"]),
-        ended_at=_parse_time(wire["endedAt"]),
-        wake_at=_parse_time(wire["wakeAt"]),
-        steps=steps,
-    )
+    run: Run = _from_wire(Run, cast(Mapping[str, Any], wire))
+    return run
 
 
 def observable_digest(run: Run) -> str:
     """The part of ``run`` whose change is news (see ``Run.observable``), as one string."""
     status, raw_status, output, error = run.observable()
     return json.dumps([status.value, raw_status, output, error], sort_keys=True, default=str)
+
+
+def observable_from_digest(digest: str) -> Observable:
+    """The ``Run.observable()`` value that :func:`observable_digest` wrote."""
+    status, raw_status, output, error = json.loads(digest)
+    return (RunStatus.parse(status), raw_status, output, error)

@@ -7,19 +7,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal
 
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._keys import WatchName
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 
 logger = logging.getLogger(__name__)
 
 FENCE_TTL_MS = 7 * 24 * 3600 * 1000
 """How long a watch's fencing number outlives its last holder (milliseconds)."""
+DEFER_SHARE = 0.25
+"""Of the lease time: how long a watch whose leader another replica holds must have been
+free before this replica takes it (the leader's holder takes it first, see ``compete``)."""
 
 # KEYS: lease, fence. ARGV: replica, ttl ms, fence ttl ms. Returns the fence held, or 0.
 _ACQUIRE = """
@@ -62,7 +64,7 @@ class Held:
     renewed_at: float
 
 
-class LeaseKeeper:
+class LeaseKeeper(Lifetime):
     """Competes for the leases of the watches this replica has subscribers for.
 
     A replica competes only for watches with a local subscriber (whose credentials it
@@ -94,37 +96,23 @@ class LeaseKeeper:
         self._on_lost = on_lost
         self._ttl_ms = max(1, int(ttl * 1000))
         self._wanted: set[WatchName] = set()
+        self._leaders: dict[WatchName, WatchName] = {}
+        self._free_since: dict[WatchName, float] = {}  # deferred watches seen free, since
+        self._defer = ttl * DEFER_SHARE
         self._held: dict[WatchName, Held] = {}
         self._gained: set[WatchName] = set()  # told to on_gained and not yet to on_lost
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks = OwnedTasks()
         self._acquire = link.client.register_script(_ACQUIRE)
         self._renew = link.client.register_script(_RENEW)
         self._release = link.client.register_script(_RELEASE)
-        self._state: Literal["new", "open", "closed"] = "new"
 
-    async def __aenter__(self) -> LeaseKeeper:
-        if self._state != "new":
-            raise RuntimeError("a LeaseKeeper can be opened only once")
-        self._state = "open"
-        self._task = asyncio.create_task(self._keep(), name="cluster-leases")
-        return self
+    async def _open(self) -> None:
+        self._tasks.start(self._keep(), name="cluster-leases")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop competing and hand every held lease back at once."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        if self._task is not None:
-            await stop_task(self._task)
+        await self._tasks.stop()
         await self._hand_back(list(self._held))
         self._wanted.clear()
 
@@ -138,8 +126,17 @@ class LeaseKeeper:
         """Leases held right now."""
         return len(self._held)
 
-    def compete(self, watch: WatchName) -> None:
-        """Try to hold ``watch`` from now on (at once, then at every round)."""
+    def compete(self, watch: WatchName, *, leader: WatchName | None = None) -> None:
+        """Try to hold ``watch`` from now on (at once, then at every round).
+
+        With a ``leader`` (a run's workflow, whose list poll carries the run), the watch
+        goes to the leader's holder: this replica takes it at once while it holds the
+        leader, and otherwise only once the watch has been free for ``DEFER_SHARE`` of
+        the lease time (the leader's holder does not want it). So the runs of one
+        workflow are polled by one replica, with one list poll, wherever they are watched.
+        """
+        if leader is not None:
+            self._leaders[watch] = leader
         if watch not in self._wanted:
             self._wanted.add(watch)
             self._wake.set()
@@ -151,13 +148,15 @@ class LeaseKeeper:
     async def withdraw(self, watch: WatchName) -> None:
         """Stop competing for ``watch``; hand its lease back if held."""
         self._wanted.discard(watch)
+        self._leaders.pop(watch, None)
+        self._free_since.pop(watch, None)
         if watch in self._held:
             await self._hand_back([watch])
 
     async def _keep(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             try:
-                async with asyncio.timeout(self.ttl / 3):
+                async with asyncio.timeout(self._next_round_in()):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -178,30 +177,58 @@ class LeaseKeeper:
         watches = sorted(self._wanted, key=lambda w: w.slug)
         if not watches:
             return
-        keys = self.link.keys
         pipe = self.link.client.pipeline(transaction=False)
+        looks = {watch for watch in watches if self._defers(watch, now)}
         for watch in watches:
-            held = self._held.get(watch)
-            if held is not None:
-                token = f"{self.link.replica_id}:{held.fence}"
-                _queue(
-                    self._renew, keys=[keys.lease(watch)], args=[token, self._ttl_ms], client=pipe
-                )
-            else:
-                _queue(
-                    self._acquire,
-                    keys=[keys.lease(watch), keys.fence(watch)],
-                    args=[self.link.replica_id, self._ttl_ms, FENCE_TTL_MS],
-                    client=pipe,
-                )
+            self._queue_for(watch, pipe, look=watch in looks)
         results = await self.link.call("lease", pipe.execute)
-        self._settle(watches, [int(result) for result in results], now)
+        taking = []
+        for watch, result in zip(watches, results, strict=True):
+            if watch not in looks:
+                taking.append((watch, int(result)))
+            elif int(result):
+                self._free_since.pop(watch, None)  # held elsewhere
+            else:
+                self._free_since.setdefault(watch, now)
+        self._settle(taking, now)
         strays = [watch for watch in self._held if watch not in self._wanted]
         if strays:  # withdrawn while this round was in flight
             await self._hand_back(strays)
 
-    def _settle(self, watches: list[WatchName], results: list[int], now: float) -> None:
-        for watch, result in zip(watches, results, strict=True):
+    def _next_round_in(self) -> float:
+        """Seconds until the next round: a third of the lease time, or a deferral's end."""
+        wait = self.ttl / 3
+        if self._free_since:
+            ends = min(self._free_since.values()) + self._defer
+            wait = min(wait, max(0.01, ends - time.monotonic()))
+        return wait
+
+    def _defers(self, watch: WatchName, now: float) -> bool:
+        """Whether this round only looks at ``watch`` (its leader's holder may take it)."""
+        leader = self._leaders.get(watch)
+        if leader is None or watch in self._held or leader in self._held:
+            return False
+        free_since = self._free_since.get(watch)
+        return free_since is None or now - free_since < self._defer
+
+    def _queue_for(self, watch: WatchName, pipe: Pipeline, *, look: bool) -> None:
+        keys = self.link.keys
+        held = self._held.get(watch)
+        if look:
+            pipe.exists(keys.lease(watch))
+        elif held is not None:
+            token = f"{self.link.replica_id}:{held.fence}"
+            _queue(self._renew, keys=[keys.lease(watch)], args=[token, self._ttl_ms], client=pipe)
+        else:
+            _queue(
+                self._acquire,
+                keys=[keys.lease(watch), keys.fence(watch)],
+                args=[self.link.replica_id, self._ttl_ms, FENCE_TTL_MS],
+                client=pipe,
+            )
+
+    def _settle(self, results: list[tuple[WatchName, int]], now: float) -> None:
+        for watch, result in results:
             held = self._held.get(watch)
             if held is not None:
                 if result:
@@ -209,13 +236,21 @@ class LeaseKeeper:
                 else:
                     self._lose([watch])
             elif result:
-                self._held[watch] = Held(watch, result, now)
-                if result > 1:
-                    self.link.metrics.takeovers.inc()
-                self.link.metrics.leases_held.set(len(self._held))
-                if watch in self._wanted:
-                    self._gained.add(watch)
-                    self._on_gained(watch, result)
+                self._gain(watch, result, now)
+            else:
+                self._free_since.pop(watch, None)  # another replica was first
+
+    def _gain(self, watch: WatchName, fence: int, now: float) -> None:
+        self._held[watch] = Held(watch, fence, now)
+        self._free_since.pop(watch, None)
+        if fence > 1:
+            self.link.metrics.takeovers.inc()
+        self.link.metrics.leases_held.set(len(self._held))
+        if watch in self._leaders.values():
+            self._wake.set()  # take the watches it leads now, before other replicas do
+        if watch in self._wanted:
+            self._gained.add(watch)
+            self._on_gained(watch, fence)
 
     def _lose(self, watches: Iterable[WatchName]) -> None:
         for watch in list(watches):

@@ -8,8 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Literal, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -17,8 +16,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runcast.errors import RuncastError
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._keys import ClusterKeys
 from runcast.live.cluster._metrics import ClusterMetrics
 
@@ -32,6 +33,12 @@ HEARTBEAT_INTERVAL = 1.0
 """Seconds between a replica's heartbeats (and, while Redis is gone, reconnection tries)."""
 REPLICA_SILENCE = 5.0
 """Seconds without a heartbeat after which a replica no longer counts as running."""
+MISSED_BEATS = 2
+"""Heartbeats in a row that time out before Redis counts as gone (a busy host is slow too)."""
+MAX_COMMANDS_IN_FLIGHT = 32
+"""Redis commands one replica has in flight at once; more wait their turn for a connection."""
+SPARE_CONNECTIONS = 4
+"""Connections beyond those for commands: pub/sub, heartbeats, a pub/sub being replaced."""
 
 _HEARTBEAT = """
 local now = redis.call('TIME')
@@ -41,19 +48,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
 return redis.call('ZCARD', KEYS[1])
 """
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it, cancelling again while it runs on.
-
-    redis-py can take a cancellation for a failed command and carry on, so the loops
-    of this package also check their own state, and this asks until they notice.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=COMMAND_TIMEOUT)
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("cluster: task %s failed", task.get_name(), exc_info=task.exception())
 
 
 class ClusterUnavailable(RuncastError):
@@ -67,7 +61,7 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}"
 
 
-class RedisLink:
+class RedisLink(Lifetime):
     """The replica's Redis client, its health, and the count of replicas running.
 
     Every command goes through :meth:`call`, which times it, counts failures, and
@@ -101,45 +95,35 @@ class RedisLink:
         self.metrics = metrics
         self.replica_id = replica_id or uuid.uuid4().hex[:12]
         self.heartbeat = heartbeat
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
+        # A bounded pool that makes a command wait for a connection: an unbounded burst
+        # (one catch-up per watch) would otherwise fail as if Redis were gone.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_COMMANDS_IN_FLIGHT + SPARE_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT,
             socket_timeout=COMMAND_TIMEOUT,
             socket_connect_timeout=COMMAND_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
+        self.client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+        self._slots = asyncio.Semaphore(MAX_COMMANDS_IN_FLIGHT)
         self._health: bool | None = None
         # Rises each time Redis comes back: a failure of a command begun earlier is stale.
         self._up_era = 0
+        self._missed_beats = 0
         self.replicas = 1
         self._heartbeat_script = self.client.register_script(_HEARTBEAT)
         self._listeners: list[Callable[[bool], None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._state: Literal["new", "open", "closed"] = "new"
+        self._tasks = OwnedTasks()
 
-    async def __aenter__(self) -> RedisLink:
-        if self._state != "new":
-            raise RuntimeError("a RedisLink can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         with contextlib.suppress(ClusterUnavailable):  # reported; the heartbeat keeps trying
             await self._beat()
-        self._task = asyncio.create_task(self._keep_beating(), name="cluster-heartbeat")
-        return self
+        self._tasks.start(self._keep_beating(), name="cluster-heartbeat")
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Stop the heartbeat, leave the replica count, and close the connections."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
-        if self._task is not None:
-            await stop_task(self._task)
+        await self._tasks.stop()
         if self.up:
             with contextlib.suppress(ClusterUnavailable):
                 await self.call(
@@ -161,8 +145,12 @@ class RedisLink:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    async def call(self, op: str, command: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, op: str, command: Callable[[], Awaitable[T]], *, queued: bool = True) -> T:
         """Run ``command()`` against Redis, timed and counted under ``op``.
+
+        ``queued`` commands wait for one of ``MAX_COMMANDS_IN_FLIGHT`` turns (within the
+        time limit); the heartbeat and pub/sub use the spare connections instead, so a
+        burst of commands never delays them.
 
         Raises:
             ClusterUnavailable: Redis failed or did not answer in time.
@@ -171,28 +159,42 @@ class RedisLink:
         era = self._up_era
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT * 2):
-                result = await command()
-        except (RedisError, OSError, TimeoutError) as exc:
+                if queued:
+                    async with self._slots:
+                        result = await command()
+                else:
+                    result = await command()
+        except (RedisError, OSError) as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # redis-py may report a cancellation as a connection error: keep it one.
                 raise asyncio.CancelledError from exc
             self.metrics.redis_errors.labels(op=op).inc()
-            # A slow answer alone (a busy host) is not Redis gone, nor is a command sent on a
-            # connection from before Redis last came back.
-            lost = op == "heartbeat" or isinstance(exc, RedisConnectionError | OSError)
-            if lost and era == self._up_era:
+            if self._lost(op, exc) and era == self._up_era:
                 self._set_up(False)
             raise ClusterUnavailable(f"Redis {op} failed: {type(exc).__name__}") from exc
         self.metrics.redis_latency.labels(op=op).observe(time.perf_counter() - started)
         return result
 
+    def _lost(self, op: str, exc: BaseException) -> bool:
+        """Whether ``exc``, failing ``op``, means Redis is gone.
+
+        A failed connection does; a slow answer (a busy host, a busy pool) does not, unless
+        ``MISSED_BEATS`` heartbeats in a row time out. (``TimeoutError`` is an ``OSError``.)
+        """
+        slow = isinstance(exc, TimeoutError | RedisTimeoutError)
+        if op == "heartbeat":
+            self._missed_beats = self._missed_beats + 1 if slow else MISSED_BEATS
+            return self._missed_beats >= MISSED_BEATS
+        return not slow and isinstance(exc, RedisConnectionError | OSError)
+
     async def _keep_beating(self) -> None:
-        while self._state == "open":
+        while self.is_open:
             await asyncio.sleep(self.heartbeat)
             if self._health is False:
                 # Connections opened before Redis went are dead; start the return on new ones.
-                await self.client.connection_pool.disconnect()
+                # (Idle ones only: closing one in use breaks the command on it inside redis-py.)
+                await self.client.connection_pool.disconnect(inuse_connections=False)
             try:
                 await self._beat()
             except ClusterUnavailable:
@@ -205,7 +207,9 @@ class RedisLink:
             lambda: self._heartbeat_script(
                 keys=[self.keys.replicas], args=[self.replica_id, silence_ms]
             ),
+            queued=False,
         )
+        self._missed_beats = 0
         self.replicas = max(1, int(count))
         self.metrics.replicas.set(self.replicas)
         self._set_up(True)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Literal
 
 from prometheus_client import CollectorRegistry
 
 from runcast.live._bus import ChangeSink, LocalChangeBus, Topic
+from runcast.live._change import Observable
+from runcast.live._lifetime import Lifetime, OwnedTasks
 from runcast.live.cluster._budget import ClusterBudget, cluster_limits
 from runcast.live.cluster._bus import ClusterChange, RedisChangeBus
 from runcast.live.cluster._keys import ClusterKeys, WatchName, keyed_fingerprint
 from runcast.live.cluster._lease import LeaseKeeper
-from runcast.live.cluster._link import ClusterUnavailable, RedisLink, stop_task
+from runcast.live.cluster._link import ClusterUnavailable, RedisLink
 from runcast.live.cluster._metrics import ClusterMetrics
 from runcast.models import Run
 from runcast.readiness import CheckResult
@@ -47,6 +47,16 @@ class _Withdrawal:
     watch: WatchName
 
 
+@dataclass(frozen=True, slots=True)
+class _Baseline:
+    watch: WatchName
+    fence: int
+    runs: tuple[Run, ...]
+
+
+_Queued = _Publication | _Withdrawal | _Baseline
+
+
 @dataclass(eq=False)
 class _Following:
     """One topic this replica has readers of: its name in Redis and the newest state seen."""
@@ -56,7 +66,7 @@ class _Following:
     latest: tuple[Run, datetime] | None = None
 
 
-class ClusterChangeBus:
+class ClusterChangeBus(Lifetime):
     """A :class:`~runcast.live.ChangeBus` shared by every replica through Redis.
 
     The first local reader of a topic makes this replica follow the topic in Redis
@@ -85,18 +95,20 @@ class ClusterChangeBus:
         self.local = LocalChangeBus()
         self._secret = secret
         self._following: dict[Topic, _Following] = {}
-        self._queue: asyncio.Queue[_Publication | _Withdrawal] = asyncio.Queue(PUBLISH_QUEUE)
-        self._task: asyncio.Task[None] | None = None
+        # Workflow topics competed for because runs of theirs are followed: name, runs.
+        self._leading: dict[Topic, tuple[WatchName, int]] = {}
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(PUBLISH_QUEUE)
+        self._tasks = OwnedTasks()
         self._sending = False
 
-    def start(self) -> None:
+    async def _open(self) -> None:
         """Start the task that sends publications to Redis in order."""
         self._sending = True
-        self._task = asyncio.create_task(self._send(), name="cluster-publisher")
+        self._tasks.start(self._send(), name="cluster-publisher")
 
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Send what is queued (while Redis answers), then stop."""
-        if self._task is None:
+        if not self._tasks:
             return
         if self.link.up:
             try:
@@ -105,8 +117,7 @@ class ClusterChangeBus:
             except TimeoutError:
                 logger.warning("cluster: %d publications not sent", self._queue.qsize())
         self._sending = False
-        await stop_task(self._task)
-        self._task = None
+        await self._tasks.stop()
 
     def watch_name(self, topic: Topic) -> WatchName:
         """The name in Redis of ``topic`` (its fingerprint keyed with the cluster secret)."""
@@ -126,9 +137,54 @@ class ClusterChangeBus:
             return True
         return any(self.keeper.fence(self.watch_name(topic)) is not None for topic in topics)
 
+    async def prior_states(self, topic: Topic) -> Mapping[str, Observable] | None:
+        """What the cluster's holders of workflow ``topic`` knew of each run (see PollGate)."""
+        if self.alone:
+            return None
+        try:
+            return await self.redis.prior_states(self.watch_name(topic))
+        except ClusterUnavailable:
+            return None
+
+    def keep_baseline(self, topic: Topic, runs: Iterable[Run]) -> None:
+        """Keep a first poll's view of workflow ``topic`` in Redis, if this replica holds it."""
+        watch = self.watch_name(topic)
+        fence = self.keeper.fence(watch)
+        if not self.alone and fence is not None:
+            self._enqueue(_Baseline(watch, fence, tuple(runs)))
+
     def topics_of(self, watch: WatchName) -> list[Topic]:
         """The local topics named ``watch`` in Redis (one, unless two hash alike)."""
-        return [topic for topic, f in self._following.items() if f.watch == watch]
+        topics = {topic for topic, f in self._following.items() if f.watch == watch}
+        topics.update(topic for topic, (name, _) in self._leading.items() if name == watch)
+        return sorted(topics)
+
+    def _wants(self, watch: WatchName) -> bool:
+        """Whether this replica still competes for ``watch`` (followed, or leading runs)."""
+        return any(f.watch == watch for f in self._following.values()) or any(
+            name == watch for name, _ in self._leading.values()
+        )
+
+    def _compete(self, topic: Topic, watch: WatchName) -> None:
+        """Compete for ``watch``; a run's under the lease of its workflow's list poll."""
+        if topic[0] != "run":
+            self.keeper.compete(watch)
+            return
+        leader = ("workflow", *topic[1:3])
+        name, runs = self._leading.get(leader) or (self.watch_name(leader), 0)
+        self._leading[leader] = (name, runs + 1)
+        self.keeper.compete(name)
+        self.keeper.compete(watch, leader=name)
+
+    def _stop_leading(self, topic: Topic) -> None:
+        if topic[0] != "run":
+            return
+        leader = ("workflow", *topic[1:3])
+        name, runs = self._leading.pop(leader)
+        if runs > 1:
+            self._leading[leader] = (name, runs - 1)
+        else:
+            self._enqueue(_Withdrawal(name))
 
     # ------------------------------------------------------------------ ChangeBus
 
@@ -143,7 +199,7 @@ class ClusterChangeBus:
             following.unfollow = self.redis.follow(
                 watch, lambda change: self._from_cluster(topic, following, change)
             )
-            self.keeper.compete(watch)
+            self._compete(topic, watch)
         elif following.latest is not None:
             sink.offer(*following.latest)
 
@@ -192,8 +248,9 @@ class ClusterChangeBus:
         if following is not None:
             following.unfollow()
             self._enqueue(_Withdrawal(following.watch))
+            self._stop_leading(topic)
 
-    def _enqueue(self, item: _Publication | _Withdrawal) -> None:
+    def _enqueue(self, item: _Queued) -> None:
         if self._queue.full():
             self._queue.get_nowait()
             self._queue.task_done()
@@ -201,12 +258,15 @@ class ClusterChangeBus:
         self._queue.put_nowait(item)
 
     async def _send(self) -> None:
-        while self._sending:
+        while self._sending:  # past closing: until what was queued is sent
             item = await self._queue.get()
             try:
                 if isinstance(item, _Withdrawal):
-                    if not any(f.watch == item.watch for f in self._following.values()):
+                    if not self._wants(item.watch):
                         await self.keeper.withdraw(item.watch)
+                elif isinstance(item, _Baseline):
+                    if self.keeper.fence(item.watch) == item.fence:
+                        await self.redis.keep_baseline(item.watch, item.fence, item.runs)
                 else:
                     await self._publish(item)
             except ClusterUnavailable:
@@ -228,7 +288,7 @@ class ClusterChangeBus:
                 await asyncio.sleep(PUBLISH_RETRY_DELAY)
 
 
-class ClusterLive:
+class ClusterLive(Lifetime):
     """Cluster mode for one replica: the Redis link, leases, change bus and budgets.
 
     ``on_gained`` is called with each topic whose lease this replica takes, so the live
@@ -264,7 +324,6 @@ class ClusterLive:
         )
         self._limits: list[CredentialLimits[ClusterBudget]] = []
         self._stack = AsyncExitStack()
-        self._state: Literal["new", "open", "closed"] = "new"
 
     def limits(
         self, upstream: str, rate: float | None, quota: Quota | None
@@ -274,32 +333,16 @@ class ClusterLive:
         self._limits.append(limits)
         return limits
 
-    async def __aenter__(self) -> ClusterLive:
-        if self._state != "new":
-            raise RuntimeError("a ClusterLive can be opened only once")
-        self._state = "open"
+    async def _open(self) -> None:
         stack = self._stack
         await stack.enter_async_context(self.link)
         await stack.enter_async_context(self.redis_bus)
         await stack.enter_async_context(self.keeper)
-        self.bus.start()
-        stack.push_async_callback(self.bus.aclose)
+        await stack.enter_async_context(self.bus)
         self.link.on_health(self._health_changed)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def _close(self) -> None:
         """Send what is queued, hand the leases back, and close the Redis connections."""
-        if self._state == "closed":
-            return
-        self._state = "closed"
         for limits in self._limits:
             for budget in limits.limiters():
                 await budget.aclose()

@@ -25,18 +25,15 @@ class ClusterMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.redis_up = Gauge(
-            "runcast_cluster_redis_up", "1 while Redis answers, 0 otherwise.", registry=registry
-        )
-        self.replicas = Gauge(
-            "runcast_cluster_replicas", "Replicas seen by their heartbeats.", registry=registry
-        )
-        self.redis_errors = Counter(
-            "runcast_cluster_redis_errors",
-            "Failed Redis commands, by op.",
-            ["op"],
-            registry=registry,
-        )
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"runcast_cluster_{name}", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(f"runcast_cluster_{name}", doc, labels, registry=registry)
+
+        self.redis_up = gauge("redis_up", "1 while Redis answers, 0 otherwise.")
+        self.replicas = gauge("replicas", "Replicas seen by their heartbeats.")
+        self.redis_errors = counter("redis_errors", "Failed Redis commands, by op.", "op")
         self.redis_latency = Histogram(
             "runcast_cluster_redis_latency_seconds",
             "Time of Redis commands, by op.",
@@ -44,35 +41,17 @@ class ClusterMetrics:
             buckets=_REDIS_BUCKETS,
             registry=registry,
         )
-        self.leases_held = Gauge(
-            "runcast_cluster_leases_held",
-            "Watches this replica polls for the cluster.",
-            registry=registry,
+        self.leases_held = gauge("leases_held", "Watches this replica polls for the cluster.")
+        self.takeovers = counter("takeovers", "Leases taken over from an earlier holder.")
+        self.changes_published = counter(
+            "changes_published", "Changes published as a lease holder."
         )
-        self.takeovers = Counter(
-            "runcast_cluster_takeovers",
-            "Leases taken over from an earlier holder.",
-            registry=registry,
+        self.changes_stale = counter(
+            "changes_stale", "Publications refused: a newer holder exists."
         )
-        self.changes_published = Counter(
-            "runcast_cluster_changes_published",
-            "Changes published as a lease holder.",
-            registry=registry,
+        self.changes_received = counter(
+            "changes_received", "Changes received from the bus, by source.", "source"
         )
-        self.changes_stale = Counter(
-            "runcast_cluster_changes_stale",
-            "Publications refused: a newer holder exists.",
-            registry=registry,
-        )
-        self.changes_received = Counter(
-            "runcast_cluster_changes_received",
-            "Changes received from the bus, by source.",
-            ["source"],
-            registry=registry,
-        )
-        self.budget_tokens = Gauge(
-            "runcast_cluster_budget_tokens",
-            "Requests the cluster budget has left, by budget.",
-            ["budget"],
-            registry=registry,
+        self.budget_tokens = gauge(
+            "budget_tokens", "Requests the cluster budget has left, by budget.", "budget"
         )
