@@ -297,3 +297,28 @@ async def test_cookie_set_for_one_caller_is_not_sent_for_another(serve: Serve) -
         assert "caller-a-secret" in login.headers.get("set-cookie", "")
         echoed = await client.request("GET", "/echo", headers={"Authorization": "Bearer b"})
     assert echoed.json() == {"cookie": None}
+
+
+async def ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer 200 with an empty JSON object."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    await writer.drain()
+
+
+async def test_request_headers_join_the_clients_own() -> None:
+    """A request's header replaces the client's of that name, in any case; the others stay."""
+    async with raw_server(ok) as server:
+        client = UpstreamHttpClient("fake", server.url + "/base/", headers={"X-Api-Key": "fixed"})
+        try:
+            await client.request("GET", "/one", headers={"x-api-key": "mine", "X-Trace": "t"})
+            await client.request("GET", "/two", params={"q": "1"})
+        finally:
+            await client.aclose()
+    first, second = (head.decode("latin-1").lower() for head in server.requests)
+    assert first.startswith("get /base/one http/1.1")
+    assert "x-api-key: mine" in first
+    assert "fixed" not in first
+    assert "x-trace: t" in first
+    assert second.startswith("get /base/two?q=1 http/1.1")
+    assert "x-api-key: fixed" in second
+    assert "user-agent: runcast" in second

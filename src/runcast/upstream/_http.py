@@ -240,6 +240,11 @@ class UpstreamHttpClient:
             ),
             headers={"User-Agent": "runcast", **(headers or {})},
         )
+        # Built once: each request joins its path to the base URL's text and adds its own
+        # headers to these, instead of httpx parsing and merging both on every request.
+        self._base_url = str(self._client.base_url).rstrip("/")
+        self._headers = self._client.headers.multi_items()  # names in lower case
+        self._header_names = frozenset(name for name, _ in self._headers)
 
     async def aclose(self) -> None:
         """Close the connection pool; later requests raise ``UpstreamUnavailable``."""
@@ -308,10 +313,10 @@ class UpstreamHttpClient:
         reset_limiter = _limiter.set(limiter)
         try:
             attempt, number = await self._send(
-                self._client.build_request(
+                httpx.Request(
                     method,
-                    path,
-                    headers=headers,
+                    self._base_url + path,
+                    headers=self._request_headers(headers),
                     params=_query(params),
                     json=json,
                 ),
@@ -322,6 +327,16 @@ class UpstreamHttpClient:
             _limiter.reset(reset_limiter)
             _wire_attempts.reset(reset)
         return response, max(number, counter[0])
+
+    def _request_headers(self, headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+        """The client's headers with ``headers`` added (one of the same name replaces it)."""
+        if not headers:
+            return self._headers
+        replaced = {name.lower() for name in headers}
+        kept = self._headers
+        if not replaced.isdisjoint(self._header_names):
+            kept = [item for item in self._headers if item[0] not in replaced]
+        return [*kept, *headers.items()]
 
     async def _send(self, request: httpx.Request, *, repeatable: bool) -> tuple[Attempt, int]:
         """Send ``request`` until the retry policy stops; the last attempt and their number."""
