@@ -57,6 +57,19 @@ class FaultProxy:
         return best
 
 
+DELIVERY_SLACK = 0.5
+"""Seconds a request may reach the proxy after its token was taken, on a loaded machine."""
+
+
+def budget_ceiling(rate: float, burst: float, seconds: float = 1.0) -> int:
+    """The most arrivals a token bucket lets into any ``seconds``-long window at the proxy.
+
+    A bucket hands out at most ``burst + rate * seconds`` tokens in such a window; requests
+    that took theirs just before it may still arrive inside it, up to ``DELIVERY_SLACK`` late.
+    """
+    return int(burst + rate * (seconds + DELIVERY_SLACK))
+
+
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
