@@ -167,8 +167,7 @@ class Engine:
             await self._sweeper.close()
             await self._executor.close()
             await self._store.close()
-            self._release_lock()
-            await self._close_http()
+            await self._release()
             self._state = "closed"
             raise
         self._state = "started"
@@ -182,10 +181,6 @@ class Engine:
         except LockHeld as exc:
             raise DatabaseInUse(self._db_path, exc.pid) from None
 
-    def _release_lock(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-
     async def aclose(self) -> None:
         """Stop every run task (their state stays in the file), commit, close the file."""
         if self._state == "closed":
@@ -195,10 +190,11 @@ class Engine:
         await self._sweeper.close()
         await self._executor.close()
         await self._store.close()
-        self._release_lock()
-        await self._close_http()
+        await self._release()
 
-    async def _close_http(self) -> None:
+    async def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
         if self._own_http:
             await self._http.aclose()
 
