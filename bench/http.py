@@ -643,6 +643,15 @@ def profile_lines(what: str, profile: ProfileSummary) -> list[str]:
     ]
 
 
+def publish_report(report: str, output: Path) -> None:
+    """Print ``report`` and write it to ``output`` (its folder made if missing)."""
+    print()
+    print(report)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report)
+    print(f"written to {output}")
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -921,12 +930,7 @@ def _run(args: argparse.Namespace, workdir: Path, command: str) -> int:
         workflows_note=workflows_note,
         load=(load_before, os.getloadavg()[0]),
     )
-    print()
-    print(report)
-    output: Path = args.output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(report)
-    print(f"written to {output}")
+    publish_report(report, args.output)
     if any(m.errors for _, rest, gw in pairs for m in (rest, gw)):
         print("warning: some requests failed (see the errors column)", file=sys.stderr)
     return 0
@@ -1152,12 +1156,7 @@ def _run_observability(args: argparse.Namespace, workdir: Path, command: str) ->
         load=(load_before, os.getloadavg()[0]),
         exports=exports,
     )
-    print()
-    print(report)
-    output: Path = args.output.with_name("http-observability.md")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(report)
-    print(f"written to {output}")
+    publish_report(report, args.output.with_name("http-observability.md"))
     return 0
 
 
@@ -1481,12 +1480,7 @@ def compare_peers(args: argparse.Namespace, workdir: Path, command: str) -> int:
         load=(load_before, os.getloadavg()[0]),
         profiles=profiles,
     )
-    print()
-    print(report)
-    output: Path = args.output.with_name("http-peers.md")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(report)
-    print(f"written to {output}")
+    publish_report(report, args.output.with_name("http-peers.md"))
     return 0
 
 
